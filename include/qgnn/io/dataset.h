@@ -1,0 +1,58 @@
+#pragma once
+// A node-classification dataset: graph, features, labels, split masks.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+
+#include "qgnn/graph/csr_graph.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+struct QGNN_API Dataset {
+  std::string name;     // file stem, e.g. "cora"
+  std::string path;     // file it was read from
+  CsrGraph graph;       // [N, N], rows = in-neighbours (see graph/csr_graph.h)
+  at::Tensor x;         // [N, F] float32, as stored (raw values)
+  at::Tensor y;         // [N] int64 in [0, num_classes)
+  at::Tensor train_mask, val_mask, test_mask;  // [N] bool, pairwise disjoint
+  int64_t num_classes = 0;
+  bool has_public_split = false;  // masks came from the file
+  int64_t split_seed = -1;        // seed of the random split when generated, else -1
+
+  int64_t num_nodes() const { return graph.num_nodes(); }
+  int64_t num_features() const { return x.size(1); }
+};
+
+// Reads and validates an .npz in the layout of shared/datasets/README.md:
+// indptr [N+1] and indices [E] (integer), x [N, F] (float), y [N] (integer),
+// num_classes (0-d or [1] integer), and optionally train_mask / val_mask / test_mask
+// [N] (bool or uint8), all three or none.
+// Checks, each failure a one-line c10::Error "read_dataset(<path>): <array>: <problem>
+// (got <value>)": presence, dtype, shape, indptr[0] == 0, indptr non-decreasing,
+// indptr[N] == E, indices in [0, N), y in [0, num_classes), finite x, masks disjoint.
+// A dataset without masks gets split_random(split_seed).
+QGNN_API Dataset read_dataset(const std::string& path, int64_t split_seed = 0);
+
+// Resolves a --dataset argument: a bare name such as "cora" is looked up as
+// "<dir>/<name>.npz" in $QGNN_DATA_DIR, the executable's ../data and ../share/qgnn/data,
+// and the source tree's data/; anything else (containing '/' or ending in .npz) is a
+// path. Throws c10::Error listing the places searched when nothing is found.
+QGNN_API std::string resolve_dataset_path(const std::string& name_or_path);
+
+// Shchur et al. 2018 split (DESIGN.md): per class, 20 random train nodes, 30 val nodes,
+// the rest test; classes with fewer nodes fill train first, then val.
+// Deterministic in (y, seed). Sets train/val/test masks and split_seed.
+QGNN_API void split_random(Dataset& d, int64_t seed, int64_t train_per_class = 20,
+                           int64_t val_per_class = 30);
+
+enum class FeatureNorm { kAuto, kNone, kRow, kBinarize };
+
+// Feature preprocessing: kRow divides each row by its sum (Kipf's citation setting);
+// kBinarize sets x = min(x, 1) (PyG's Coauthor convention); kAuto = kRow for datasets
+// with a public (Planetoid) split, else kBinarize. Returns a new [N, F] tensor.
+QGNN_API at::Tensor preprocess_features(const Dataset& d, FeatureNorm norm);
+QGNN_API FeatureNorm parse_feature_norm(const std::string& s);
+
+}  // namespace qgnn

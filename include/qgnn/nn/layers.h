@@ -1,0 +1,123 @@
+#pragma once
+// Graph convolution layers. Every layer maps (graph operators, node features [N, F_in])
+// to [N, F_out] float32 and is a torch::nn::Module, so parameters, train()/eval(),
+// optimizers and serialization work as in libtorch.
+//
+// All layers transform before they aggregate when that is cheaper (A (X W) = (A X) W),
+// so a sparse input X is only ever multiplied by a weight matrix (ops/features.h).
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <memory>
+#include <mutex>
+
+#include "qgnn/graph/csr_graph.h"
+#include "qgnn/ops/features.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+// The propagation matrices layers need, derived from one graph on first use and cached
+// (a dataset's graph is prepared once, not once per forward).
+class QGNN_API GraphOperators {
+ public:
+  GraphOperators() = default;
+  // g: square graph without requirements on self loops (CsrGraph convention).
+  explicit GraphOperators(CsrGraph g);
+
+  const CsrGraph& graph() const { return graph_; }  // A
+  const CsrGraph& self_loops() const;               // A + I (missing loops added)
+  const CsrGraph& gcn() const;                      // D^-1/2 (A + I) D^-1/2
+  const CsrGraph& mean() const;                     // row-mean of A (1 / in-degree)
+  int64_t num_nodes() const { return graph_.num_nodes(); }
+
+ private:
+  struct Lazy;
+  CsrGraph graph_;
+  std::shared_ptr<Lazy> lazy_;
+};
+
+// GCN layer (Kipf & Welling, ICLR 2017, Eq. 2): H' = D^-1/2 (A + I) D^-1/2 H W + b.
+//   forward: x [N, in] -> [N, out].
+class QGNN_API GCNConvImpl : public torch::nn::Module {
+ public:
+  GCNConvImpl(int64_t in_channels, int64_t out_channels, bool bias = true);
+  torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+
+  torch::Tensor weight;  // [out, in]
+  torch::Tensor bias;    // [out] or undefined
+};
+TORCH_MODULE(GCNConv);
+
+// GAT layer (Velickovic et al., ICLR 2018, Eqs. 1-4), multi-head, on A + I:
+//   e_ij = LeakyReLU(a_dst . W h_i + a_src . W h_j), alpha = edge softmax over in-edges,
+//   h'_i = || or mean over heads of sum_j alpha_ij W h_j, plus bias.
+//   forward: x [N, in] -> [N, heads * out] (concat) or [N, out] (mean).
+// Attention dropout (attention_dropout) applies to alpha during training.
+class QGNN_API GATConvImpl : public torch::nn::Module {
+ public:
+  GATConvImpl(int64_t in_channels, int64_t out_channels, int64_t heads = 1, bool concat = true,
+              double negative_slope = 0.2, double attention_dropout = 0.0, bool bias = true);
+  torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+  // Attention coefficients of the last forward, [E', heads] over the edges of A + I.
+  const torch::Tensor& last_attention() const { return last_attention_; }
+
+  torch::Tensor weight;               // [heads * out, in]
+  torch::Tensor att_src, att_dst;     // [heads, out]
+  torch::Tensor bias;                 // [heads * out] or [out]
+  int64_t heads, out_channels;
+  bool concat;
+  double negative_slope, attention_dropout;
+
+ private:
+  torch::Tensor last_attention_;
+};
+TORCH_MODULE(GATConv);
+
+// AGNN propagation layer (Thekumparampil et al. 2018, Eqs. 5-6), on A + I:
+//   alpha_ij = softmax_j(beta * cos(h_i, h_j)), h'_i = sum_j alpha_ij h_j.
+//   forward: x [N, D] dense -> [N, D]. beta is learnable unless requires_grad == false
+//   (then fixed at 1, as the paper's first propagation layer).
+class QGNN_API AGNNConvImpl : public torch::nn::Module {
+ public:
+  explicit AGNNConvImpl(bool requires_grad = true);
+  torch::Tensor forward(const GraphOperators& ops, const torch::Tensor& x);
+  const torch::Tensor& last_attention() const { return last_attention_; }
+
+  torch::Tensor beta;  // [1]
+
+ private:
+  torch::Tensor last_attention_;
+};
+TORCH_MODULE(AGNNConv);
+
+// GraphSAGE layer with mean aggregator (Hamilton et al., NeurIPS 2017, Alg. 1 line 4-5,
+// PyG's form): h'_i = W_l mean_{j in N(i)} h_j + b + W_r h_i.
+//   forward: x [N, in] -> [N, out].
+class QGNN_API SAGEConvImpl : public torch::nn::Module {
+ public:
+  SAGEConvImpl(int64_t in_channels, int64_t out_channels, bool bias = true);
+  torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+
+  torch::Tensor weight_neighbors;  // W_l [out, in]
+  torch::Tensor weight_root;       // W_r [out, in]
+  torch::Tensor bias;              // [out] or undefined
+};
+TORCH_MODULE(SAGEConv);
+
+// GIN layer (Xu et al., ICLR 2019, Eq. 4.1) with learnable eps and a 2-layer MLP:
+//   h'_i = MLP((1 + eps) h_i + sum_{j in N(i)} h_j), MLP = Linear, ReLU, Linear.
+//   forward: x [N, in] -> [N, out].
+class QGNN_API GINConvImpl : public torch::nn::Module {
+ public:
+  GINConvImpl(int64_t in_channels, int64_t hidden_channels, int64_t out_channels,
+              bool train_eps = true);
+  torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+
+  torch::Tensor eps;                // [1], initial 0
+  torch::Tensor weight1, bias1;     // [hidden, in], [hidden]
+  torch::Tensor weight2, bias2;     // [out, hidden], [out]
+};
+TORCH_MODULE(GINConv);
+
+}  // namespace qgnn

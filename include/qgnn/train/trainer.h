@@ -1,0 +1,70 @@
+#pragma once
+// Full-batch node-classification training with early stopping on validation.
+#include <torch/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qgnn/nn/models.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+// Accuracy in percent of argmax(logits[mask]) == y[mask]; 0 for an empty mask.
+//   logits: [N, C] float32; y: [N] int64; mask: [N] bool.
+QGNN_API double masked_accuracy(const torch::Tensor& logits, const torch::Tensor& y,
+                                const torch::Tensor& mask);
+
+// What one epoch reports to a progress callback.
+struct EpochReport {
+  int64_t epoch = 0;        // 1-based
+  int64_t max_epochs = 0;
+  double train_loss = 0;
+  double val_acc = 0, val_loss = 0;
+  double best_val_acc = 0;
+  double test_acc_at_best = 0;
+};
+using ProgressCallback = std::function<void(const EpochReport&)>;
+
+// The labelled problem a model trains on: operators, features, labels and masks.
+struct QGNN_API TrainData {
+  GraphOperators ops;
+  NodeFeatures x;
+  torch::Tensor y;                                // [N] int64
+  torch::Tensor train_mask, val_mask, test_mask;  // [N] bool
+  torch::Tensor train_index;                      // [n_train] int64 (derived)
+  TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, torch::Tensor train,
+            torch::Tensor val, torch::Tensor test);
+};
+
+struct EvalResult {
+  double train_acc = 0, val_acc = 0, test_acc = 0;  // percent
+  double val_loss = 0;
+  double infer_ms = 0;  // one full-graph forward, eval mode, no autograd
+};
+
+struct TrainResult {
+  double best_val_acc = 0;   // percent
+  double test_acc = 0;       // percent, at the best-validation epoch
+  double best_val_loss = 0;
+  int64_t best_epoch = 0;    // 1-based
+  int64_t epochs_run = 0;
+  std::vector<double> epoch_ms;  // zero_grad + forward + loss + backward + step
+  std::vector<double> infer_ms;  // one eval-mode forward per epoch
+};
+
+// Evaluates `model` in eval mode without autograd (restores its training flag).
+QGNN_API EvalResult evaluate(GnnModel& model, const TrainData& data);
+
+// Trains with Adam (L2 weight decay as torch::optim::Adam; first layer only when the
+// config says so) and cross-entropy on the train mask. After each epoch it evaluates;
+// the best epoch is the highest validation accuracy (ties: lower validation loss), and
+// training stops after `patience` epochs improving neither. The model ends holding the
+// parameters of the best epoch. Deterministic for a fixed seed (set before construction
+// of the model) and thread count.
+QGNN_API TrainResult train_full_batch(GnnModel& model, const TrainData& data,
+                                      const OptimConfig& optim,
+                                      const ProgressCallback& progress = {});
+
+}  // namespace qgnn

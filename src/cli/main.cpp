@@ -1,0 +1,82 @@
+// qgnn: command-line front end. Parses options, calls the library, prints results.
+// Errors from bad input become one line on stderr and exit code 1 (2 for usage errors).
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "qgnn_build_config.h"
+
+namespace {
+
+void add_common(CLI::App* app, qgnn::cli::CommonOptions& c, bool with_json = true) {
+  app->add_option("--threads", c.threads, "intra-op threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_flag("-q,--quiet", c.quiet, "no progress output");
+  if (with_json) app->add_option("--json", c.json, "write a JSON report to this file");
+}
+
+// First line of an exception message (c10::Error may carry a backtrace after it).
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qgnn: quantized graph neural networks on CPU"};
+  app.set_version_flag("--version", std::string("qgnn ") + QGNN_VERSION_STRING);
+  app.require_subcommand(1);
+
+  qgnn::cli::InfoOptions info;
+  auto* info_cmd = app.add_subcommand("info", "describe a dataset");
+  info_cmd->add_option("--dataset", info.dataset, "bundled name (cora) or .npz path")->required();
+  add_common(info_cmd, info.common);
+
+  qgnn::cli::TrainOptions train;
+  auto* train_cmd = app.add_subcommand("train", "train a model, full batch, report accuracy");
+  train_cmd->add_option("--dataset", train.dataset, "bundled name (cora) or .npz path")
+      ->required();
+  train_cmd->add_option("--model", train.model, "gcn, gat, agnn, sage or gin")->required();
+  train_cmd->add_option("--preset", train.preset, "kipf or sgquant")->capture_default_str();
+  train_cmd->add_option("--runs", train.runs, "repeat with seeds seed..seed+runs-1")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train_cmd->add_option("--seed", train.seed, "first seed")->capture_default_str();
+  train_cmd->add_option("--epochs", train.epochs, "maximum epochs (default: preset)")
+      ->check(CLI::PositiveNumber);
+  train_cmd->add_option("--patience", train.patience, "early-stopping patience (default: preset)")
+      ->check(CLI::PositiveNumber);
+  train_cmd->add_option("--hidden", train.hidden, "hidden channels (default: preset)")
+      ->check(CLI::PositiveNumber);
+  train_cmd->add_option("--lr", train.lr, "learning rate (default: preset)")
+      ->check(CLI::PositiveNumber);
+  train_cmd->add_option("--feature-norm", train.feature_norm, "auto, none, row or binarize")
+      ->capture_default_str();
+  train_cmd->add_option("--save", train.save, "write the first run's best model here");
+  add_common(train_cmd, train.common);
+
+  qgnn::cli::EvalOptions eval;
+  auto* eval_cmd = app.add_subcommand("eval", "evaluate a saved checkpoint");
+  eval_cmd->add_option("--checkpoint", eval.checkpoint, "file written by train --save")
+      ->required();
+  eval_cmd->add_option("--dataset", eval.dataset, "bundled name (cora) or .npz path")->required();
+  add_common(eval_cmd, eval.common);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info_cmd) return qgnn::cli::run_info(info);
+    if (*train_cmd) return qgnn::cli::run_train(train);
+    if (*eval_cmd) return qgnn::cli::run_eval(eval);
+  } catch (const c10::Error& e) {
+    std::cerr << "qgnn: error: " << first_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "qgnn: error: " << first_line(e.what()) << "\n";
+    return 1;
+  }
+  return 0;
+}

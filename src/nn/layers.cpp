@@ -1,0 +1,157 @@
+#include "qgnn/nn/layers.h"
+
+#include <torch/nn/functional.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+
+#include "qgnn/ops/dropout.h"
+#include "qgnn/ops/edge_softmax.h"
+#include "qgnn/ops/sddmm.h"
+#include "qgnn/ops/spmm.h"
+
+namespace qgnn {
+
+struct GraphOperators::Lazy {
+  std::once_flag loops_once, gcn_once, mean_once;
+  CsrGraph loops;
+};
+
+GraphOperators::GraphOperators(CsrGraph g) : graph_(std::move(g)), lazy_(std::make_shared<Lazy>()) {
+  TORCH_CHECK(graph_.defined() && graph_.is_square(), "GraphOperators: graph must be square, got ",
+              graph_.num_rows(), " x ", graph_.num_cols());
+}
+
+const CsrGraph& GraphOperators::self_loops() const {
+  std::call_once(lazy_->loops_once, [&] { lazy_->loops = graph_.with_self_loops(); });
+  return lazy_->loops;
+}
+
+const CsrGraph& GraphOperators::gcn() const { return graph_.gcn_normalized(); }
+
+const CsrGraph& GraphOperators::mean() const { return graph_.mean_normalized(); }
+
+namespace {
+
+// Glorot / Xavier uniform, as PyG initialises GCN and GAT weights.
+torch::Tensor glorot(torch::nn::Module& m, const std::string& name, std::vector<int64_t> shape) {
+  auto t = m.register_parameter(name, torch::empty(shape));
+  torch::nn::init::xavier_uniform_(t);
+  return t;
+}
+
+// torch::nn::Linear's default initialisation (Kaiming uniform, a = sqrt(5); bias
+// uniform in +-1/sqrt(fan_in)).
+torch::Tensor linear_weight(torch::nn::Module& m, const std::string& name, int64_t out,
+                            int64_t in) {
+  auto t = m.register_parameter(name, torch::empty({out, in}));
+  torch::nn::init::kaiming_uniform_(t, std::sqrt(5.0));
+  return t;
+}
+
+torch::Tensor linear_bias(torch::nn::Module& m, const std::string& name, int64_t out,
+                          int64_t fan_in) {
+  auto t = m.register_parameter(name, torch::empty({out}));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  torch::nn::init::uniform_(t, -bound, bound);
+  return t;
+}
+
+torch::Tensor zeros_bias(torch::nn::Module& m, const std::string& name, int64_t out) {
+  return m.register_parameter(name, torch::zeros({out}));
+}
+
+}  // namespace
+
+GCNConvImpl::GCNConvImpl(int64_t in_channels, int64_t out_channels, bool use_bias) {
+  weight = glorot(*this, "weight", {out_channels, in_channels});
+  if (use_bias) bias = zeros_bias(*this, "bias", out_channels);
+}
+
+torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  const CsrGraph& a = ops.gcn();
+  torch::Tensor out;
+  if (x.is_sparse() || weight.size(0) <= weight.size(1)) {
+    out = spmm(a, x.linear(weight));  // A (X W): fewer columns to aggregate
+  } else {
+    out = at::matmul(spmm(a, x.dense()), weight.t());
+  }
+  return bias.defined() ? out + bias : out;
+}
+
+GATConvImpl::GATConvImpl(int64_t in_channels, int64_t out, int64_t h, bool cat, double slope,
+                         double attn_dropout, bool use_bias)
+    : heads(h),
+      out_channels(out),
+      concat(cat),
+      negative_slope(slope),
+      attention_dropout(attn_dropout) {
+  TORCH_CHECK(h >= 1, "GATConv: heads must be >= 1, got ", h);
+  weight = glorot(*this, "weight", {h * out, in_channels});
+  att_src = glorot(*this, "att_src", {h, out});
+  att_dst = glorot(*this, "att_dst", {h, out});
+  if (use_bias) bias = zeros_bias(*this, "bias", cat ? h * out : out);
+}
+
+torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  const CsrGraph& g = ops.self_loops();
+  const int64_t n = x.num_rows();
+  auto h = x.linear(weight).view({n, heads, out_channels});
+  auto score_src = (h * att_src).sum(-1);  // [N, H]
+  auto score_dst = (h * att_dst).sum(-1);  // [N, H]
+  auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
+  auto alpha = edge_softmax(g, e);  // [E', H]
+  last_attention_ = alpha;
+  alpha = qgnn::dropout(alpha, attention_dropout, is_training());
+  auto out = spmm(g, h, Reduce::kSum, alpha);  // [N, H, D]
+  out = concat ? out.view({n, heads * out_channels}) : out.mean(1);
+  return bias.defined() ? out + bias : out;
+}
+
+AGNNConvImpl::AGNNConvImpl(bool requires_grad) {
+  beta = register_parameter("beta", torch::ones({1}), requires_grad);
+}
+
+torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tensor& x) {
+  const CsrGraph& g = ops.self_loops();
+  namespace F = torch::nn::functional;
+  auto xn = F::normalize(x, F::NormalizeFuncOptions().p(2).dim(-1));
+  auto cosine = sddmm_dot(g, xn, xn).view({-1});  // [E']
+  auto alpha = edge_softmax(g, beta * cosine);
+  last_attention_ = alpha;
+  return spmm(g, x, Reduce::kSum, alpha);
+}
+
+SAGEConvImpl::SAGEConvImpl(int64_t in_channels, int64_t out_channels, bool use_bias) {
+  weight_neighbors = linear_weight(*this, "weight_neighbors", out_channels, in_channels);
+  weight_root = linear_weight(*this, "weight_root", out_channels, in_channels);
+  if (use_bias) bias = linear_bias(*this, "bias", out_channels, in_channels);
+}
+
+torch::Tensor SAGEConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  const int64_t out_channels = weight_root.size(0);
+  // One pass over X for both transforms: X [W_l; W_r]^T, then aggregate the W_l half.
+  auto h = x.linear(torch::cat({weight_neighbors, weight_root}, 0));
+  auto neighbors = spmm(ops.mean(), h.narrow(1, 0, out_channels).contiguous());
+  auto out = neighbors + h.narrow(1, out_channels, out_channels);
+  return bias.defined() ? out + bias : out;
+}
+
+GINConvImpl::GINConvImpl(int64_t in_channels, int64_t hidden, int64_t out_channels,
+                         bool train_eps) {
+  eps = register_parameter("eps", torch::zeros({1}), train_eps);
+  weight1 = linear_weight(*this, "weight1", hidden, in_channels);
+  bias1 = linear_bias(*this, "bias1", hidden, in_channels);
+  weight2 = linear_weight(*this, "weight2", out_channels, hidden);
+  bias2 = linear_bias(*this, "bias2", out_channels, hidden);
+}
+
+torch::Tensor GINConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  // The MLP's first Linear commutes with the sum: W((1+eps) x_i + sum_j x_j) =
+  // (1+eps) (W x_i) + sum_j (W x_j), so X is multiplied once and the sum runs on hidden.
+  auto h = x.linear(weight1);
+  auto z = (1 + eps) * h + spmm(ops.graph(), h) + bias1;
+  return torch::linear(torch::relu(z), weight2, bias2);
+}
+
+}  // namespace qgnn

@@ -1,0 +1,247 @@
+#include "qgnn/nn/models.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/functional.h>
+
+#include "qgnn/ops/dropout.h"
+
+namespace qgnn {
+
+namespace {
+const std::vector<std::pair<std::string, ModelKind>> kModelNames = {
+    {"gcn", ModelKind::kGCN},   {"gat", ModelKind::kGAT}, {"agnn", ModelKind::kAGNN},
+    {"sage", ModelKind::kSAGE}, {"gin", ModelKind::kGIN}};
+}  // namespace
+
+ModelKind parse_model_kind(const std::string& s) {
+  for (const auto& [name, kind] : kModelNames) {
+    if (name == s) return kind;
+  }
+  TORCH_CHECK(false, "unknown model '", s, "' (choices: gcn, gat, agnn, sage, gin)");
+}
+
+std::string to_string(ModelKind kind) {
+  for (const auto& [name, k] : kModelNames) {
+    if (k == kind) return name;
+  }
+  TORCH_INTERNAL_ASSERT(false, "unhandled ModelKind");
+}
+
+std::string ModelConfig::to_json() const {
+  nlohmann::json j = {{"model", to_string(kind)},
+                      {"in_channels", in_channels},
+                      {"hidden_channels", hidden_channels},
+                      {"out_channels", out_channels},
+                      {"num_layers", num_layers},
+                      {"heads", heads},
+                      {"output_heads", output_heads},
+                      {"dropout", dropout},
+                      {"attention_dropout", attention_dropout}};
+  return j.dump();
+}
+
+ModelConfig ModelConfig::from_json(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, "model config: not valid JSON (", e.what(), ")");
+  }
+  TORCH_CHECK(j.is_object(), "model config: expected a JSON object");
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    TORCH_CHECK(j.contains(key), "model config: missing field '", key, "'");
+    return j.at(key);
+  };
+  auto integer = [&](const char* key, int64_t min_value) {
+    const auto& v = field(key);
+    TORCH_CHECK(v.is_number_integer() && v.get<int64_t>() >= min_value, "model config: field '",
+                key, "' must be an integer >= ", min_value, ", got ", v.dump());
+    return v.get<int64_t>();
+  };
+  auto probability = [&](const char* key) {
+    const auto& v = field(key);
+    TORCH_CHECK(v.is_number() && v.get<double>() >= 0 && v.get<double>() < 1,
+                "model config: field '", key, "' must be in [0, 1), got ", v.dump());
+    return v.get<double>();
+  };
+  ModelConfig c;
+  const auto& model = field("model");
+  TORCH_CHECK(model.is_string(), "model config: field 'model' must be a string, got ",
+              model.dump());
+  c.kind = parse_model_kind(model.get<std::string>());
+  c.in_channels = integer("in_channels", 1);
+  c.hidden_channels = integer("hidden_channels", 1);
+  c.out_channels = integer("out_channels", 1);
+  c.num_layers = integer("num_layers", 1);
+  c.heads = integer("heads", 1);
+  c.output_heads = integer("output_heads", 1);
+  c.dropout = probability("dropout");
+  c.attention_dropout = probability("attention_dropout");
+  return c;
+}
+
+Preset make_preset(const std::string& preset, ModelKind kind, int64_t in_channels,
+                   int64_t num_classes) {
+  TORCH_CHECK(preset == "kipf" || preset == "sgquant", "unknown preset '", preset,
+              "' (choices: kipf, sgquant)");
+  Preset p;
+  p.name = preset;
+  ModelConfig& m = p.model;
+  OptimConfig& o = p.optim;
+  m.kind = kind;
+  m.in_channels = in_channels;
+  m.out_channels = num_classes;
+  const bool sgq = preset == "sgquant";
+  switch (kind) {
+    case ModelKind::kGCN:
+      m.hidden_channels = sgq ? 32 : 16;
+      m.num_layers = 2;
+      m.dropout = 0.5;
+      o.lr = 0.01;
+      o.weight_decay = 5e-4;
+      o.weight_decay_first_layer_only = true;
+      o.epochs = 200;
+      o.patience = 100;
+      break;
+    case ModelKind::kGAT:
+      m.heads = 8;
+      m.hidden_channels = sgq ? 32 : 8;  // 8 x 32 = 256 for SGQuant's Table I
+      m.output_heads = 1;
+      m.num_layers = 2;
+      m.dropout = 0.6;
+      m.attention_dropout = 0.6;
+      o.lr = 0.005;
+      o.weight_decay = 5e-4;
+      o.epochs = 1000;
+      o.patience = 100;
+      break;
+    case ModelKind::kAGNN:
+      m.hidden_channels = 16;
+      m.num_layers = 4;
+      m.dropout = 0.5;
+      o.lr = 0.01;
+      o.weight_decay = 5e-4;
+      o.epochs = 1000;
+      o.patience = 100;
+      break;
+    case ModelKind::kSAGE:
+    case ModelKind::kGIN:
+      m.hidden_channels = 64;
+      m.num_layers = 2;
+      m.dropout = 0.5;
+      o.lr = 0.01;
+      o.weight_decay = 5e-4;
+      o.epochs = 200;
+      o.patience = 100;
+      break;
+  }
+  return p;
+}
+
+GnnModel::GnnModel(const ModelConfig& c) : config_(c) {
+  TORCH_CHECK(c.in_channels > 0 && c.out_channels > 0 && c.num_layers >= 1,
+              "GnnModel: in_channels, out_channels and num_layers must be positive");
+  auto add = [&](std::shared_ptr<torch::nn::Module> m) {
+    register_module("conv" + std::to_string(convs_.size()), m);
+    convs_.push_back(std::move(m));
+  };
+  const int64_t layers = c.num_layers;
+  switch (c.kind) {
+    case ModelKind::kGCN:
+      for (int64_t l = 0; l < layers; ++l) {
+        const int64_t in = l == 0 ? c.in_channels : c.hidden_channels;
+        const int64_t out = l == layers - 1 ? c.out_channels : c.hidden_channels;
+        add(GCNConv(in, out).ptr());
+      }
+      break;
+    case ModelKind::kSAGE:
+      for (int64_t l = 0; l < layers; ++l) {
+        const int64_t in = l == 0 ? c.in_channels : c.hidden_channels;
+        const int64_t out = l == layers - 1 ? c.out_channels : c.hidden_channels;
+        add(SAGEConv(in, out).ptr());
+      }
+      break;
+    case ModelKind::kGIN:
+      for (int64_t l = 0; l < layers; ++l) {
+        const int64_t in = l == 0 ? c.in_channels : c.hidden_channels;
+        const int64_t out = l == layers - 1 ? c.out_channels : c.hidden_channels;
+        add(GINConv(in, c.hidden_channels, out).ptr());
+      }
+      break;
+    case ModelKind::kGAT:
+      for (int64_t l = 0; l < layers; ++l) {
+        const bool last = l == layers - 1;
+        const int64_t in = l == 0 ? c.in_channels : c.hidden_channels * c.heads;
+        if (last) {
+          add(GATConv(in, c.out_channels, c.output_heads, /*concat=*/false, 0.2,
+                      c.attention_dropout)
+                  .ptr());
+        } else {
+          add(GATConv(in, c.hidden_channels, c.heads, /*concat=*/true, 0.2, c.attention_dropout)
+                  .ptr());
+        }
+      }
+      break;
+    case ModelKind::kAGNN:
+      lin_in_ = register_module("lin_in", torch::nn::Linear(c.in_channels, c.hidden_channels));
+      for (int64_t l = 0; l < layers; ++l) add(AGNNConv(/*requires_grad=*/l > 0).ptr());
+      lin_out_ = register_module("lin_out", torch::nn::Linear(c.hidden_channels, c.out_channels));
+      break;
+  }
+}
+
+torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  const bool train = is_training();
+  const double p = config_.dropout;
+  const size_t n = convs_.size();
+  if (config_.kind == ModelKind::kAGNN) {
+    auto h = torch::relu(x.dropout(p, train).linear(lin_in_->weight, lin_in_->bias));
+    for (auto& m : convs_) h = std::static_pointer_cast<AGNNConvImpl>(m)->forward(ops, h);
+    return lin_out_->forward(qgnn::dropout(h, p, train));
+  }
+  NodeFeatures h = x;
+  torch::Tensor out;
+  for (size_t l = 0; l < n; ++l) {
+    const bool last = l + 1 == n;
+    NodeFeatures in = h.dropout(p, train);
+    switch (config_.kind) {
+      case ModelKind::kGCN:
+        out = std::static_pointer_cast<GCNConvImpl>(convs_[l])->forward(ops, in);
+        break;
+      case ModelKind::kGAT:
+        out = std::static_pointer_cast<GATConvImpl>(convs_[l])->forward(ops, in);
+        break;
+      case ModelKind::kSAGE:
+        out = std::static_pointer_cast<SAGEConvImpl>(convs_[l])->forward(ops, in);
+        break;
+      case ModelKind::kGIN:
+        out = std::static_pointer_cast<GINConvImpl>(convs_[l])->forward(ops, in);
+        break;
+      case ModelKind::kAGNN:
+        TORCH_INTERNAL_ASSERT(false);
+    }
+    if (!last) {
+      out = config_.kind == ModelKind::kGAT ? torch::elu(out) : torch::relu(out);
+      h = NodeFeatures(out);
+    }
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> GnnModel::first_layer_parameters() {
+  if (config_.kind == ModelKind::kAGNN) return lin_in_->parameters();
+  return convs_.front()->parameters();
+}
+
+std::vector<torch::Tensor> GnnModel::other_parameters() {
+  std::vector<torch::Tensor> first = first_layer_parameters();
+  std::vector<torch::Tensor> rest;
+  for (const auto& t : parameters()) {
+    bool in_first = false;
+    for (const auto& f : first) in_first = in_first || f.is_same(t);
+    if (!in_first) rest.push_back(t);
+  }
+  return rest;
+}
+
+}  // namespace qgnn

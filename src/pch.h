@@ -1,0 +1,10 @@
+// Precompiled header shared by every target: the heavy libtorch headers, parsed once.
+#pragma once
+#include <torch/torch.h>
+#include <ATen/Parallel.h>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>

@@ -1,0 +1,109 @@
+#include "qgnn/train/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+namespace qgnn {
+
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+
+std::string meta_to_json(const CheckpointMeta& m) {
+  nlohmann::json j = {{"dataset", m.dataset},         {"preset", m.preset},
+                      {"feature_norm", m.feature_norm}, {"split_seed", m.split_seed},
+                      {"seed", m.seed},               {"val_acc", m.val_acc},
+                      {"test_acc", m.test_acc},       {"extra", m.extra}};
+  return j.dump();
+}
+
+CheckpointMeta meta_from_json(const std::string& path, const std::string& text) {
+  CheckpointMeta m;
+  try {
+    auto j = nlohmann::json::parse(text);
+    m.dataset = j.at("dataset").get<std::string>();
+    m.preset = j.at("preset").get<std::string>();
+    m.feature_norm = j.at("feature_norm").get<std::string>();
+    m.split_seed = j.at("split_seed").get<int64_t>();
+    m.seed = j.at("seed").get<int64_t>();
+    m.val_acc = j.at("val_acc").get<double>();
+    m.test_acc = j.at("test_acc").get<double>();
+    m.extra = j.value("extra", std::map<std::string, std::string>{});
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, "load_checkpoint(", path, "): meta: ", e.what());
+  }
+  return m;
+}
+
+std::string read_string(torch::serialize::InputArchive& ar, const std::string& path,
+                        const std::string& key) {
+  c10::IValue v;
+  TORCH_CHECK(ar.try_read(key, v) && v.isString(), "load_checkpoint(", path, "): missing entry '",
+              key, "'");
+  return v.toStringRef();
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, GnnModel& model, const CheckpointMeta& meta) {
+  torch::serialize::OutputArchive ar;
+  ar.write("qgnn_format", c10::IValue(kFormatVersion));
+  ar.write("config", c10::IValue(model.config().to_json()));
+  ar.write("meta", c10::IValue(meta_to_json(meta)));
+  for (const auto& p : model.named_parameters()) ar.write("param." + p.key(), p.value().detach());
+  for (const auto& b : model.named_buffers()) ar.write("buffer." + b.key(), b.value());
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    ar.save_to(tmp);
+  } catch (const std::exception& e) {
+    std::remove(tmp.c_str());
+    TORCH_CHECK(false, "save_checkpoint(", path, "): cannot write ", tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    TORCH_CHECK(false, "save_checkpoint(", path, "): cannot rename ", tmp, " to it");
+  }
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path) {
+  TORCH_CHECK(std::ifstream(path).good(), "load_checkpoint(", path, "): cannot open file");
+  torch::serialize::InputArchive ar;
+  try {
+    ar.load_from(path);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "load_checkpoint(", path, "): not a qgnn checkpoint (unreadable archive)");
+  }
+  c10::IValue version;
+  TORCH_CHECK(ar.try_read("qgnn_format", version) && version.isInt(), "load_checkpoint(", path,
+              "): not a qgnn checkpoint (no format version)");
+  TORCH_CHECK(version.toInt() <= kFormatVersion, "load_checkpoint(", path, "): format version ",
+              version.toInt(), " is newer than this qgnn reads (", kFormatVersion, ")");
+  LoadedCheckpoint out;
+  ModelConfig config;
+  try {
+    config = ModelConfig::from_json(read_string(ar, path, "config"));
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "load_checkpoint(", path, "): ", e.what_without_backtrace());
+  }
+  out.meta = meta_from_json(path, read_string(ar, path, "meta"));
+  out.model = std::make_shared<GnnModel>(config);
+  torch::NoGradGuard no_grad;
+  auto load = [&](const std::string& key, torch::Tensor target) {
+    torch::Tensor t;
+    TORCH_CHECK(ar.try_read(key, t), "load_checkpoint(", path, "): missing tensor '", key, "'");
+    TORCH_CHECK(t.sizes() == target.sizes(), "load_checkpoint(", path, "): tensor '", key,
+                "' has shape ", t.sizes(), ", the config needs ", target.sizes());
+    target.copy_(t);
+  };
+  for (const auto& p : out.model->named_parameters()) load("param." + p.key(), p.value());
+  for (const auto& b : out.model->named_buffers()) load("buffer." + b.key(), b.value());
+  out.model->eval();
+  return out;
+}
+
+}  // namespace qgnn

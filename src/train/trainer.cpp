@@ -1,0 +1,160 @@
+#include "qgnn/train/trainer.h"
+
+#include <torch/nn/functional.h>
+#include <torch/optim/adam.h>
+
+#include <chrono>
+#include <limits>
+
+namespace qgnn {
+
+namespace {
+
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
+// Restores a module's training flag when leaving a scope.
+class TrainingModeGuard {
+ public:
+  TrainingModeGuard(torch::nn::Module& m, bool training) : m_(m), was_(m.is_training()) {
+    m_.train(training);
+  }
+  ~TrainingModeGuard() { m_.train(was_); }
+
+ private:
+  torch::nn::Module& m_;
+  bool was_;
+};
+
+}  // namespace
+
+double masked_accuracy(const torch::Tensor& logits, const torch::Tensor& y,
+                       const torch::Tensor& mask) {
+  auto idx = mask.nonzero().view({-1});
+  if (idx.numel() == 0) return 0.0;
+  auto pred = logits.index_select(0, idx).argmax(1);
+  auto correct = pred.eq(y.index_select(0, idx)).sum().item<int64_t>();
+  return 100.0 * static_cast<double>(correct) / static_cast<double>(idx.numel());
+}
+
+TrainData::TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, torch::Tensor train,
+                     torch::Tensor val, torch::Tensor test)
+    : ops(std::move(o)),
+      x(std::move(f)),
+      y(std::move(labels)),
+      train_mask(std::move(train)),
+      val_mask(std::move(val)),
+      test_mask(std::move(test)) {
+  const int64_t n = ops.num_nodes();
+  TORCH_CHECK(x.num_rows() == n, "TrainData: features have ", x.num_rows(), " rows, graph has ",
+              n, " nodes");
+  for (const auto* m : {&y, &train_mask, &val_mask, &test_mask}) {
+    TORCH_CHECK(m->dim() == 1 && m->size(0) == n, "TrainData: labels and masks must be [", n,
+                "], got ", m->sizes());
+  }
+  train_index = train_mask.nonzero().view({-1});
+  TORCH_CHECK(train_index.numel() > 0, "TrainData: the train mask is empty");
+}
+
+EvalResult evaluate(GnnModel& model, const TrainData& data) {
+  TrainingModeGuard mode(model, /*training=*/false);
+  torch::NoGradGuard no_grad;
+  EvalResult r;
+  const auto start = std::chrono::steady_clock::now();
+  auto logits = model.forward(data.ops, data.x);
+  r.infer_ms = elapsed_ms(start);
+  r.train_acc = masked_accuracy(logits, data.y, data.train_mask);
+  r.val_acc = masked_accuracy(logits, data.y, data.val_mask);
+  r.test_acc = masked_accuracy(logits, data.y, data.test_mask);
+  auto val_idx = data.val_mask.nonzero().view({-1});
+  if (val_idx.numel() > 0) {
+    r.val_loss = torch::nn::functional::cross_entropy(logits.index_select(0, val_idx),
+                                                      data.y.index_select(0, val_idx))
+                     .item<double>();
+  }
+  return r;
+}
+
+TrainResult train_full_batch(GnnModel& model, const TrainData& data, const OptimConfig& optim,
+                             const ProgressCallback& progress) {
+  TORCH_CHECK(optim.epochs >= 1, "train: epochs must be >= 1, got ", optim.epochs);
+  TORCH_CHECK(optim.lr > 0, "train: lr must be > 0, got ", optim.lr);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (optim.weight_decay_first_layer_only) {
+    groups.emplace_back(model.first_layer_parameters(),
+                        std::make_unique<torch::optim::AdamOptions>(
+                            torch::optim::AdamOptions(optim.lr).weight_decay(optim.weight_decay)));
+    groups.emplace_back(model.other_parameters(),
+                        std::make_unique<torch::optim::AdamOptions>(
+                            torch::optim::AdamOptions(optim.lr).weight_decay(0.0)));
+  } else {
+    groups.emplace_back(model.parameters(),
+                        std::make_unique<torch::optim::AdamOptions>(
+                            torch::optim::AdamOptions(optim.lr).weight_decay(optim.weight_decay)));
+  }
+  torch::optim::Adam adam(groups, torch::optim::AdamOptions(optim.lr));
+
+  const auto y_train = data.y.index_select(0, data.train_index);
+  TrainResult result;
+  result.best_val_acc = -1;
+  result.best_val_loss = std::numeric_limits<double>::infinity();
+  double min_val_loss = std::numeric_limits<double>::infinity();
+  double max_val_acc = -1;
+  int64_t bad_epochs = 0;
+  std::vector<torch::Tensor> best_state;
+  auto params = model.parameters();
+
+  for (int64_t epoch = 1; epoch <= optim.epochs; ++epoch) {
+    model.train();
+    const auto start = std::chrono::steady_clock::now();
+    adam.zero_grad();
+    auto logits = model.forward(data.ops, data.x);
+    auto loss = torch::nn::functional::cross_entropy(logits.index_select(0, data.train_index),
+                                                     y_train);
+    loss.backward();
+    adam.step();
+    result.epoch_ms.push_back(elapsed_ms(start));
+    const double train_loss = loss.item<double>();
+
+    const EvalResult ev = evaluate(model, data);
+    result.infer_ms.push_back(ev.infer_ms);
+    result.epochs_run = epoch;
+    if (ev.val_acc > result.best_val_acc ||
+        (ev.val_acc == result.best_val_acc && ev.val_loss < result.best_val_loss)) {
+      result.best_val_acc = ev.val_acc;
+      result.best_val_loss = ev.val_loss;
+      result.test_acc = ev.test_acc;
+      result.best_epoch = epoch;
+      torch::NoGradGuard no_grad;
+      best_state.clear();
+      for (const auto& p : params) best_state.push_back(p.detach().clone());
+    }
+    if (ev.val_acc > max_val_acc || ev.val_loss < min_val_loss) {
+      max_val_acc = std::max(max_val_acc, ev.val_acc);
+      min_val_loss = std::min(min_val_loss, ev.val_loss);
+      bad_epochs = 0;
+    } else {
+      ++bad_epochs;
+    }
+    if (progress) {
+      EpochReport rep;
+      rep.epoch = epoch;
+      rep.max_epochs = optim.epochs;
+      rep.train_loss = train_loss;
+      rep.val_acc = ev.val_acc;
+      rep.val_loss = ev.val_loss;
+      rep.best_val_acc = result.best_val_acc;
+      rep.test_acc_at_best = result.test_acc;
+      progress(rep);
+    }
+    if (bad_epochs >= optim.patience) break;
+  }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_state[i]);
+  model.eval();
+  return result;
+}
+
+}  // namespace qgnn

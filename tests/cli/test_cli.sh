@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `qgnn` command: bad input gives exactly one line on stderr that
+# names the file, the array and the bad value, and a non-zero exit; a saved checkpoint
+# reproduces its accuracy under `qgnn eval`; nothing is left half-written.
+# Usage: test_cli.sh <path-to-qgnn> <repo data dir>
+set -u
+QGNN=$1
+DATA=$2
+FIX="$(cd "$(dirname "$0")/../data/cli" && pwd)"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# expect_error <description> <substring>... -- <qgnn args>
+expect_error() {
+  local what=$1; shift
+  local needles=()
+  while [[ $1 != -- ]]; do needles+=("$1"); shift; done
+  shift
+  "$QGNN" "$@" >"$TMP/out" 2>"$TMP/err"
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$TMP/err")
+  if [[ $rc -eq 0 ]]; then fail "$what: exit code 0"; return; fi
+  if [[ $lines -ne 1 ]]; then fail "$what: expected one line on stderr, got $lines:"; cat "$TMP/err"; return; fi
+  for n in "${needles[@]}"; do
+    if ! grep -qF -- "$n" "$TMP/err"; then fail "$what: stderr lacks '$n': $(cat "$TMP/err")"; return; fi
+  done
+  ok
+}
+
+expect_error "missing file" "does_not_exist.npz" -- info --dataset "$TMP/does_not_exist.npz"
+expect_error "unknown bundled name" "no_such_dataset" -- info --dataset no_such_dataset
+expect_error "truncated archive" "truncated.npz" -- info --dataset "$FIX/truncated.npz"
+expect_error "not a zip" "not_a_zip.npz" -- info --dataset "$FIX/not_a_zip.npz"
+expect_error "wrong dtype" "wrong_dtype.npz" "x" "<c8" -- info --dataset "$FIX/wrong_dtype.npz"
+expect_error "index out of range" "index_out_of_range.npz" "indices" "17" -- \
+  info --dataset "$FIX/index_out_of_range.npz"
+expect_error "overlapping masks" "overlapping_masks.npz" "mask" "0" -- \
+  info --dataset "$FIX/overlapping_masks.npz"
+expect_error "label out of range" "label_out_of_range.npz" "y" "5" -- \
+  info --dataset "$FIX/label_out_of_range.npz"
+expect_error "missing array" "missing_labels.npz" "y" -- info --dataset "$FIX/missing_labels.npz"
+expect_error "unknown model" "unknown model" "transformer" -- \
+  train --dataset "$FIX/tiny_valid.npz" --model transformer --quiet
+expect_error "unknown preset" "unknown preset" "huge" -- \
+  train --dataset "$FIX/tiny_valid.npz" --model gcn --preset huge --quiet
+expect_error "unknown feature norm" "feature" "cube" -- \
+  train --dataset "$FIX/tiny_valid.npz" --model gcn --feature-norm cube --quiet
+expect_error "missing checkpoint" "nothing.ckpt" -- \
+  eval --checkpoint "$TMP/nothing.ckpt" --dataset "$FIX/tiny_valid.npz"
+printf 'garbage' >"$TMP/garbage.ckpt"
+expect_error "corrupt checkpoint" "garbage.ckpt" -- \
+  eval --checkpoint "$TMP/garbage.ckpt" --dataset "$FIX/tiny_valid.npz"
+
+# A failed run must not clobber an existing report.
+echo '{"keep": true}' >"$TMP/keep.json"
+"$QGNN" info --dataset "$FIX/truncated.npz" --json "$TMP/keep.json" 2>/dev/null
+if grep -q keep "$TMP/keep.json"; then ok; else fail "existing JSON overwritten by a failed run"; fi
+
+# Save and reload reproduces the accuracy, for every model.
+for model in gcn gat agnn sage gin; do
+  if "$QGNN" train --dataset "$FIX/tiny_valid.npz" --model "$model" --epochs 5 --quiet \
+      --save "$TMP/$model.ckpt" --json "$TMP/$model-train.json" >/dev/null 2>"$TMP/err" &&
+     "$QGNN" eval --checkpoint "$TMP/$model.ckpt" --dataset "$FIX/tiny_valid.npz" \
+      --json "$TMP/$model-eval.json" >/dev/null 2>>"$TMP/err"; then
+    a=$(jq '.test_acc[0]' "$TMP/$model-train.json")
+    b=$(jq '.test_acc' "$TMP/$model-eval.json")
+    if awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + 0 == b + 0) }'; then ok; else
+      fail "$model: eval test_acc $b != train test_acc $a"; fi
+  else
+    fail "$model: train/eval failed: $(cat "$TMP/err")"
+  fi
+  if ls "$TMP"/*.tmp.* >/dev/null 2>&1; then fail "$model: temporary files left behind"; fi
+done
+
+# The bundled dataset is found by name.
+if "$QGNN" info --dataset cora --json "$TMP/cora.json" >/dev/null &&
+   [[ $(jq .num_nodes "$TMP/cora.json") == 2708 ]]; then ok; else fail "info --dataset cora"; fi
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

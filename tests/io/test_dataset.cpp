@@ -1,0 +1,371 @@
+// Dataset reading and validation, random splits, path resolution, feature preprocessing.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "io/io_test_util.h"
+#include "qgnn/io/dataset.h"
+#include "qgnn/io/npz.h"
+#include "qgnn_build_config.h"
+
+namespace {
+
+using Arrays = std::map<std::string, at::Tensor>;
+
+at::Tensor longs(std::initializer_list<int64_t> v) {
+  return at::tensor(v, at::TensorOptions().dtype(at::kLong));
+}
+at::Tensor bools(std::initializer_list<int64_t> v) { return longs(v).to(at::kBool); }
+
+// Five nodes, undirected path 0 - 1 - 2 - 3 and isolated node 4, each edge stored in both
+// directions; two classes; public split train {0}, val {1}, test {2, 3}.
+Arrays tiny_dataset() {
+  Arrays a;
+  a["indptr"] = longs({0, 1, 3, 5, 6, 6});
+  a["indices"] = longs({1, 0, 2, 1, 3, 2});
+  a["x"] = at::tensor({1.f, 3.f, 0.f, 0.f, 0.f, 0.f, 2.f, 2.f, 4.f, 0.f, 5.f, 0.f, 1.f, 1.f, 1.f})
+               .reshape({5, 3});
+  a["y"] = longs({0, 1, 0, 1, 1});
+  a["num_classes"] = at::scalar_tensor(2, at::TensorOptions().dtype(at::kLong));
+  a["train_mask"] = bools({1, 0, 0, 0, 0});
+  a["val_mask"] = bools({0, 1, 0, 0, 0});
+  a["test_mask"] = bools({0, 0, 1, 1, 0});
+  return a;
+}
+
+int64_t count(const at::Tensor& mask) { return mask.sum().item<int64_t>(); }
+
+class DatasetTest : public ::testing::Test {
+ protected:
+  std::string write(const Arrays& arrays, const std::string& name = "tiny.npz") {
+    const std::string path = dir_.file(name);
+    qgnn::write_npz(path, arrays);
+    return path;
+  }
+
+  // Writes `arrays`, expects read_dataset to fail with a message starting with
+  // "read_dataset(<path>): " and containing every one of `parts`.
+  void expect_invalid(const Arrays& arrays, std::initializer_list<std::string> parts) {
+    const std::string path = write(arrays, "bad.npz");
+    const std::string prefix = "read_dataset(" + path + "): ";
+    qgnn_test::expect_error(
+        [&] {
+          try {
+            qgnn::read_dataset(path);
+          } catch (const c10::Error& e) {
+            EXPECT_EQ(std::string(e.what_without_backtrace()).rfind(prefix, 0), 0u)
+                << e.what_without_backtrace();
+            throw;
+          }
+        },
+        parts);
+  }
+
+  qgnn_test::ScratchDir dir_;
+};
+
+// Restores an environment variable on scope exit.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = getenv(name)) {
+      old_ = old;
+      had_ = true;
+    }
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_, old_.c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
+
+}  // namespace
+
+TEST_F(DatasetTest, ReadsTinyDataset) {
+  const std::string path = write(tiny_dataset());
+  qgnn::Dataset d = qgnn::read_dataset(path);
+  EXPECT_EQ(d.name, "tiny");
+  EXPECT_EQ(d.path, path);
+  EXPECT_EQ(d.num_nodes(), 5);
+  EXPECT_EQ(d.graph.num_edges(), 6);
+  EXPECT_EQ(d.num_features(), 3);
+  EXPECT_EQ(d.num_classes, 2);
+  EXPECT_TRUE(d.has_public_split);
+  EXPECT_EQ(d.split_seed, -1);
+  EXPECT_EQ(d.x.scalar_type(), at::kFloat);
+  EXPECT_EQ(d.y.scalar_type(), at::kLong);
+  EXPECT_TRUE(at::equal(d.test_mask, bools({0, 0, 1, 1, 0})));
+  EXPECT_TRUE(at::equal(d.graph.indices(), longs({1, 0, 2, 1, 3, 2})));
+}
+
+TEST_F(DatasetTest, AcceptsNarrowAndWideDtypes) {
+  Arrays a = tiny_dataset();
+  for (const char* k : {"indptr", "indices", "y"}) a[k] = a[k].to(at::kInt);
+  a["num_classes"] = at::tensor({2}, at::TensorOptions().dtype(at::kInt));
+  a["x"] = a["x"].to(at::kDouble);
+  for (const char* k : {"train_mask", "val_mask", "test_mask"}) a[k] = a[k].to(at::kByte);
+  qgnn::Dataset d = qgnn::read_dataset(write(a));
+  EXPECT_EQ(d.graph.indptr().scalar_type(), at::kLong);
+  EXPECT_EQ(d.y.scalar_type(), at::kLong);
+  EXPECT_EQ(d.x.scalar_type(), at::kFloat);
+  EXPECT_EQ(d.train_mask.scalar_type(), at::kBool);
+  EXPECT_EQ(d.num_classes, 2);
+  EXPECT_TRUE(at::equal(d.x, tiny_dataset()["x"]));
+  EXPECT_TRUE(at::equal(d.val_mask, bools({0, 1, 0, 0, 0})));
+}
+
+TEST_F(DatasetTest, NoMasksGetsRandomSplit) {
+  Arrays a = tiny_dataset();
+  for (const char* k : {"train_mask", "val_mask", "test_mask"}) a.erase(k);
+  qgnn::Dataset d = qgnn::read_dataset(write(a), /*split_seed=*/3);
+  EXPECT_FALSE(d.has_public_split);
+  EXPECT_EQ(d.split_seed, 3);
+  // Two nodes of class 0 and three of class 1: all fit in the 20 train slots per class.
+  EXPECT_EQ(count(d.train_mask), 5);
+  EXPECT_EQ(count(d.val_mask) + count(d.test_mask), 0);
+}
+
+TEST_F(DatasetTest, RejectsMissingOrBrokenFile) {
+  const std::string missing = dir_.file("missing.npz");
+  EXPECT_ERROR(qgnn::read_dataset(missing), missing, "no such file");
+  const std::string path = write(tiny_dataset(), "trunc.npz");
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 30);
+  EXPECT_ERROR(qgnn::read_dataset(path), path, "truncated");
+  const std::string be = std::string(QGNN_TEST_DATA_DIR) + "/big_endian.npz";
+  EXPECT_ERROR(qgnn::read_dataset(be), be, "a.npy", "big-endian", ">i4");
+}
+
+TEST_F(DatasetTest, RejectsMissingArrays) {
+  Arrays a = tiny_dataset();
+  a.erase("y");
+  expect_invalid(a, {"y: required array is missing", "indices, indptr, num_classes"});
+}
+
+TEST_F(DatasetTest, RejectsWrongDtypes) {
+  Arrays a = tiny_dataset();
+  a["indptr"] = a["indptr"].to(at::kFloat);
+  expect_invalid(a, {"indptr: dtype must be int32 or int64", "(got '<f4')"});
+  a = tiny_dataset();
+  a["x"] = a["x"].to(at::kLong);
+  expect_invalid(a, {"x: dtype must be float32 or float64", "(got '<i8')"});
+  a = tiny_dataset();
+  a["y"] = a["y"].to(at::kShort);
+  expect_invalid(a, {"y: dtype must be int32 or int64", "(got '<i2')"});
+  a = tiny_dataset();
+  a["val_mask"] = a["val_mask"].to(at::kLong);
+  expect_invalid(a, {"val_mask: dtype must be bool or uint8", "(got '<i8')"});
+  a = tiny_dataset();
+  a["train_mask"] = longs({1, 0, 2, 0, 0}).to(at::kByte);
+  expect_invalid(a, {"train_mask: uint8 mask values must be 0 or 1", "got 2 at node 2"});
+}
+
+TEST_F(DatasetTest, RejectsWrongShapes) {
+  Arrays a = tiny_dataset();
+  a["x"] = a["x"].slice(0, 0, 4);
+  expect_invalid(a, {"x: shape must be [N, F] with N = 5", "(got [4, 3])"});
+  a = tiny_dataset();
+  a["y"] = longs({0, 1, 0, 1});
+  expect_invalid(a, {"y: shape must be [N] with N = 5", "(got [4])"});
+  a = tiny_dataset();
+  a["test_mask"] = bools({0, 0, 1, 1, 0, 0});
+  expect_invalid(a, {"test_mask: shape must be [N] with N = 5", "(got [6])"});
+  a = tiny_dataset();
+  a["num_classes"] = longs({2, 2});
+  expect_invalid(a, {"num_classes: shape must be [] or [1]", "(got [2])"});
+  a = tiny_dataset();
+  a["indptr"] = at::zeros({0}, at::kLong);
+  expect_invalid(a, {"indptr: shape must be [N + 1]", "(got [0])"});
+}
+
+TEST_F(DatasetTest, RejectsBadIndptr) {
+  Arrays a = tiny_dataset();
+  a["indptr"] = longs({1, 1, 3, 5, 6, 6});
+  expect_invalid(a, {"indptr: indptr[0] must be 0", "(got 1)"});
+  a["indptr"] = longs({0, 3, 1, 5, 6, 6});
+  expect_invalid(a, {"indptr: must be non-decreasing", "(got indptr[2] = 1 < indptr[1] = 3)"});
+  a["indptr"] = longs({0, 1, 3, 5, 6, 7});
+  expect_invalid(a, {"indptr: indptr[N] must equal the number of indices E = 6", "(got 7)"});
+}
+
+TEST_F(DatasetTest, RejectsOutOfRangeIndices) {
+  Arrays a = tiny_dataset();
+  a["indices"] = longs({1, 0, 2, 7, 3, 2});
+  expect_invalid(a, {"indices: values must be in [0, 5)", "(got 7 at position 3)"});
+  a["indices"] = longs({1, 0, 2, 1, 3, -1});
+  expect_invalid(a, {"indices: values must be in [0, 5)", "(got -1 at position 5)"});
+}
+
+TEST_F(DatasetTest, RejectsBadLabels) {
+  Arrays a = tiny_dataset();
+  a["y"] = longs({0, 1, 0, 2, 1});
+  expect_invalid(a, {"y: labels must be in [0, num_classes = 2)", "(got 2 at node 3)"});
+  a["y"] = longs({-1, 1, 0, 1, 1});
+  expect_invalid(a, {"y: labels must be in [0, num_classes = 2)", "(got -1 at node 0)"});
+  a = tiny_dataset();
+  a["num_classes"] = at::scalar_tensor(0, at::TensorOptions().dtype(at::kLong));
+  expect_invalid(a, {"num_classes: must be > 0", "(got 0)"});
+}
+
+TEST_F(DatasetTest, RejectsNonFiniteFeatures) {
+  Arrays a = tiny_dataset();
+  a["x"][1][2] = std::numeric_limits<float>::quiet_NaN();
+  expect_invalid(a, {"x: values must be finite", "(got nan at [1, 2])"});
+  a = tiny_dataset();
+  a["x"][4][0] = -std::numeric_limits<float>::infinity();
+  expect_invalid(a, {"x: values must be finite", "(got -inf at [4, 0])"});
+  a = tiny_dataset();
+  a["x"] = a["x"].to(at::kDouble);
+  a["x"][3][1] = 1e300;
+  expect_invalid(a, {"x: value out of the float32 range", "(got 1e+300 at [3, 1])"});
+}
+
+TEST_F(DatasetTest, RejectsBadMasks) {
+  Arrays a = tiny_dataset();
+  a["test_mask"] = bools({0, 1, 1, 1, 0});
+  expect_invalid(a, {"test_mask: overlaps val_mask", "(got node 1 in both)"});
+  a = tiny_dataset();
+  a["val_mask"] = bools({1, 1, 0, 0, 0});
+  expect_invalid(a, {"val_mask: overlaps train_mask", "(got node 0 in both)"});
+  a = tiny_dataset();
+  a.erase("test_mask");
+  expect_invalid(
+      a, {"test_mask: missing; masks must be all three or none", "(got [train_mask, val_mask])"});
+}
+
+TEST(DatasetCoraTest, LoadsBundledCora) {
+  qgnn::Dataset d = qgnn::read_dataset(QGNN_SOURCE_DATA_DIR "/cora.npz");
+  EXPECT_EQ(d.name, "cora");
+  EXPECT_EQ(d.num_nodes(), 2708);
+  EXPECT_EQ(d.graph.num_edges(), 10556);
+  EXPECT_EQ(d.num_features(), 1433);
+  EXPECT_EQ(d.num_classes, 7);
+  EXPECT_TRUE(d.has_public_split);
+  EXPECT_EQ(count(d.train_mask), 140);
+  EXPECT_EQ(count(d.val_mask), 500);
+  EXPECT_EQ(count(d.test_mask), 1000);
+  EXPECT_TRUE(at::equal(at::bincount(d.y), longs({351, 217, 418, 818, 426, 298, 180})));
+  EXPECT_TRUE(at::equal(at::bincount(d.y.masked_select(d.train_mask)),
+                        at::full({7}, 20, at::TensorOptions().dtype(at::kLong))));
+}
+
+TEST(DatasetSplitTest, TwentyThirtyPerClassOnCora) {
+  qgnn::Dataset d = qgnn::read_dataset(QGNN_SOURCE_DATA_DIR "/cora.npz");
+  qgnn::split_random(d, 1);
+  EXPECT_FALSE(d.has_public_split);
+  EXPECT_EQ(d.split_seed, 1);
+  const auto per_class = [&](const at::Tensor& mask) {
+    return at::bincount(d.y.masked_select(mask), {}, d.num_classes);
+  };
+  auto i64 = at::TensorOptions().dtype(at::kLong);
+  EXPECT_TRUE(at::equal(per_class(d.train_mask), at::full({7}, 20, i64)));
+  EXPECT_TRUE(at::equal(per_class(d.val_mask), at::full({7}, 30, i64)));
+  EXPECT_TRUE(at::equal(per_class(d.test_mask), longs({351, 217, 418, 818, 426, 298, 180}) - 50));
+  const at::Tensor cover =
+      d.train_mask.to(at::kLong) + d.val_mask.to(at::kLong) + d.test_mask.to(at::kLong);
+  EXPECT_TRUE(at::equal(cover, at::ones({d.num_nodes()}, i64)));  // disjoint and complete
+
+  qgnn::Dataset same = d, other = d;
+  qgnn::split_random(same, 1);
+  qgnn::split_random(other, 2);
+  EXPECT_TRUE(at::equal(same.train_mask, d.train_mask));
+  EXPECT_TRUE(at::equal(same.val_mask, d.val_mask));
+  EXPECT_FALSE(at::equal(other.train_mask, d.train_mask));
+  EXPECT_FALSE(at::equal(other.val_mask, d.val_mask));
+}
+
+TEST(DatasetSplitTest, SmallClassesFillTrainThenVal) {
+  qgnn::Dataset d;
+  // Class sizes 10, 35, 60.
+  d.y = at::cat({at::zeros({10}, at::kLong), at::ones({35}, at::kLong),
+                 at::full({60}, 2, at::TensorOptions().dtype(at::kLong))});
+  d.num_classes = 3;
+  qgnn::split_random(d, 0);
+  const auto per_class = [&](const at::Tensor& mask) {
+    return at::bincount(d.y.masked_select(mask), {}, d.num_classes);
+  };
+  EXPECT_TRUE(at::equal(per_class(d.train_mask), longs({10, 20, 20})));
+  EXPECT_TRUE(at::equal(per_class(d.val_mask), longs({0, 15, 30})));
+  EXPECT_TRUE(at::equal(per_class(d.test_mask), longs({0, 0, 10})));
+}
+
+TEST(DatasetSplitTest, SameSplitOnEveryPlatform) {
+  // Pinned output of the mt19937_64 + rejection-sampling Fisher-Yates: changing the
+  // algorithm changes every published split, so it must be deliberate.
+  qgnn::Dataset d;
+  d.y = at::arange(12, at::TensorOptions().dtype(at::kLong)).remainder(2);
+  d.num_classes = 2;
+  qgnn::split_random(d, 42, /*train_per_class=*/2, /*val_per_class=*/1);
+  EXPECT_TRUE(at::equal(d.train_mask.nonzero().flatten(), longs({2, 6, 7, 11})));
+  EXPECT_TRUE(at::equal(d.val_mask.nonzero().flatten(), longs({9, 10})));
+}
+
+TEST(DatasetSplitTest, RejectsBadArguments) {
+  qgnn::Dataset d;
+  d.y = longs({0, 1, 3});
+  d.num_classes = 2;
+  EXPECT_ERROR(qgnn::split_random(d, -1), "seed must be >= 0", "got -1");
+  EXPECT_ERROR(qgnn::split_random(d, 0), "split_random", "got 3 at node 2");
+}
+
+TEST_F(DatasetTest, PreprocessFeatures) {
+  qgnn::Dataset d = qgnn::read_dataset(write(tiny_dataset()));
+  const at::Tensor x = d.x.clone();
+  const at::Tensor row = qgnn::preprocess_features(d, qgnn::FeatureNorm::kRow);
+  const at::Tensor row_expected = at::tensor({.25f, .75f, 0.f, 0.f, 0.f, 0.f, .25f, .25f, .5f, 0.f,
+                                              1.f, 0.f, 1.f / 3, 1.f / 3, 1.f / 3})
+                                      .reshape({5, 3});
+  EXPECT_TRUE(at::allclose(row, row_expected));
+  EXPECT_TRUE(at::equal(row[1], at::zeros({3})));  // a zero row stays zero, no NaN
+  const at::Tensor bin = qgnn::preprocess_features(d, qgnn::FeatureNorm::kBinarize);
+  EXPECT_TRUE(at::equal(bin, (x > 0).to(at::kFloat)));
+  EXPECT_TRUE(at::equal(qgnn::preprocess_features(d, qgnn::FeatureNorm::kAuto), row));
+  d.has_public_split = false;
+  EXPECT_TRUE(at::equal(qgnn::preprocess_features(d, qgnn::FeatureNorm::kAuto), bin));
+  at::Tensor none = qgnn::preprocess_features(d, qgnn::FeatureNorm::kNone);
+  EXPECT_TRUE(at::equal(none, x));
+  none.zero_();
+  EXPECT_TRUE(at::equal(d.x, x));  // a new tensor: the dataset is untouched
+}
+
+TEST(DatasetFeatureNormTest, ParsesNames) {
+  EXPECT_EQ(qgnn::parse_feature_norm("auto"), qgnn::FeatureNorm::kAuto);
+  EXPECT_EQ(qgnn::parse_feature_norm("none"), qgnn::FeatureNorm::kNone);
+  EXPECT_EQ(qgnn::parse_feature_norm("row"), qgnn::FeatureNorm::kRow);
+  EXPECT_EQ(qgnn::parse_feature_norm("binarize"), qgnn::FeatureNorm::kBinarize);
+  EXPECT_ERROR(qgnn::parse_feature_norm("l2"), "'l2'", "auto, none, row, binarize");
+}
+
+TEST_F(DatasetTest, ResolvesDatasetPaths) {
+  EXPECT_EQ(qgnn::resolve_dataset_path("some/dir/x.npz"), "some/dir/x.npz");
+  EXPECT_EQ(qgnn::resolve_dataset_path("./cora"), "./cora");
+  EXPECT_EQ(qgnn::resolve_dataset_path("mine.npz"), "mine.npz");
+
+  const std::string cora = qgnn::resolve_dataset_path("cora");
+  EXPECT_TRUE(std::filesystem::is_regular_file(cora)) << cora;
+  EXPECT_EQ(std::filesystem::path(cora).filename(), "cora.npz");
+
+  const std::string mine = write(tiny_dataset(), "cora.npz");
+  {
+    ScopedEnv env("QGNN_DATA_DIR", dir_.path());
+    EXPECT_EQ(qgnn::resolve_dataset_path("cora"), mine);  // $QGNN_DATA_DIR comes first
+    EXPECT_ERROR(qgnn::resolve_dataset_path("no_such_dataset"), "'no_such_dataset' not found",
+                 dir_.file("no_such_dataset.npz"),
+                 std::string(QGNN_SOURCE_DATA_DIR) + "/no_such_dataset.npz");
+  }
+  EXPECT_ERROR(qgnn::resolve_dataset_path(""), "empty dataset name");
+}

@@ -1,0 +1,77 @@
+#include "testing/graphs.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+namespace qgnn::testing {
+
+CsrGraph random_graph(int64_t n, double avg_deg, uint64_t seed, int64_t isolated,
+                      bool weighted, bool allow_self_loops) {
+  std::mt19937_64 rng(seed);
+  const int64_t active = std::max<int64_t>(0, n - isolated);
+  std::vector<int64_t> indptr{0}, indices;
+  std::vector<char> used(n, 0);
+  std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(active - 1, 0));
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> row;
+    if (i == 0) {
+      // The hub: an edge from every active node.
+      for (int64_t j = 0; j < active; ++j) {
+        if (j != 0 || allow_self_loops) row.push_back(j);
+      }
+    } else if (i < active) {
+      std::uniform_int_distribution<int64_t> deg_dist(0, static_cast<int64_t>(2 * avg_deg));
+      const int64_t want = std::min<int64_t>(deg_dist(rng), active - 1);
+      for (int64_t t = 0; t < 4 * want && static_cast<int64_t>(row.size()) < want; ++t) {
+        const int64_t j = pick(rng);
+        if ((j == i && !allow_self_loops) || used[j]) continue;
+        used[j] = 1;
+        row.push_back(j);
+      }
+      for (int64_t j : row) used[j] = 0;
+    }
+    std::shuffle(row.begin(), row.end(), rng);  // rows are not sorted
+    indices.insert(indices.end(), row.begin(), row.end());
+    indptr.push_back(static_cast<int64_t>(indices.size()));
+  }
+  at::Tensor ip = at::tensor(indptr, at::kLong);
+  at::Tensor ix = at::tensor(indices, at::kLong);
+  at::Tensor w;
+  if (weighted) {
+    std::uniform_real_distribution<float> wd(0.5f, 1.5f);
+    std::vector<float> ws(indices.size());
+    for (float& v : ws) v = wd(rng);
+    w = at::tensor(ws, at::kFloat);
+  }
+  return CsrGraph(ip, ix, w);
+}
+
+at::Tensor dense_from_edge_values(const CsrGraph& g, const at::Tensor& w) {
+  at::Tensor a = at::zeros({g.num_rows(), g.num_cols()}, w.options());
+  return a.index_put({g.row_ids(), g.indices()}, w, /*accumulate=*/true);
+}
+
+at::Tensor dense_adjacency(const CsrGraph& g) {
+  at::Tensor w = g.has_weights() ? g.weights() : at::ones({g.num_edges()}, at::kFloat);
+  return dense_from_edge_values(g, w);
+}
+
+CsrGraph tiny_directed_graph() {
+  // Row i lists the sources j of edges j -> i:
+  //   row 0: 2, 3     row 1: 0     row 2: 0, 1, 3     rows 3, 4: empty
+  //
+  //        3 -----> 0 <----- 2
+  //        |        |      ^ ^
+  //        |        v     /  |
+  //        |        1 ---/   |      4 (isolated)
+  //        |                 |
+  //        +-----------------+   (3 -> 2; also 0 -> 2)
+  at::Tensor indptr = at::tensor(std::vector<int64_t>{0, 2, 3, 6, 6, 6}, at::kLong);
+  at::Tensor indices = at::tensor(std::vector<int64_t>{2, 3, 0, 0, 1, 3}, at::kLong);
+  return CsrGraph(indptr, indices);
+}
+
+}  // namespace qgnn::testing
