@@ -164,15 +164,15 @@ int main(int argc, char** argv) {
               << "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
     for (const std::string& name : split(datasets)) {
       qgnn::Dataset d = qgnn::read_dataset(data_dir + "/" + name + ".npz", 0);
-      auto x = qgnn::preprocess_features(d, qgnn::FeatureNorm::kAuto);
-      qgnn::TrainData data(qgnn::GraphOperators(d.graph), qgnn::NodeFeatures::from_dense(x), d.y,
-                           d.train_mask, d.val_mask, d.test_mask);
+      const auto norm = qgnn::resolve_feature_norm(d, qgnn::FeatureNorm::kAuto);
+      qgnn::TrainData data = qgnn::make_train_data(d, norm);
       for (const char* model_name : {"gcn", "gat"}) {
         for (int t : thread_counts) {
           qgnn::set_num_threads(t);
           qgnn::manual_seed(0);
           auto preset = qgnn::make_preset("kipf", qgnn::parse_model_kind(model_name),
                                           d.num_features(), d.num_classes);
+          preset.model.row_normalize_input = norm == qgnn::FeatureNorm::kRow;
           preset.optim.epochs = epochs;
           preset.optim.patience = epochs;  // fixed number of epochs for timing
           qgnn::GnnModel model(preset.model);

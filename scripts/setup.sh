@@ -10,7 +10,7 @@ PACKAGES=(
   libzip-dev zlib1g-dev
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  gnuplot-nox jq
+  gnuplot-nox jq libxgboost-dev
 )
 
 missing=()

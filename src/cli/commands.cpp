@@ -36,11 +36,6 @@ std::string feature_norm_name(FeatureNorm n) {
   return "?";
 }
 
-// kAuto resolved against the dataset (see preprocess_features).
-FeatureNorm resolve_feature_norm(const Dataset& d, FeatureNorm n) {
-  if (n != FeatureNorm::kAuto) return n;
-  return d.has_public_split ? FeatureNorm::kRow : FeatureNorm::kBinarize;
-}
 
 double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
@@ -75,13 +70,6 @@ void write_json(const CommonOptions& c, const nlohmann::json& j) {
 }
 
 void apply_threads(const CommonOptions& c) { set_num_threads(c.threads); }
-
-// The training problem for one dataset with a given split (masks already set).
-TrainData make_train_data(const Dataset& d, FeatureNorm norm) {
-  auto x = preprocess_features(d, norm);
-  return TrainData(GraphOperators(d.graph), NodeFeatures::from_dense(x), d.y, d.train_mask,
-                   d.val_mask, d.test_mask);
-}
 
 int64_t count(const torch::Tensor& mask) { return mask.sum().item<int64_t>(); }
 
@@ -133,11 +121,14 @@ int run_train(const TrainOptions& o) {
   const std::string path = resolve_dataset_path(o.dataset);
   Dataset d = read_dataset(path, o.seed);
   const FeatureNorm norm = resolve_feature_norm(d, norm_arg);
-  Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes);
+  Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes,
+                              d.has_public_split ? DatasetFamily::kCitation
+                                                 : DatasetFamily::kRandomSplit);
   if (o.epochs > 0) preset.optim.epochs = o.epochs;
   if (o.patience > 0) preset.optim.patience = o.patience;
   if (o.hidden > 0) preset.model.hidden_channels = o.hidden;
   if (o.lr > 0) preset.optim.lr = o.lr;
+  preset.model.row_normalize_input = norm == FeatureNorm::kRow;
 
   const bool progress = show_progress(o.common);
   std::vector<double> test_acc, val_acc, epoch_ms, infer_ms;

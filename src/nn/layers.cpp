@@ -71,7 +71,7 @@ GCNConvImpl::GCNConvImpl(int64_t in_channels, int64_t out_channels, bool use_bia
 torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
   const CsrGraph& a = ops.gcn();
   torch::Tensor out;
-  if (x.is_sparse() || weight.size(0) <= weight.size(1)) {
+  if (x.is_sparse() || x.is_packed() || weight.size(0) <= weight.size(1)) {
     out = spmm(a, x.linear(weight));  // A (X W): fewer columns to aggregate
   } else {
     out = at::matmul(spmm(a, x.dense()), weight.t());
@@ -101,6 +101,7 @@ torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures
   auto score_dst = (h * att_dst).sum(-1);  // [N, H]
   auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
   auto alpha = edge_softmax(g, e);  // [E', H]
+  if (point_.hook != nullptr) alpha = point_.hook->attention(point_.layer, alpha, g);
   last_attention_ = alpha;
   alpha = qgnn::dropout(alpha, attention_dropout, is_training());
   auto out = spmm(g, h, Reduce::kSum, alpha);  // [N, H, D]
@@ -118,6 +119,7 @@ torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tens
   auto xn = F::normalize(x, F::NormalizeFuncOptions().p(2).dim(-1));
   auto cosine = sddmm_dot(g, xn, xn).view({-1});  // [E']
   auto alpha = edge_softmax(g, beta * cosine);
+  if (point_.hook != nullptr) alpha = point_.hook->attention(point_.layer, alpha, g);
   last_attention_ = alpha;
   return spmm(g, x, Reduce::kSum, alpha);
 }

@@ -1,9 +1,11 @@
 #include "qgnn/nn/models.h"
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <torch/nn/functional.h>
 
 #include "qgnn/ops/dropout.h"
+#include "qgnn/quant/packed_tensor.h"
 
 namespace qgnn {
 
@@ -36,7 +38,8 @@ std::string ModelConfig::to_json() const {
                       {"heads", heads},
                       {"output_heads", output_heads},
                       {"dropout", dropout},
-                      {"attention_dropout", attention_dropout}};
+                      {"attention_dropout", attention_dropout},
+                      {"row_normalize_input", row_normalize_input}};
   return j.dump();
 }
 
@@ -77,11 +80,17 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
   c.output_heads = integer("output_heads", 1);
   c.dropout = probability("dropout");
   c.attention_dropout = probability("attention_dropout");
+  if (j.contains("row_normalize_input")) {
+    const auto& v = j.at("row_normalize_input");
+    TORCH_CHECK(v.is_boolean(), "model config: field 'row_normalize_input' must be a boolean, got ",
+                v.dump());
+    c.row_normalize_input = v.get<bool>();
+  }
   return c;
 }
 
 Preset make_preset(const std::string& preset, ModelKind kind, int64_t in_channels,
-                   int64_t num_classes) {
+                   int64_t num_classes, DatasetFamily family) {
   TORCH_CHECK(preset == "kipf" || preset == "sgquant", "unknown preset '", preset,
               "' (choices: kipf, sgquant)");
   Preset p;
@@ -134,6 +143,11 @@ Preset make_preset(const std::string& preset, ModelKind kind, int64_t in_channel
       o.epochs = 200;
       o.patience = 100;
       break;
+  }
+  if (family == DatasetFamily::kRandomSplit) {
+    o.epochs = std::max<int64_t>(o.epochs, 1000);
+    o.patience = 100;
+    if (kind == ModelKind::kGCN && !sgq) m.hidden_channels = 64;
   }
   return p;
 }
@@ -190,20 +204,105 @@ GnnModel::GnnModel(const ModelConfig& c) : config_(c) {
   }
 }
 
+namespace {
+
+// D^-1 X with D the row sums (rows summing to 0 stay 0).
+NodeFeatures normalize_rows(const NodeFeatures& x) {
+  at::Tensor sums;
+  if (x.is_packed()) {
+    // Row sums of the dequantized rows, decoded a tile at a time.
+    const PackedTensor& p = *x.packed();
+    const int64_t n = p.num_rows(), f = p.num_cols(), tile = 256;
+    sums = torch::empty({n});
+    float* out = sums.data_ptr<float>();
+    at::parallel_for(0, (n + tile - 1) / tile, 1, [&](int64_t tb, int64_t te) {
+      std::vector<float> buf(tile * f);
+      for (int64_t t = tb; t < te; ++t) {
+        const int64_t r0 = t * tile, r1 = std::min(n, r0 + tile);
+        p.decode_rows(r0, r1, buf.data());
+        for (int64_t r = r0; r < r1; ++r) {
+          double acc = 0;
+          for (int64_t j = 0; j < f; ++j) acc += buf[(r - r0) * f + j];
+          out[r] = static_cast<float>(acc);
+        }
+      }
+    });
+  } else if (x.is_sparse()) {
+    const CsrGraph& s = x.sparse();
+    at::Tensor w = s.has_weights() ? s.weights() : torch::ones({s.num_edges()});
+    sums = torch::zeros({s.num_rows()}).index_add_(0, s.row_ids(), w);
+  } else {
+    sums = x.dense().sum(1);
+  }
+  return x.scale_rows(torch::where(sums == 0, torch::zeros_like(sums), sums.reciprocal()));
+}
+
+}  // namespace
+
+NodeFeatures GnnModel::point(int64_t layer, const NodeFeatures& h, const GraphOperators& ops) {
+  NodeFeatures out = hook_ ? hook_->embedding(layer, h, ops) : h;
+  if (layer == 0 && config_.row_normalize_input) out = normalize_rows(out);
+  return out;
+}
+
+void GnnModel::set_quant_hook(std::shared_ptr<QuantHook> hook) {
+  hook_ = std::move(hook);
+  for (size_t l = 0; l < convs_.size(); ++l) {
+    const int64_t layer = config_.kind == ModelKind::kAGNN ? static_cast<int64_t>(l) + 1
+                                                            : static_cast<int64_t>(l);
+    AttentionPoint ap{hook_.get(), layer};
+    if (config_.kind == ModelKind::kGAT) {
+      std::static_pointer_cast<GATConvImpl>(convs_[l])->set_attention_point(ap);
+    } else if (config_.kind == ModelKind::kAGNN) {
+      std::static_pointer_cast<AGNNConvImpl>(convs_[l])->set_attention_point(ap);
+    }
+  }
+}
+
+std::vector<QuantPointInfo> GnnModel::quant_points(const GraphOperators& ops) const {
+  std::vector<QuantPointInfo> points;
+  const int64_t n = ops.num_nodes();
+  const ModelConfig& c = config_;
+  if (c.kind == ModelKind::kAGNN) {
+    const int64_t e = ops.self_loops().num_edges();
+    points.push_back({0, false, n, c.in_channels});
+    for (int64_t l = 1; l <= c.num_layers; ++l) {
+      points.push_back({l, false, n, c.hidden_channels});
+      points.push_back({l, true, e, 1});
+    }
+    points.push_back({c.num_layers + 1, false, n, c.hidden_channels});
+    return points;
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    int64_t in = c.in_channels;
+    if (l > 0) in = c.kind == ModelKind::kGAT ? c.hidden_channels * c.heads : c.hidden_channels;
+    points.push_back({l, false, n, in});
+    if (c.kind == ModelKind::kGAT) {
+      const bool last = l == c.num_layers - 1;
+      points.push_back({l, true, ops.self_loops().num_edges(), last ? c.output_heads : c.heads});
+    }
+  }
+  return points;
+}
+
 torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x) {
   const bool train = is_training();
   const double p = config_.dropout;
   const size_t n = convs_.size();
   if (config_.kind == ModelKind::kAGNN) {
-    auto h = torch::relu(x.dropout(p, train).linear(lin_in_->weight, lin_in_->bias));
-    for (auto& m : convs_) h = std::static_pointer_cast<AGNNConvImpl>(m)->forward(ops, h);
-    return lin_out_->forward(qgnn::dropout(h, p, train));
+    auto h = torch::relu(point(0, x, ops).dropout(p, train).linear(lin_in_->weight, lin_in_->bias));
+    for (size_t l = 0; l < n; ++l) {
+      h = point(static_cast<int64_t>(l) + 1, NodeFeatures(h), ops).to_dense();
+      h = std::static_pointer_cast<AGNNConvImpl>(convs_[l])->forward(ops, h);
+    }
+    auto last = point(static_cast<int64_t>(n) + 1, NodeFeatures(h), ops).dropout(p, train);
+    return last.linear(lin_out_->weight, lin_out_->bias);
   }
   NodeFeatures h = x;
   torch::Tensor out;
   for (size_t l = 0; l < n; ++l) {
     const bool last = l + 1 == n;
-    NodeFeatures in = h.dropout(p, train);
+    NodeFeatures in = point(static_cast<int64_t>(l), h, ops).dropout(p, train);
     switch (config_.kind) {
       case ModelKind::kGCN:
         out = std::static_pointer_cast<GCNConvImpl>(convs_[l])->forward(ops, in);

@@ -18,37 +18,74 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Row kernels, templated on the head count so the per-head loops unroll for the common
+// H = 1 and H = 8 (kH = 0: any H, given at run time).
+template <int kH>
+void softmax_forward_rows(const int64_t* indptr, const float* scores, int64_t heads_rt,
+                          float* out, int64_t rb, int64_t re) {
+  const int64_t heads = kH > 0 ? kH : heads_rt;
+  std::vector<float> buf(2 * heads);
+  float* __restrict mx = buf.data();
+  float* __restrict inv = buf.data() + heads;
+  for (int64_t i = rb; i < re; ++i) {
+    const int64_t eb = indptr[i], n = indptr[i + 1] - eb;
+    if (n == 0) continue;
+    const float* __restrict s = scores + eb * heads;
+    float* __restrict o = out + eb * heads;
+    for (int64_t h = 0; h < heads; ++h) mx[h] = s[h];
+    for (int64_t e = 1; e < n; ++e) {
+      for (int64_t h = 0; h < heads; ++h) mx[h] = std::max(mx[h], s[e * heads + h]);
+    }
+    for (int64_t e = 0; e < n; ++e) {
+      for (int64_t h = 0; h < heads; ++h) o[e * heads + h] = s[e * heads + h] - mx[h];
+    }
+    cpu::exp_inplace(o, n * heads);
+    for (int64_t h = 0; h < heads; ++h) inv[h] = 0.0f;
+    for (int64_t e = 0; e < n; ++e) {
+      for (int64_t h = 0; h < heads; ++h) inv[h] += o[e * heads + h];
+    }
+    for (int64_t h = 0; h < heads; ++h) inv[h] = 1.0f / inv[h];
+    for (int64_t e = 0; e < n; ++e) {
+      for (int64_t h = 0; h < heads; ++h) o[e * heads + h] *= inv[h];
+    }
+  }
+}
+
+template <int kH>
+void softmax_backward_rows(const int64_t* indptr, const float* alpha, const float* dalpha,
+                           int64_t heads_rt, float* ds, int64_t rb, int64_t re) {
+  const int64_t heads = kH > 0 ? kH : heads_rt;
+  std::vector<float> buf(heads);
+  float* __restrict dot = buf.data();
+  for (int64_t i = rb; i < re; ++i) {
+    const int64_t eb = indptr[i], n = indptr[i + 1] - eb;
+    const float* __restrict a = alpha + eb * heads;
+    const float* __restrict d = dalpha + eb * heads;
+    float* __restrict o = ds + eb * heads;
+    for (int64_t h = 0; h < heads; ++h) dot[h] = 0.0f;
+    for (int64_t e = 0; e < n; ++e) {
+      for (int64_t h = 0; h < heads; ++h) dot[h] += a[e * heads + h] * d[e * heads + h];
+    }
+    for (int64_t e = 0; e < n; ++e) {
+      for (int64_t h = 0; h < heads; ++h) {
+        o[e * heads + h] = a[e * heads + h] * (d[e * heads + h] - dot[h]);
+      }
+    }
+  }
+}
+
 // scores, out: [E, H] contiguous.
 void softmax_forward(const CsrGraph& g, const float* scores, int64_t heads, float* out) {
   const int64_t* indptr = g.indptr().data_ptr<int64_t>();
-  cpu::parallel_rows(indptr, g.num_rows(), 6 * heads, 8 + 2 * heads, [&](int64_t rb,
-                                                                          int64_t re) {
-    std::vector<float> buf(2 * heads);
-    float* mx = buf.data();
-    float* inv = buf.data() + heads;
-    for (int64_t i = rb; i < re; ++i) {
-      const int64_t eb = indptr[i], n = indptr[i + 1] - eb;
-      if (n == 0) continue;
-      const float* __restrict s = scores + eb * heads;
-      float* __restrict o = out + eb * heads;
-      for (int64_t h = 0; h < heads; ++h) mx[h] = s[h];
-      for (int64_t e = 1; e < n; ++e) {
-        for (int64_t h = 0; h < heads; ++h) mx[h] = std::max(mx[h], s[e * heads + h]);
-      }
-      for (int64_t e = 0; e < n; ++e) {
-        for (int64_t h = 0; h < heads; ++h) o[e * heads + h] = s[e * heads + h] - mx[h];
-      }
-      cpu::exp_inplace(o, n * heads);
-      for (int64_t h = 0; h < heads; ++h) inv[h] = 0.0f;
-      for (int64_t e = 0; e < n; ++e) {
-        for (int64_t h = 0; h < heads; ++h) inv[h] += o[e * heads + h];
-      }
-      for (int64_t h = 0; h < heads; ++h) inv[h] = 1.0f / inv[h];
-      for (int64_t e = 0; e < n; ++e) {
-        for (int64_t h = 0; h < heads; ++h) o[e * heads + h] *= inv[h];
-      }
-    }
-  });
+  cpu::parallel_rows(indptr, g.num_rows(), 6 * heads, 8 + 2 * heads,
+                     [&](int64_t rb, int64_t re) {
+                       if (heads == 1)
+                         softmax_forward_rows<1>(indptr, scores, heads, out, rb, re);
+                       else if (heads == 8)
+                         softmax_forward_rows<8>(indptr, scores, heads, out, rb, re);
+                       else
+                         softmax_forward_rows<0>(indptr, scores, heads, out, rb, re);
+                     });
 }
 
 // ds = alpha * (dalpha - sum_row(alpha * dalpha)); all [E, H] contiguous.
@@ -56,22 +93,12 @@ void softmax_backward(const CsrGraph& g, const float* alpha, const float* dalpha
                       int64_t heads, float* ds) {
   const int64_t* indptr = g.indptr().data_ptr<int64_t>();
   cpu::parallel_rows(indptr, g.num_rows(), 4 * heads, 4 + heads, [&](int64_t rb, int64_t re) {
-    std::vector<float> dot(heads);
-    for (int64_t i = rb; i < re; ++i) {
-      const int64_t eb = indptr[i], n = indptr[i + 1] - eb;
-      const float* __restrict a = alpha + eb * heads;
-      const float* __restrict d = dalpha + eb * heads;
-      float* __restrict o = ds + eb * heads;
-      for (int64_t h = 0; h < heads; ++h) dot[h] = 0.0f;
-      for (int64_t e = 0; e < n; ++e) {
-        for (int64_t h = 0; h < heads; ++h) dot[h] += a[e * heads + h] * d[e * heads + h];
-      }
-      for (int64_t e = 0; e < n; ++e) {
-        for (int64_t h = 0; h < heads; ++h) {
-          o[e * heads + h] = a[e * heads + h] * (d[e * heads + h] - dot[h]);
-        }
-      }
-    }
+    if (heads == 1)
+      softmax_backward_rows<1>(indptr, alpha, dalpha, heads, ds, rb, re);
+    else if (heads == 8)
+      softmax_backward_rows<8>(indptr, alpha, dalpha, heads, ds, rb, re);
+    else
+      softmax_backward_rows<0>(indptr, alpha, dalpha, heads, ds, rb, re);
   });
 }
 

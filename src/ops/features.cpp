@@ -7,6 +7,7 @@
 
 #include "qgnn/ops/dropout.h"
 #include "qgnn/ops/spmm.h"
+#include "qgnn/quant/packed_tensor.h"
 
 namespace qgnn {
 
@@ -18,6 +19,10 @@ NodeFeatures::NodeFeatures(at::Tensor dense) : dense_(std::move(dense)) {
 
 NodeFeatures::NodeFeatures(CsrGraph sparse) : sparse_(std::move(sparse)) {
   TORCH_CHECK(sparse_.defined(), "NodeFeatures: sparse features are undefined");
+}
+
+NodeFeatures::NodeFeatures(std::shared_ptr<const PackedTensor> packed) : packed_(std::move(packed)) {
+  TORCH_CHECK(packed_ != nullptr && packed_->defined(), "NodeFeatures: packed features are undefined");
 }
 
 NodeFeatures NodeFeatures::from_dense(const at::Tensor& x, double max_density) {
@@ -64,19 +69,26 @@ NodeFeatures NodeFeatures::from_dense(const at::Tensor& x, double max_density) {
 }
 
 int64_t NodeFeatures::num_rows() const {
+  if (is_packed()) return packed_->num_rows();
   return is_sparse() ? sparse_.num_rows() : (dense_.defined() ? dense_.size(0) : 0);
 }
 
 int64_t NodeFeatures::num_cols() const {
+  if (is_packed()) return packed_->num_cols();
   return is_sparse() ? sparse_.num_cols() : (dense_.defined() ? dense_.size(1) : 0);
 }
 
 int64_t NodeFeatures::nnz() const {
+  if (is_packed()) return at::count_nonzero(packed_->decode()).item<int64_t>();
   if (is_sparse()) return sparse_.num_edges();
   return dense_.defined() ? at::count_nonzero(dense_).item<int64_t>() : 0;
 }
 
 at::Tensor NodeFeatures::to_dense() const {
+  if (is_packed()) {
+    at::Tensor d = packed_->decode();
+    return packed_row_scale_.defined() ? d.mul_(packed_row_scale_.unsqueeze(1)) : d;
+  }
   if (!is_sparse()) return dense_;
   const int64_t n = sparse_.num_rows(), f = sparse_.num_cols();
   at::Tensor out = at::zeros({n, f}, at::kFloat);
@@ -95,6 +107,10 @@ at::Tensor NodeFeatures::to_dense() const {
 
 NodeFeatures NodeFeatures::dropout(double p, bool training) const {
   TORCH_CHECK(defined(), "NodeFeatures::dropout: features are undefined");
+  if (is_packed()) {
+    TORCH_CHECK(!training || p == 0.0, "NodeFeatures::dropout: packed features are for inference");
+    return *this;
+  }
   if (!is_sparse()) return NodeFeatures(qgnn::dropout(dense_, p, training));
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0.0) return *this;
@@ -111,6 +127,13 @@ at::Tensor NodeFeatures::linear(const at::Tensor& weight, const at::Tensor& bias
               weight.defined() ? weight.sizes() : at::IntArrayRef{});
   TORCH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)),
               "NodeFeatures::linear: bias must be [", weight.size(0), "], got ", bias.sizes());
+  if (is_packed()) {
+    if (!packed_row_scale_.defined()) {
+      return packed_linear(*packed_, weight.detach(), bias.defined() ? bias.detach() : bias);
+    }
+    at::Tensor y = packed_linear(*packed_, weight.detach()).mul_(packed_row_scale_.unsqueeze(1));
+    return bias.defined() ? y.add_(bias.detach()) : y;
+  }
   if (!is_sparse()) return at::linear(dense_, weight, bias);
   // X W^T as an SpMM over the stored non-zeros; its autograd gives dW^T = X^T dY through
   // the cached transpose of X.
@@ -119,11 +142,27 @@ at::Tensor NodeFeatures::linear(const at::Tensor& weight, const at::Tensor& bias
   return y;
 }
 
+NodeFeatures NodeFeatures::scale_rows(const at::Tensor& scale) const {
+  TORCH_CHECK(defined(), "NodeFeatures::scale_rows: features are undefined");
+  TORCH_CHECK(scale.dim() == 1 && scale.size(0) == num_rows() && scale.scalar_type() == at::kFloat,
+              "NodeFeatures::scale_rows: scale must be [", num_rows(), "] float32, got ",
+              scale.sizes());
+  if (is_packed()) {
+    NodeFeatures out(*this);
+    out.packed_row_scale_ = packed_row_scale_.defined() ? packed_row_scale_ * scale : scale;
+    return out;
+  }
+  if (!is_sparse()) return NodeFeatures(dense_ * scale.unsqueeze(1));
+  const at::Tensor w = sparse_.has_weights() ? sparse_.weights() : at::ones({sparse_.num_edges()});
+  return NodeFeatures(sparse_.with_weights(w * scale.index_select(0, sparse_.row_ids())));
+}
+
 NodeFeatures NodeFeatures::index_rows(const at::Tensor& index) const {
   TORCH_CHECK(defined(), "NodeFeatures::index_rows: features are undefined");
   TORCH_CHECK(index.defined() && index.dim() == 1 &&
                   (index.scalar_type() == at::kLong || index.scalar_type() == at::kInt),
               "NodeFeatures::index_rows: index must be a 1-D int64 tensor");
+  TORCH_CHECK(!is_packed(), "NodeFeatures::index_rows: not supported for packed features");
   const at::Tensor idx = index.to(at::kLong).contiguous();
   const int64_t k = idx.size(0), n = num_rows();
   const int64_t* rp = idx.data_ptr<int64_t>();

@@ -58,6 +58,18 @@ TrainData::TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, tor
   TORCH_CHECK(train_index.numel() > 0, "TrainData: the train mask is empty");
 }
 
+FeatureNorm resolve_feature_norm(const Dataset& d, FeatureNorm norm) {
+  if (norm != FeatureNorm::kAuto) return norm;
+  return d.has_public_split ? FeatureNorm::kRow : FeatureNorm::kBinarize;
+}
+
+TrainData make_train_data(const Dataset& d, FeatureNorm norm) {
+  norm = resolve_feature_norm(d, norm);
+  auto x = preprocess_features(d, norm == FeatureNorm::kRow ? FeatureNorm::kNone : norm);
+  return TrainData(GraphOperators(d.graph), NodeFeatures::from_dense(x), d.y, d.train_mask,
+                   d.val_mask, d.test_mask);
+}
+
 EvalResult evaluate(GnnModel& model, const TrainData& data) {
   TrainingModeGuard mode(model, /*training=*/false);
   torch::NoGradGuard no_grad;

@@ -80,6 +80,21 @@ TEST(SddmmDot, MatchesDenseForwardAndGradients) {
   }
 }
 
+TEST(SddmmDot, EightHeadPathMatchesDense) {
+  // heads % 8 == 0 and D % 8 == 0 take the 8-heads-at-once reduction.
+  CsrGraph g = random_graph(50, 5, 31, 2);
+  for (cpu::Isa isa : isas()) {
+    IsaGuard guard(isa);
+    for (int64_t heads : {8, 16}) {
+      for (int64_t d : {8, 16, 24}) {
+        SCOPED_TRACE("H=" + std::to_string(heads) + " D=" + std::to_string(d));
+        const at::Tensor dst = at::randn({50, heads, d}), src = at::randn({50, heads, d});
+        expect_close(sddmm_dot(g, dst, src), dot_reference(g, dst, src), "forward");
+      }
+    }
+  }
+}
+
 TEST(SddmmAdd, MatchesReferenceWithGradients) {
   CsrGraph g = random_graph(80, 6, 4, 3);
   for (int64_t heads : {1, 3, 8}) {

@@ -118,6 +118,20 @@ TEST(SpmmDense, MatchesDenseForwardAndGradients) {
   }
 }
 
+TEST(SpmmDense, ManyHeads) {
+  // GAT-like shapes: the per-lane head-weight path (H <= W, H * D <= 8 W) and beyond.
+  CsrGraph g = random_graph(60, 5, 17, 3);
+  for (cpu::Isa isa : isas()) {
+    IsaGuard guard(isa);
+    SCOPED_TRACE(cpu::isa_name(isa));
+    for (int64_t heads : {2, 8, 16}) {
+      for (int64_t d : {1, 7, 8, 9, 16, 17}) {
+        check_against_dense(g, heads, d, WeightKind::kExplicit, Reduce::kSum);
+      }
+    }
+  }
+}
+
 TEST(SpmmDense, RectangularSparseFeatures) {
   CsrGraph g = rectangular(45, 80, 9, /*weighted=*/true);
   ASSERT_EQ(g.num_rows(), 45);

@@ -60,15 +60,16 @@ at::Tensor dense_adjacency(const CsrGraph& g) {
 }
 
 CsrGraph tiny_directed_graph() {
-  // Row i lists the sources j of edges j -> i:
-  //   row 0: 2, 3     row 1: 0     row 2: 0, 1, 3     rows 3, 4: empty
+  // Edges j -> i (node 4 isolated):
   //
-  //        3 -----> 0 <----- 2
-  //        |        |      ^ ^
-  //        |        v     /  |
-  //        |        1 ---/   |      4 (isolated)
-  //        |                 |
-  //        +-----------------+   (3 -> 2; also 0 -> 2)
+  //            +-------------+
+  //            v             |
+  //   3 -----> 0 -----> 1    |       row 0: 2, 3      (in-degree 2)
+  //   |        |        |    |       row 1: 0         (in-degree 1)
+  //   |        v        |    |       row 2: 0, 1, 3   (in-degree 3, the most)
+  //   +------> 2 <------+    |       row 3: -         (a pure source)
+  //            |             |       row 4: -         (isolated)
+  //            +-------------+                        4
   at::Tensor indptr = at::tensor(std::vector<int64_t>{0, 2, 3, 6, 6, 6}, at::kLong);
   at::Tensor indices = at::tensor(std::vector<int64_t>{2, 3, 0, 0, 1, 3}, at::kLong);
   return CsrGraph(indptr, indices);

@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "qgnn/graph/csr_graph.h"
+#include "qgnn/nn/quant_hook.h"
 #include "qgnn/ops/features.h"
 #include "qgnn/util/export.h"
 
@@ -35,6 +36,13 @@ class QGNN_API GraphOperators {
   struct Lazy;
   CsrGraph graph_;
   std::shared_ptr<Lazy> lazy_;
+};
+
+// Where a layer reports its attention coefficients: a hook (may be null) and the layer
+// index the model gave it.
+struct AttentionPoint {
+  QuantHook* hook = nullptr;
+  int64_t layer = 0;
 };
 
 // GCN layer (Kipf & Welling, ICLR 2017, Eq. 2): H' = D^-1/2 (A + I) D^-1/2 H W + b.
@@ -61,6 +69,8 @@ class QGNN_API GATConvImpl : public torch::nn::Module {
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
   // Attention coefficients of the last forward, [E', heads] over the edges of A + I.
   const torch::Tensor& last_attention() const { return last_attention_; }
+  // Routes alpha through a quantization hook (set by the model; null = none).
+  void set_attention_point(AttentionPoint p) { point_ = p; }
 
   torch::Tensor weight;               // [heads * out, in]
   torch::Tensor att_src, att_dst;     // [heads, out]
@@ -71,6 +81,7 @@ class QGNN_API GATConvImpl : public torch::nn::Module {
 
  private:
   torch::Tensor last_attention_;
+  AttentionPoint point_;
 };
 TORCH_MODULE(GATConv);
 
@@ -83,11 +94,13 @@ class QGNN_API AGNNConvImpl : public torch::nn::Module {
   explicit AGNNConvImpl(bool requires_grad = true);
   torch::Tensor forward(const GraphOperators& ops, const torch::Tensor& x);
   const torch::Tensor& last_attention() const { return last_attention_; }
+  void set_attention_point(AttentionPoint p) { point_ = p; }
 
   torch::Tensor beta;  // [1]
 
  private:
   torch::Tensor last_attention_;
+  AttentionPoint point_;
 };
 TORCH_MODULE(AGNNConv);
 

@@ -30,6 +30,10 @@ struct QGNN_API ModelConfig {
   int64_t output_heads = 1;      // GAT output-layer heads (averaged)
   double dropout = 0.5;          // feature dropout before every layer
   double attention_dropout = 0.0;  // GAT attention dropout
+  // Divide each input row by its sum (Kipf's citation preprocessing) inside the model,
+  // after quantization point 0: the stored input stays the raw (e.g. binary) matrix,
+  // which 1-bit codes represent exactly. Rows summing to 0 stay 0.
+  bool row_normalize_input = false;
 
   std::string to_json() const;
   // Throws c10::Error naming the field and value on a malformed or incomplete text.
@@ -51,6 +55,11 @@ struct QGNN_API Preset {
   OptimConfig optim;
 };
 
+// Which benchmark family a dataset belongs to: the citation graphs with a public Planetoid
+// split (Kipf's setting), or the co-purchase / co-author graphs evaluated on random
+// 20/30-per-class splits (Shchur et al. 2018).
+enum class DatasetFamily { kCitation, kRandomSplit };
+
 // Presets:
 //  "kipf": each paper's citation setting. GCN 2 layers x 16, dropout 0.5, lr 0.01,
 //    wd 5e-4 (layer 1), 200 epochs. GAT 8 heads x 8 hidden, 1 output head, dropout and
@@ -59,11 +68,28 @@ struct QGNN_API Preset {
 //    SAGE 2 x 64, GIN 2 x 64 (not citation papers; PyG example settings).
 //  "sgquant": SGQuant's Table I: GCN hidden 32 x 2 layers, AGNN hidden 16 x 4 layers,
 //    GAT hidden 256 x 2 layers (8 heads x 32); SAGE/GIN as kipf.
+// For DatasetFamily::kRandomSplit (Shchur et al.'s setting) models train up to 1000 epochs
+// with patience 100, and "kipf" GCN uses 64 hidden units (Shchur et al. Table 6): with
+// 16 units and 200 epochs GCN is still far from converged on Amazon Computers.
 // Throws c10::Error for an unknown preset name.
 QGNN_API Preset make_preset(const std::string& preset, ModelKind kind, int64_t in_channels,
-                            int64_t num_classes);
+                            int64_t num_classes,
+                            DatasetFamily family = DatasetFamily::kCitation);
+
+// One quantization point of a model on a given graph: its role, layer and shape.
+struct QuantPointInfo {
+  int64_t layer = 0;
+  bool attention = false;  // false: input embedding h^k; true: attention alpha^k
+  int64_t rows = 0;        // N for embeddings, E' (edges attended over) for attention
+  int64_t cols = 0;        // F_k for embeddings, heads for attention
+};
 
 // A node classifier: forward returns logits [N, C] (no softmax).
+//
+// Quantization points, in order: for GCN, GAT, SAGE and GIN, layer k's input embedding
+// (k = 0 is the input features) and, for GAT, layer k's attention. For AGNN, layer 0 is
+// the input of the first Linear, layers 1..L the inputs (and attention) of the L
+// propagation layers, layer L+1 the input of the output Linear.
 class QGNN_API GnnModel : public torch::nn::Module {
  public:
   explicit GnnModel(const ModelConfig& config);
@@ -73,8 +99,16 @@ class QGNN_API GnnModel : public torch::nn::Module {
   std::vector<torch::Tensor> first_layer_parameters();
   std::vector<torch::Tensor> other_parameters();
 
+  // Every quantizable tensor goes through `hook` from now on (nullptr removes it).
+  void set_quant_hook(std::shared_ptr<QuantHook> hook);
+  const std::shared_ptr<QuantHook>& quant_hook() const { return hook_; }
+  // The quantization points this model has on `ops`' graph.
+  std::vector<QuantPointInfo> quant_points(const GraphOperators& ops) const;
+
  private:
+  NodeFeatures point(int64_t layer, const NodeFeatures& h, const GraphOperators& ops);
   ModelConfig config_;
+  std::shared_ptr<QuantHook> hook_;
   std::vector<std::shared_ptr<torch::nn::Module>> convs_;  // in order
   torch::nn::Linear lin_in_{nullptr}, lin_out_{nullptr};    // AGNN only
 };

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "qgnn/io/dataset.h"
 #include "qgnn/nn/models.h"
 #include "qgnn/util/export.h"
 
@@ -37,6 +38,16 @@ struct QGNN_API TrainData {
   TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, torch::Tensor train,
             torch::Tensor val, torch::Tensor test);
 };
+
+// kAuto resolved for a dataset: kRow for datasets with a public (Planetoid) split, else
+// kBinarize (see preprocess_features).
+QGNN_API FeatureNorm resolve_feature_norm(const Dataset& d, FeatureNorm norm);
+
+// The training problem for a dataset and its current masks. Features are preprocessed by
+// `norm`, except kRow, which models apply themselves (ModelConfig::row_normalize_input)
+// so that the stored input stays raw; callers set that flag when norm is kRow.
+// Features are stored sparse when at most 40% are non-zero (ops/features.h).
+QGNN_API TrainData make_train_data(const Dataset& d, FeatureNorm norm);
 
 struct EvalResult {
   double train_acc = 0, val_acc = 0, test_acc = 0;  // percent

@@ -28,6 +28,10 @@ struct Vec {
   // Mask of the first n lanes, 1 <= n <= W.
   static inline M mask(int n) { return static_cast<M>((1u << n) - 1u); }
   static inline float hsum(V v) { return _mm512_reduce_add_ps(v); }
+  using I = __m512i;  // lane index vector for permute
+  static inline I load_index(const int32_t* p) { return _mm512_loadu_si512(p); }
+  // out[l] = v[idx[l]]
+  static inline V permute(V v, I idx) { return _mm512_permutexvar_ps(idx, v); }
 
   // exp(x), Cephes expf polynomial; x < -87.3 gives 0, x is clamped at 88.
   static inline V exp(V x) {
@@ -70,6 +74,11 @@ struct Vec {
   static inline M mask(int n) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kTailMaskTable + 8 - n));
   }
+  using I = __m256i;
+  static inline I load_index(const int32_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  static inline V permute(V v, I idx) { return _mm256_permutevar8x32_ps(v, idx); }
   static inline float hsum(V v) {
     __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     __m128 shuf = _mm_movehdup_ps(lo);

@@ -42,16 +42,6 @@ static inline void spmm_accumulate(const float* __restrict xr, float wgt, Vec::V
 }
 
 // out[off, off + K*W) of one row = sum over edges [eb, ee) of w(e, h) * x[j, off, ...).
-#ifndef QGNN_SPMM_PREFETCH
-#define QGNN_SPMM_PREFETCH 16
-#endif
-// Prefetches the part of x row j that a block of K vectors reads.
-template <int K>
-static inline void prefetch_block(const float* p) {
-  constexpr int kLines = (K * Vec::W * 4 + 63) / 64;
-  for (int l = 0; l < kLines; ++l) _mm_prefetch(reinterpret_cast<const char*>(p + l * 16), _MM_HINT_T0);
-}
-
 template <int K, bool Masked, int Mode>
 static inline void spmm_block(const SpmmArgs& a, int64_t eb, int64_t ee, int64_t h,
                               int64_t off, Vec::M tail, float* __restrict o) {
@@ -65,10 +55,6 @@ static inline void spmm_block(const SpmmArgs& a, int64_t eb, int64_t ee, int64_t
     Vec::V acc2[K];
     for (int k = 0; k < K; ++k) acc2[k] = Vec::zero();
     for (; e + 2 <= ee; e += 2) {
-      if (QGNN_SPMM_PREFETCH > 0 && e + QGNN_SPMM_PREFETCH + 1 < ee) {
-        prefetch_block<K>(x + idx[e + QGNN_SPMM_PREFETCH] * ldx);
-        prefetch_block<K>(x + idx[e + QGNN_SPMM_PREFETCH + 1] * ldx);
-      }
       const float* x0 = x + idx[e] * ldx;
       const float* x1 = x + idx[e + 1] * ldx;
       spmm_accumulate<K, Masked, Mode>(x0, edge_weight<Mode>(a, e, h), acc, tail);
@@ -77,12 +63,75 @@ static inline void spmm_block(const SpmmArgs& a, int64_t eb, int64_t ee, int64_t
     for (int k = 0; k < K; ++k) acc[k] = Vec::add(acc[k], acc2[k]);
   }
   for (; e < ee; ++e) {
-    if (QGNN_SPMM_PREFETCH > 0 && e + QGNN_SPMM_PREFETCH < ee) {
-      prefetch_block<K>(x + idx[e + QGNN_SPMM_PREFETCH] * ldx);
-    }
     spmm_accumulate<K, Masked, Mode>(x + idx[e] * ldx, edge_weight<Mode>(a, e, h), acc, tail);
   }
   for (int k = 0; k < K; ++k) store_k<K, Masked>(o, k, acc[k], tail);
+}
+
+// Multi-head rows that fit in K <= 8 vectors with H <= W heads: loop over edges once and
+// give each lane the weight of its head with one permute of the edge's weight row.
+//   hidx[k][l] = head of row position k * W + l.
+template <int K, bool Masked, int Mode>
+static inline void spmm_block_heads(const SpmmArgs& a, int64_t eb, int64_t ee,
+                                    const Vec::I* hidx, Vec::M tail, Vec::M wmask,
+                                    float* __restrict o) {
+  const int64_t* __restrict idx = a.indices;
+  const float* __restrict x = a.x;
+  const int64_t ldx = a.ldx, heads = a.heads;
+  Vec::V acc[K];
+  for (int k = 0; k < K; ++k) acc[k] = Vec::zero();
+  for (int64_t e = eb; e < ee; ++e) {
+    const int64_t we = Mode == 2 ? a.wperm[e] : e;
+    const Vec::V wrow = Vec::load(a.w + we * heads, wmask);
+    const float* xr = x + idx[e] * ldx;
+    for (int k = 0; k < K; ++k) {
+      acc[k] = Vec::fmadd(Vec::permute(wrow, hidx[k]), load_k<K, Masked>(xr, k, tail), acc[k]);
+    }
+  }
+  for (int k = 0; k < K; ++k) store_k<K, Masked>(o, k, acc[k], tail);
+}
+
+template <int Mode>
+static void spmm_rows_heads(const SpmmArgs& a, int64_t rb, int64_t re) {
+  constexpr int W = Vec::W;
+  const int64_t width = a.heads * a.dim;
+  const int nvec = static_cast<int>((width + W - 1) / W);
+  const int rem = static_cast<int>(width % W);
+  const Vec::M tail = Vec::mask(rem == 0 ? W : rem);
+  const Vec::M wmask = Vec::mask(static_cast<int>(a.heads));
+  alignas(64) int32_t lanes[8 * W];
+  Vec::I hidx[8];
+  for (int k = 0; k < nvec; ++k) {
+    for (int l = 0; l < W; ++l) {
+      const int64_t p = std::min<int64_t>(k * W + l, width - 1);
+      lanes[k * W + l] = static_cast<int32_t>(p / a.dim);
+    }
+    hidx[k] = Vec::load_index(lanes + k * W);
+  }
+  for (int64_t i = rb; i < re; ++i) {
+    const int64_t eb = a.indptr[i], ee = a.indptr[i + 1];
+    float* orow = a.out + i * a.ldo;
+#define QGNN_SPMM_HEADS_CASE(K)                                                       \
+  case K:                                                                             \
+    if (rem != 0)                                                                     \
+      spmm_block_heads<K, true, Mode>(a, eb, ee, hidx, tail, wmask, orow);            \
+    else                                                                              \
+      spmm_block_heads<K, false, Mode>(a, eb, ee, hidx, tail, wmask, orow);           \
+    break;
+    switch (nvec) {
+      QGNN_SPMM_HEADS_CASE(1)
+      QGNN_SPMM_HEADS_CASE(2)
+      QGNN_SPMM_HEADS_CASE(3)
+      QGNN_SPMM_HEADS_CASE(4)
+      QGNN_SPMM_HEADS_CASE(5)
+      QGNN_SPMM_HEADS_CASE(6)
+      QGNN_SPMM_HEADS_CASE(7)
+      QGNN_SPMM_HEADS_CASE(8)
+      default:
+        break;
+    }
+#undef QGNN_SPMM_HEADS_CASE
+  }
 }
 
 template <int Mode>
@@ -134,7 +183,14 @@ static void spmm_rows_mode(const SpmmArgs& a, int64_t rb, int64_t re) {
 }
 
 static void spmm_rows(const SpmmArgs& a, int64_t rb, int64_t re) {
-  if (a.w == nullptr)
+  const bool fused_heads = a.w != nullptr && a.heads > 1 && a.heads <= Vec::W &&
+                           a.heads * a.dim <= 8 * Vec::W;
+  if (fused_heads) {
+    if (a.wperm == nullptr)
+      spmm_rows_heads<1>(a, rb, re);
+    else
+      spmm_rows_heads<2>(a, rb, re);
+  } else if (a.w == nullptr)
     spmm_rows_mode<0>(a, rb, re);
   else if (a.wperm == nullptr)
     spmm_rows_mode<1>(a, rb, re);

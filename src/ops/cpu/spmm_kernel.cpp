@@ -13,9 +13,6 @@
 #include "ops/cpu/kernels.h"
 #include "qgnn/ops/spmm.h"
 
-namespace qgnn::cpu {
-static const int g_spmm_prefetch = std::getenv("QGNN_SPMM_PD") ? std::atoi(std::getenv("QGNN_SPMM_PD")) : 8;
-}
 #define QGNN_SIMD_NS avx2
 #define QGNN_SIMD_AVX512 0
 #include "ops/cpu/simd_vec.h"

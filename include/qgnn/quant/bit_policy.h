@@ -1,0 +1,96 @@
+#pragma once
+// BitPolicy: which bits every quantization point of a model runs at.
+//
+// A quantization point is a tensor role at a layer: the layer's input embedding h^k
+// (layer 0's is the input feature matrix) or its attention coefficients alpha^k (GAT,
+// AGNN). Layers never know their bits: they hand each point to a hook, and the policy
+// decides (SGQuant's granularities, Feng et al. ICTAI 2020, Sec. III):
+//   uniform  one width for everything                      bits=4
+//   CWQ      component-wise: embeddings vs. attention      emb=4;att=2
+//   LWQ      layer-wise overrides (0-based layers)         layer1.emb=8;layer0.att=3
+//   TAQ      topology-aware: bits by in-degree bucket      taq=4@<=2,3@<=8,2
+//            (degree <= 2 -> 4 bits, <= 8 -> 3, above -> 2); "taq=4,3,2" places the
+//            bucket boundaries at in-degree quantiles (equal-count buckets).
+//            TAQ caps a point's bits: a row of bucket g gets min(point bits, taq[g]),
+//            so high in-degree rows (whose aggregation averages out noise) get fewer.
+//            emb.taq=... / att.taq=... restrict TAQ to one component.
+//   gran     range granularity: gran=row|tensor|bucket, or emb.gran=..., att.gran=...
+//            (defaults: row for embeddings, tensor for attention).
+// Bits are 1..8, 16 (half) or 32 (full precision, the default). Clauses are separated by
+// ';', white space is ignored. to_string() prints the canonical form, which parses back
+// to an equal policy.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qgnn/quant/packed_tensor.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+enum class QuantRole { kEmbedding, kAttention };
+
+struct QuantPoint {
+  int64_t layer = 0;
+  QuantRole role = QuantRole::kEmbedding;
+};
+
+// In-degree buckets with their bit caps. upper[g] is the inclusive in-degree bound of
+// bucket g (the last bucket has none); empty upper with several bits = quantile buckets.
+struct DegreeBuckets {
+  std::vector<int64_t> upper;
+  std::vector<int> bits;
+  bool quantile() const { return upper.empty() && bits.size() > 1; }
+  bool operator==(const DegreeBuckets& o) const { return upper == o.upper && bits == o.bits; }
+};
+
+class QGNN_API BitPolicy {
+ public:
+  BitPolicy() = default;
+
+  // Parses a spec (grammar above); "" or "fp32" is full precision everywhere.
+  // Throws c10::Error "bit policy '<spec>': <problem> in '<clause>'".
+  static BitPolicy parse(const std::string& spec);
+  // Canonical text: bits, emb, att, emb.gran, att.gran, taq, emb.taq, att.taq, then
+  // layer overrides by layer and role. "fp32" when nothing is quantized.
+  std::string to_string() const;
+  bool operator==(const BitPolicy& o) const { return to_string() == o.to_string(); }
+
+  // Bits of a point before TAQ.
+  int bits(const QuantPoint& p) const;
+  // Bucket caps for a role (TAQ), or nullopt.
+  std::optional<DegreeBuckets> buckets(QuantRole role) const;
+  Granularity granularity(QuantRole role) const;
+  // True when every point is 32-bit.
+  bool is_full_precision() const;
+
+  // Row grouping and bits for a point whose rows are indexed by node (embeddings) or by
+  // edge (attention: each edge row takes its target node's bucket).
+  //   row_degree: [R] int64 in-degree of the node each row belongs to.
+  // Quantile buckets are resolved against row_degree.
+  RowBits row_bits(const QuantPoint& p, const at::Tensor& row_degree) const;
+
+  // Editing (used by the automatic search).
+  void set_default_bits(int bits);
+  void set_role_bits(QuantRole role, int bits);
+  void set_layer_bits(int64_t layer, QuantRole role, int bits);
+  void set_taq(std::optional<QuantRole> role, DegreeBuckets buckets);
+  void set_granularity(QuantRole role, Granularity g);
+
+ private:
+  int default_bits_ = 32;
+  std::map<QuantRole, int> role_bits_;
+  std::map<std::pair<int64_t, QuantRole>, int> layer_bits_;
+  std::optional<DegreeBuckets> taq_all_;
+  std::map<QuantRole, DegreeBuckets> taq_role_;
+  std::map<QuantRole, Granularity> gran_;
+};
+
+// True for 1..8, 16, 32.
+QGNN_API bool is_valid_bits(int bits);
+
+}  // namespace qgnn

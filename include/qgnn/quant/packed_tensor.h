@@ -1,0 +1,147 @@
+#pragma once
+// Bit-packed quantized matrices: SGQuant's linear quantization stored for real.
+//
+// Quantization (SGQuant, Feng et al. ICTAI 2020, Eq. 1) is linear and asymmetric. For a
+// parameter group with range [lo, hi] and b bits (1 <= b <= 8):
+//   scale = (hi - lo) / (2^b - 1)      (scale = 1 when hi == lo)
+//   q     = clamp(round_half_even((x - lo) / scale), 0, 2^b - 1)     [stored code]
+//   x^    = lo + q * scale                                            [dequantized]
+// so |x - x^| <= scale / 2 for x in [lo, hi]. (The paper writes floor; round-to-nearest
+// halves the worst-case error at the same storage and is what we implement and test.)
+// Evaluated in float32 exactly as written: an IEEE division, round half to even (as
+// std::nearbyint in the default mode), and x^ with a separate multiply and add (never an
+// FMA), so x^ equals ATen's q * scale + lo bit for bit. Every SIMD path (AVX2, AVX-512)
+// gives identical codes and values. Re-encoding x^ gives the same codes; its values may
+// differ by a few ulp (hi' = lo + (2^b - 1) scale can round off hi) and are then fixed.
+// b = 16 stores IEEE half precision (round to nearest even, as c10::Half), b = 32 stores
+// float32 as is (pass-through).
+//
+// Layout: rows are independent; row r holds F codes of bits(r) bits, packed LSB-first
+// into ceil(F * bits(r) / 8) bytes, each row starting at a byte boundary. Rows may have
+// different bit widths (topology-aware quantization gives each in-degree bucket its own
+// bits); then a row offset table locates them.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "qgnn/graph/csr_graph.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+// Where the (lo, hi) range of a code group is measured.
+enum class Granularity {
+  kTensor,  // one range per tensor (per bucket when rows have bucket-dependent bits)
+  kBucket,  // one range per row group (in-degree bucket)
+  kRow,     // one range per row
+};
+
+// How rows are grouped and how many bits each group gets.
+//   row_group: [N] uint8 group id per row, or undefined when there is a single group.
+//   group_bits: bits of each group, each in {1..8, 16, 32}; size = number of groups.
+struct RowBits {
+  at::Tensor row_group;
+  std::vector<int> group_bits;
+
+  static RowBits uniform(int bits) { return RowBits{{}, {bits}}; }
+  int64_t num_groups() const { return static_cast<int64_t>(group_bits.size()); }
+};
+
+class QGNN_API PackedTensor {
+ public:
+  PackedTensor() = default;
+
+  // Quantizes and packs x.
+  //   x: [N, F] float32 CPU (any strides). rows: grouping and bits (row_group values
+  //   < group_bits.size()). gran: range granularity (ignored for 16/32-bit groups).
+  //   returns: the packed tensor; x is not kept.
+  // REQUIRES: finite x; every bits value in {1..8, 16, 32}.
+  // Throws c10::Error naming the bad argument and value.
+  static PackedTensor pack(const at::Tensor& x, const RowBits& rows,
+                           Granularity gran = Granularity::kRow);
+
+  int64_t num_rows() const { return rows_; }
+  int64_t num_cols() const { return cols_; }
+  bool defined() const { return codes_.defined(); }
+
+  // Exact bytes held: codes + quantization parameters (scale, lo as float32: 8 bytes per
+  // row for kRow, per group otherwise; none when every group is 16/32-bit) and, with
+  // several groups only, the row offset table (8 (N + 1)), row group ids (N) and the
+  // per-group bits (1 byte each). This is the "stored bytes" of the memory accounting in
+  // DESIGN.md. Example: N = 3, F = 10, 3 bits, kRow: 3 * ceil(30 / 8) + 3 * 8 = 36.
+  int64_t nbytes() const;
+  // Bytes of the codes alone (for average bits = 8 * code_bytes / values).
+  int64_t code_bytes() const;
+  // 8 * code_bytes() / (N * F).
+  double average_bits() const;
+
+  // Dequantized rows [begin, end) into out (row-major, ld = F floats). Parallel over rows
+  // (serial inside a parallel region). Throws c10::Error for a bad row range.
+  void decode_rows(int64_t begin, int64_t end, float* out) const;
+  // Dequantized matrix [N, F] float32 (materializes it: for tests and small tensors).
+  at::Tensor decode() const;
+  // The integer codes [N, F] int32 (for tests: idempotence, code equality); 16-bit rows
+  // give the half's bits, 32-bit rows the float's bits.
+  at::Tensor codes_as_int() const;
+
+  // Per-row access for kernels: bits, byte pointer, scale and lo of row r. Rows of
+  // 16/32-bit groups report scale 1 and lo 0 (x^ = stored value).
+  // REQUIRES: 0 <= r < num_rows(). Throws c10::Error otherwise.
+  int row_bits(int64_t r) const;
+  const uint8_t* row_data(int64_t r) const;
+  float row_scale(int64_t r) const;
+  float row_lo(int64_t r) const;
+
+  Granularity granularity() const { return gran_; }
+  const std::vector<int>& group_bits() const { return group_bits_; }
+
+ private:
+  friend struct PackedTensorAccess;  // raw view for the kernels (src/quant/packed_internal.h)
+
+  int64_t rows_ = 0, cols_ = 0;
+  at::Tensor codes_;       // uint8 [total bytes]
+  at::Tensor row_offset_;  // int64 [N + 1], only with several groups
+  at::Tensor row_group_;   // uint8 [N], only with several groups
+  std::vector<int> group_bits_;
+  Granularity gran_ = Granularity::kRow;
+  // float32 [P, 2] rows (scale, lo), interleaved so that a kernel reads one cache line per
+  // source row: P = N (kRow) or number of groups; undefined when no group has <= 8 bits.
+  at::Tensor params_;
+  int64_t row_stride_ = 0;  // bytes per row with a single group
+};
+
+// Fake quantization: x^ = dequantize(quantize(x)) with the same parameters PackedTensor
+// would use, as a float32 tensor of x's shape, computed without packing. Differentiable
+// with the straight-through estimator (SGQuant Sec. III-D): d x^ / d x = 1 inside
+// [lo, hi] and 0 outside (ranges come from x itself here, so every x is inside).
+//   x: [N, F] float32 CPU (any strides). returns [N, F], bit-identical to
+//   PackedTensor::pack(x, rows, gran).decode().
+// Throws c10::Error as pack() does.
+QGNN_API at::Tensor fake_quantize(const at::Tensor& x, const RowBits& rows,
+                                  Granularity gran = Granularity::kRow);
+
+// Aggregation over packed rows without materializing the float matrix:
+//   out[i] = sum_{e = (j -> i)} w_e * x^[j]   (CsrGraph convention)
+//   indptr/indices: the CSR of the graph; w: [E] float32 or undefined (ones).
+//   returns [R, F] float32.
+// Decodes row j's codes on the fly (x^[j] = lo_j + scale_j q_j, so the kernel
+// accumulates w scale_j q_j and adds sum_e w_e lo_j once per row); rows may have different
+// bits. Matches spmm(A, decode()) to float rounding (the order of the sums differs).
+// Throws c10::Error for malformed CSR arrays (indptr not starting at 0, decreasing or not
+// ending at E; an index outside [0, N)) or shape / dtype mismatches. Deterministic: each
+// output row is summed in edge order, for any thread count and SIMD path.
+QGNN_API at::Tensor packed_spmm(const at::Tensor& indptr, const at::Tensor& indices,
+                                const at::Tensor& w, const PackedTensor& x);
+// Same over a validated graph, with its edge weights (g.weights(), or ones).
+//   REQUIRES: g.num_cols() == x.num_rows().
+QGNN_API at::Tensor packed_spmm(const CsrGraph& g, const PackedTensor& x);
+
+// Linear transform of packed rows: x^ W^T (+ b), decoding tiles of rows into a small
+// per-thread float buffer (never the whole matrix), each multiplied right away (oneDNN's
+// sgemm when the process has it, else libtorch's BLAS on blocks of rows).
+//   weight: [out, F]; bias: [out] or undefined. returns [N, out] float32. No autograd.
+QGNN_API at::Tensor packed_linear(const PackedTensor& x, const at::Tensor& weight,
+                                  const at::Tensor& bias = {});
+
+}  // namespace qgnn

@@ -1,0 +1,79 @@
+#pragma once
+// Quantization hooks driven by a BitPolicy, and the memory accounting of DESIGN.md.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qgnn/nn/models.h"
+#include "qgnn/nn/quant_hook.h"
+#include "qgnn/quant/bit_policy.h"
+#include "qgnn/quant/packed_tensor.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+// Bytes PackedTensor::pack would hold for a [rows, cols] matrix with this row grouping
+// and granularity (equal to PackedTensor::nbytes(), checked by tests), and its code bytes.
+struct PackedSize {
+  int64_t bytes = 0;
+  int64_t code_bytes = 0;
+};
+QGNN_API PackedSize packed_size(int64_t rows, int64_t cols, const RowBits& rb, Granularity gran);
+
+// Row in-degree tables for TAQ: node in-degrees of the graph (embedding rows) and the
+// in-degree of each edge's target (attention rows).
+QGNN_API at::Tensor embedding_row_degree(const GraphOperators& ops);
+QGNN_API at::Tensor attention_row_degree(const CsrGraph& g);
+
+// Fake quantization of every point at the policy's bits with straight-through gradients
+// (SGQuant Sec. III-D fine-tuning; the forward equals packed storage's dequantized
+// values). The quantized copy of a constant input (no grad, same storage) is cached.
+class QGNN_API FakeQuantHook : public QuantHook {
+ public:
+  explicit FakeQuantHook(BitPolicy policy);
+  NodeFeatures embedding(int64_t layer, const NodeFeatures& h, const GraphOperators& ops) override;
+  at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) override;
+  const BitPolicy& policy() const { return policy_; }
+
+ private:
+  struct Cached {
+    const void* data = nullptr;
+    int64_t numel = 0;
+    NodeFeatures value;
+  };
+  BitPolicy policy_;
+  std::map<int64_t, Cached> cache_;
+};
+
+// Feature memory of one quantization point and of a whole model (DESIGN.md: full
+// precision is 4 bytes per value; stored = packed codes + quantization parameters).
+struct PointMemory {
+  QuantPointInfo point;
+  int bits = 32;          // point bits before TAQ
+  int64_t values = 0;
+  int64_t fp32_bytes = 0;
+  int64_t stored_bytes = 0;
+  int64_t code_bytes = 0;
+};
+
+struct MemoryReport {
+  std::vector<PointMemory> points;
+  int64_t values = 0, fp32_bytes = 0, stored_bytes = 0, code_bytes = 0;
+  double fp32_mb() const { return fp32_bytes / 1e6; }
+  double stored_mb() const { return stored_bytes / 1e6; }
+  // 8 * code bytes / values.
+  double average_bits() const { return values ? 8.0 * code_bytes / values : 0.0; }
+  // fp32 bytes / stored bytes.
+  double saving() const { return stored_bytes ? double(fp32_bytes) / stored_bytes : 0.0; }
+};
+
+// Memory of `model`'s quantization points on `ops`' graph under `policy` (computed
+// exactly from the shapes and the policy, without running the model).
+QGNN_API MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
+                                    const BitPolicy& policy);
+
+}  // namespace qgnn

@@ -1,0 +1,386 @@
+#include "qgnn/quant/packed_tensor.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/autograd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "quant/cpu/pack_kernel.h"
+
+namespace qgnn {
+namespace {
+
+using quant_cpu::affine_scale;
+using quant_cpu::Kernels;
+using quant_cpu::row_bytes;
+
+bool valid_bits(int b) { return (b >= 1 && b <= 8) || b == 16 || b == 32; }
+
+// Rows per parallel task so that each task handles >= ~32K values.
+int64_t row_grain(int64_t f) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(f, 1)); }
+
+// The validated quantization plan of one call: row grouping, bits, parameter slots.
+struct Plan {
+  int64_t n = 0, f = 0;
+  std::vector<int> gbits;
+  at::Tensor group;  // uint8 [N] contiguous, or undefined (single group)
+  const uint8_t* gp = nullptr;
+  Granularity gran = Granularity::kRow;
+  bool any_quantized = false;  // some group has <= 8 bits
+  int64_t num_params = 0;      // P
+
+  int bits(int64_t r) const { return gp != nullptr ? gbits[gp[r]] : gbits[0]; }
+  int64_t param_index(int64_t r) const {
+    return gran == Granularity::kRow ? r : (gp != nullptr ? gp[r] : 0);
+  }
+};
+
+Plan make_plan(const char* fn, const at::Tensor& x, const RowBits& rows, Granularity gran) {
+  TORCH_CHECK(x.defined(), fn, ": x is undefined");
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(), fn,
+              ": x must be a [N, F] float32 CPU tensor, got ", x.sizes(), " ", x.scalar_type(),
+              " on ", x.device());
+  Plan p;
+  p.n = x.size(0);
+  p.f = x.size(1);
+  p.gran = gran;
+  const int64_t g = rows.num_groups();
+  TORCH_CHECK(g >= 1 && g <= 256, fn, ": rows.group_bits must hold 1 to 256 groups, got ", g);
+  for (int64_t i = 0; i < g; ++i) {
+    const int b = rows.group_bits[static_cast<size_t>(i)];
+    TORCH_CHECK(valid_bits(b), fn, ": rows.group_bits[", i, "] must be in {1..8, 16, 32}, got ", b);
+    p.any_quantized = p.any_quantized || b <= 8;
+  }
+  p.gbits = rows.group_bits;
+  if (rows.row_group.defined()) {
+    const at::Tensor& rg = rows.row_group;
+    TORCH_CHECK(rg.dim() == 1 && rg.size(0) == p.n && rg.device().is_cpu() &&
+                    at::isIntegralType(rg.scalar_type(), /*includeBool=*/false),
+                fn, ": rows.row_group must be an integer [N = ", p.n, "] CPU tensor, got ",
+                rg.sizes(), " ", rg.scalar_type());
+    if (p.n > 0) {
+      const int64_t mn = rg.min().item<int64_t>(), mx = rg.max().item<int64_t>();
+      TORCH_CHECK(mn >= 0 && mx < g, fn, ": rows.row_group values must be in [0, ", g,
+                  "), got a value ", mn < 0 ? mn : mx);
+    }
+    if (g > 1) {
+      p.group = rg.to(at::kByte).contiguous();
+      p.gp = p.group.data_ptr<uint8_t>();
+    }
+  } else {
+    TORCH_CHECK(g == 1, fn, ": rows.row_group is undefined but rows.group_bits has ", g, " groups");
+  }
+  if (p.any_quantized) p.num_params = gran == Granularity::kRow ? p.n : g;
+  return p;
+}
+
+// Records the smallest failing row.
+void record_min(std::atomic<int64_t>& slot, int64_t r) {
+  int64_t cur = slot.load(std::memory_order_relaxed);
+  while (r < cur && !slot.compare_exchange_weak(cur, r, std::memory_order_relaxed)) {
+  }
+}
+
+struct RowErrors {
+  std::atomic<int64_t> non_finite, too_wide;
+  explicit RowErrors(int64_t n) : non_finite(n), too_wide(n) {}
+  void check(const char* fn, int64_t n) const {
+    const int64_t a = non_finite.load(), b = too_wide.load();
+    TORCH_CHECK(a == n, fn, ": x must be finite, row ", a, " holds NaN or infinity");
+    TORCH_CHECK(b == n, fn, ": the value range of row ", b,
+                " (hi - lo) overflows float32; cannot quantize it");
+  }
+};
+
+// Parameters of the groups for kTensor / kBucket: params[2 g] = scale, params[2 g + 1] = lo;
+// (1, 0) for 16/32-bit groups.
+void group_params(const char* fn, const Kernels& k, const float* x, const Plan& p, float* params,
+                  RowErrors& err) {
+  const int64_t n = p.n, f = p.f, g = static_cast<int64_t>(p.gbits.size());
+  std::vector<float> rmin(static_cast<size_t>(n), 0.0f), rmax(static_cast<size_t>(n), 0.0f);
+  if (f > 0) {
+    at::parallel_for(0, n, row_grain(f), [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        if (p.bits(r) > 8) continue;
+        if (!k.minmax(x + r * f, f, &rmin[r], &rmax[r])) record_min(err.non_finite, r);
+      }
+    });
+  }
+  err.check(fn, n);
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> lo(static_cast<size_t>(g), inf), hi(static_cast<size_t>(g), -inf);
+  float tlo = inf, thi = -inf;
+  if (f > 0) {
+    for (int64_t r = 0; r < n; ++r) {
+      if (p.bits(r) > 8) continue;
+      const int64_t gi = p.gp != nullptr ? p.gp[r] : 0;
+      lo[gi] = std::min(lo[gi], rmin[r]);
+      hi[gi] = std::max(hi[gi], rmax[r]);
+      tlo = std::min(tlo, rmin[r]);
+      thi = std::max(thi, rmax[r]);
+    }
+  }
+  for (int64_t gi = 0; gi < g; ++gi) {
+    const int b = p.gbits[gi];
+    float l = p.gran == Granularity::kTensor ? tlo : lo[gi];
+    float h = p.gran == Granularity::kTensor ? thi : hi[gi];
+    if (l > h) l = h = 0.0f;  // no values in range
+    if (b > 8) {
+      params[2 * gi] = 1.0f;
+      params[2 * gi + 1] = 0.0f;
+      continue;
+    }
+    TORCH_CHECK(std::isfinite(h - l), fn, ": quantization range [", l, ", ", h, "] of group ", gi,
+                " is too wide: hi - lo overflows float32");
+    params[2 * gi] = affine_scale(l, h, b);
+    params[2 * gi + 1] = l;
+  }
+}
+
+// Runs fn(r, bits, scale, lo) for every row in parallel with the row's parameters, which it
+// also stores in params ([P, 2]; per-row slots are filled here for kRow). The single place
+// where parameters are computed, shared by pack() and fake_quantize().
+template <class RowFn>
+void for_each_row(const char* fn_name, const Kernels& k, const float* x, const Plan& p,
+                  float* params, const RowFn& fn) {
+  RowErrors err(p.n);
+  if (p.any_quantized && p.gran != Granularity::kRow) group_params(fn_name, k, x, p, params, err);
+  err.check(fn_name, p.n);
+  const int64_t f = p.f;
+  at::parallel_for(0, p.n, row_grain(f), [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      const int b = p.bits(r);
+      float scale = 1.0f, lo = 0.0f;
+      if (p.gran == Granularity::kRow) {
+        if (b <= 8 && f > 0) {
+          float mn, mx;
+          if (!k.minmax(x + r * f, f, &mn, &mx)) {
+            record_min(err.non_finite, r);
+            continue;
+          }
+          if (!std::isfinite(mx - mn)) {
+            record_min(err.too_wide, r);
+            continue;
+          }
+          scale = affine_scale(mn, mx, b);
+          lo = mn;
+        }
+        if (params != nullptr) {
+          params[2 * r] = scale;
+          params[2 * r + 1] = lo;
+        }
+      } else if (params != nullptr) {
+        const int64_t pi = p.param_index(r);
+        scale = params[2 * pi];
+        lo = params[2 * pi + 1];
+      }
+      fn(r, b, scale, lo);
+    }
+  });
+  err.check(fn_name, p.n);
+}
+
+at::Tensor fake_quantize_impl(const at::Tensor& x_in, const RowBits& rows, Granularity gran) {
+  const Plan p = make_plan("fake_quantize", x_in, rows, gran);
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor y = at::empty({p.n, p.f}, x.options());
+  if (p.n == 0 || p.f == 0) return y;
+  std::vector<float> params(static_cast<size_t>(2 * p.num_params));
+  const Kernels& k = quant_cpu::kernels();
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t f = p.f;
+  for_each_row("fake_quantize", k, xp, p, params.empty() ? nullptr : params.data(),
+               [&](int64_t r, int b, float scale, float lo) {
+                 const float* xr = xp + r * f;
+                 float* yr = yp + r * f;
+                 if (b == 32) {
+                   std::memcpy(yr, xr, 4 * static_cast<size_t>(f));
+                 } else if (b == 16) {
+                   // Through half storage, as pack() + decode() would.
+                   thread_local std::vector<uint8_t> buf;
+                   buf.resize(static_cast<size_t>(2 * f));
+                   k.pack_half(xr, f, buf.data());
+                   k.decode(buf.data(), buf.data() + buf.size(), f, 16, 1.0f, 0.0f, yr);
+                 } else {
+                   k.fake(xr, f, b, scale, lo, yr);
+                 }
+               });
+  return y;
+}
+
+// Straight-through estimator (SGQuant Sec. III-D): the ranges come from x itself, so every
+// x is inside [lo, hi] and d x^ / d x = 1.
+class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* /*ctx*/, const at::Tensor& x,
+                            const RowBits& rows, Granularity gran) {
+    return fake_quantize_impl(x, rows, gran);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* /*ctx*/,
+                                                 torch::autograd::variable_list grad) {
+    return {grad[0], at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+PackedView PackedTensorAccess::view(const PackedTensor& t) {
+  PackedView v;
+  if (!t.codes_.defined()) return v;
+  v.codes = t.codes_.data_ptr<uint8_t>();
+  v.end = v.codes + t.codes_.numel();
+  if (t.row_offset_.defined()) v.offset = t.row_offset_.data_ptr<int64_t>();
+  if (t.row_group_.defined()) v.group = t.row_group_.data_ptr<uint8_t>();
+  v.group_bits = t.group_bits_.data();
+  if (t.params_.defined()) v.params = t.params_.data_ptr<float>();
+  v.per_row = t.gran_ == Granularity::kRow;
+  v.stride = t.row_stride_;
+  v.rows = t.rows_;
+  v.cols = t.cols_;
+  return v;
+}
+
+PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Granularity gran) {
+  const Plan p = make_plan("PackedTensor::pack", x_in, rows, gran);
+  const at::Tensor x = x_in.contiguous();
+  PackedTensor t;
+  t.rows_ = p.n;
+  t.cols_ = p.f;
+  t.group_bits_ = p.gbits;
+  t.gran_ = gran;
+  const int64_t n = p.n, f = p.f;
+  int64_t total = 0;
+  const int64_t* off = nullptr;
+  if (p.gp != nullptr) {
+    t.row_group_ = p.group;
+    t.row_offset_ = at::empty({n + 1}, at::kLong);
+    int64_t* o = t.row_offset_.data_ptr<int64_t>();
+    o[0] = 0;
+    for (int64_t r = 0; r < n; ++r) o[r + 1] = o[r] + row_bytes(f, p.bits(r));
+    total = o[n];
+    off = o;
+  } else {
+    t.row_stride_ = row_bytes(f, p.gbits[0]);
+    total = n * t.row_stride_;
+  }
+  t.codes_ = at::empty({total}, at::kByte);
+  if (p.any_quantized) t.params_ = at::empty({p.num_params, 2}, at::kFloat);
+  const Kernels& k = quant_cpu::kernels();
+  const float* xp = x.data_ptr<float>();
+  uint8_t* codes = t.codes_.data_ptr<uint8_t>();
+  const int64_t stride = t.row_stride_;
+  for_each_row("PackedTensor::pack", k, xp, p,
+               t.params_.defined() ? t.params_.data_ptr<float>() : nullptr,
+               [&](int64_t r, int b, float scale, float lo) {
+                 const float* xr = xp + r * f;
+                 uint8_t* out = codes + (off != nullptr ? off[r] : r * stride);
+                 if (b == 32)
+                   std::memcpy(out, xr, 4 * static_cast<size_t>(f));
+                 else if (b == 16)
+                   k.pack_half(xr, f, out);
+                 else if (f > 0)
+                   k.pack(xr, f, b, scale, lo, out);
+               });
+  return t;
+}
+
+int64_t PackedTensor::code_bytes() const { return codes_.defined() ? codes_.numel() : 0; }
+
+int64_t PackedTensor::nbytes() const {
+  int64_t bytes = code_bytes();
+  if (row_offset_.defined()) bytes += row_offset_.numel() * 8;
+  if (row_group_.defined()) {
+    bytes += row_group_.numel();
+    bytes += static_cast<int64_t>(group_bits_.size());  // one byte per group's bits
+  }
+  if (params_.defined()) bytes += params_.numel() * 4;
+  return bytes;
+}
+
+double PackedTensor::average_bits() const {
+  const int64_t values = rows_ * cols_;
+  return values == 0 ? 0.0 : 8.0 * static_cast<double>(code_bytes()) / static_cast<double>(values);
+}
+
+void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
+  TORCH_CHECK(defined(), "PackedTensor::decode_rows: the tensor is undefined");
+  TORCH_CHECK(0 <= begin && begin <= end && end <= rows_, "PackedTensor::decode_rows: rows [",
+              begin, ", ", end, ") are not within [0, ", rows_, ")");
+  if (begin == end || cols_ == 0) return;
+  TORCH_CHECK(out != nullptr, "PackedTensor::decode_rows: out is null");
+  const PackedView v = PackedTensorAccess::view(*this);
+  const Kernels& k = quant_cpu::kernels();
+  const int64_t f = cols_;
+  at::parallel_for(begin, end, row_grain(f), [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      k.decode(v.data(r), v.end, f, v.bits(r), v.scale(r), v.lo(r), out + (r - begin) * f);
+    }
+  });
+}
+
+at::Tensor PackedTensor::decode() const {
+  TORCH_CHECK(defined(), "PackedTensor::decode: the tensor is undefined");
+  at::Tensor y = at::empty({rows_, cols_}, at::kFloat);
+  decode_rows(0, rows_, y.data_ptr<float>());
+  return y;
+}
+
+at::Tensor PackedTensor::codes_as_int() const {
+  TORCH_CHECK(defined(), "PackedTensor::codes_as_int: the tensor is undefined");
+  at::Tensor c = at::empty({rows_, cols_}, at::kInt);
+  int32_t* cp = c.data_ptr<int32_t>();
+  const PackedView v = PackedTensorAccess::view(*this);
+  for (int64_t r = 0; r < rows_; ++r) {
+    const int b = v.bits(r);
+    const uint8_t* p = v.data(r);
+    int32_t* out = cp + r * cols_;
+    for (int64_t k = 0; k < cols_; ++k) {
+      if (b == 32) {
+        std::memcpy(out + k, p + 4 * k, 4);
+      } else if (b == 16) {
+        out[k] = p[2 * k] | (p[2 * k + 1] << 8);
+      } else {
+        uint32_t code = 0;
+        for (int i = 0; i < b; ++i) {
+          const int64_t bit = k * b + i;
+          code |= static_cast<uint32_t>((p[bit >> 3] >> (bit & 7)) & 1) << i;
+        }
+        out[k] = static_cast<int32_t>(code);
+      }
+    }
+  }
+  return c;
+}
+
+int PackedTensor::row_bits(int64_t r) const {
+  TORCH_CHECK(r >= 0 && r < rows_, "PackedTensor::row_bits: row ", r, " not in [0, ", rows_, ")");
+  return PackedTensorAccess::view(*this).bits(r);
+}
+
+const uint8_t* PackedTensor::row_data(int64_t r) const {
+  TORCH_CHECK(r >= 0 && r < rows_, "PackedTensor::row_data: row ", r, " not in [0, ", rows_, ")");
+  return PackedTensorAccess::view(*this).data(r);
+}
+
+float PackedTensor::row_scale(int64_t r) const {
+  TORCH_CHECK(r >= 0 && r < rows_, "PackedTensor::row_scale: row ", r, " not in [0, ", rows_, ")");
+  return PackedTensorAccess::view(*this).scale(r);
+}
+
+float PackedTensor::row_lo(int64_t r) const {
+  TORCH_CHECK(r >= 0 && r < rows_, "PackedTensor::row_lo: row ", r, " not in [0, ", rows_, ")");
+  return PackedTensorAccess::view(*this).lo(r);
+}
+
+at::Tensor fake_quantize(const at::Tensor& x, const RowBits& rows, Granularity gran) {
+  return FakeQuantizeFunction::apply(x, rows, gran);
+}
+
+}  // namespace qgnn

@@ -1,0 +1,307 @@
+// packed_spmm, packed_linear and fake_quantize against dense ATen references on the
+// decoded float matrix.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/autograd.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ops/cpu/kernels.h"
+#include "qgnn/quant/packed_tensor.h"
+#include "quant/cpu/pack_kernel.h"
+#include "testing/graphs.h"
+
+namespace qgnn {
+namespace {
+
+using testing::dense_adjacency;
+using testing::random_graph;
+
+const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
+const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granularity::kTensor};
+
+std::vector<cpu::Isa> isas() {
+  std::vector<cpu::Isa> v{cpu::Isa::kAvx2};
+  if (cpu::cpu_has_avx512()) v.push_back(cpu::Isa::kAvx512);
+  return v;
+}
+
+struct IsaGuard {
+  explicit IsaGuard(cpu::Isa isa) { cpu::set_isa_limit(isa); }
+  ~IsaGuard() { cpu::set_isa_limit(cpu::Isa::kAvx512); }
+};
+
+struct ThreadGuard {
+  explicit ThreadGuard(int n) : saved(at::get_num_threads()) { at::set_num_threads(n); }
+  ~ThreadGuard() { at::set_num_threads(saved); }
+  int saved;
+};
+
+bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes()) return false;
+  const at::Tensor ac = a.contiguous(), bc = b.contiguous();
+  return std::memcmp(ac.data_ptr(), bc.data_ptr(), ac.numel() * ac.element_size()) == 0;
+}
+
+at::Tensor random_groups(int64_t n, int64_t g, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> pick(0, static_cast<int>(g) - 1);
+  at::Tensor t = at::empty({n}, at::kByte);
+  for (int64_t r = 0; r < n; ++r) t.data_ptr<uint8_t>()[r] = static_cast<uint8_t>(pick(rng));
+  return t;
+}
+
+// Features with an offset (so that the lo correction matters) and mixed scales.
+at::Tensor features(int64_t n, int64_t f, uint64_t seed) {
+  at::manual_seed(seed);
+  return at::randn({n, f}) * (at::rand({n, 1}) * 3 + 0.1) + 1.5;
+}
+
+// |out - ref| <= 1e-5 (|A| |x^|) + 1e-5, elementwise: float sums of ~deg terms.
+void expect_spmm_close(const at::Tensor& out, const at::Tensor& a, const at::Tensor& xhat,
+                       const std::string& what) {
+  const at::Tensor ref = at::mm(a, xhat);
+  const at::Tensor tol = at::mm(a.abs(), xhat.abs()) * 1e-5 + 1e-5;
+  ASSERT_EQ(out.sizes(), ref.sizes()) << what;
+  EXPECT_TRUE(((out - ref).abs() <= tol).all().item<bool>())
+      << what << ": max abs diff " << (out - ref).abs().max().item<float>();
+}
+
+TEST(PackedSpmm, MatchesDenseReference) {
+  const CsrGraph g = random_graph(70, 4, 1, /*isolated=*/3, /*weighted=*/true);
+  const at::Tensor a_w = dense_adjacency(g);
+  const at::Tensor a_1 = dense_adjacency(g.with_weights(at::ones({g.num_edges()})));
+  for (int bits : {1, 2, 3, 4, 5, 6, 7, 8, 16, 32}) {
+    for (int64_t f : kWidths) {
+      const PackedTensor x = PackedTensor::pack(features(70, f, bits * 100 + f),
+                                                RowBits::uniform(bits), Granularity::kRow);
+      const at::Tensor xhat = x.decode();
+      const std::string what = "bits " + std::to_string(bits) + " F " + std::to_string(f);
+      const at::Tensor out_w = packed_spmm(g.indptr(), g.indices(), g.weights(), x);
+      expect_spmm_close(out_w, a_w, xhat, what + " weighted");
+      const at::Tensor out_1 = packed_spmm(g.indptr(), g.indices(), at::Tensor(), x);
+      expect_spmm_close(out_1, a_1, xhat, what + " unweighted");
+      EXPECT_TRUE(bitwise_equal(packed_spmm(g, x), out_w)) << what;
+      // Isolated rows (the last 3) are exactly zero.
+      EXPECT_TRUE(at::equal(out_w.narrow(0, 67, 3), at::zeros({3, f}))) << what;
+    }
+  }
+}
+
+TEST(PackedSpmm, MixedBitRowsAndGranularities) {
+  const CsrGraph g = random_graph(90, 6, 2, 2, true);
+  const at::Tensor a = dense_adjacency(g);
+  const std::vector<std::vector<int>> configs = {{4, 3, 2}, {8, 16, 1, 32, 5}, {6, 7}};
+  for (const auto& gb : configs) {
+    for (int64_t f : kWidths) {
+      for (Granularity gran : kGrans) {
+        RowBits rows{random_groups(90, static_cast<int64_t>(gb.size()), f), gb};
+        const PackedTensor x = PackedTensor::pack(features(90, f, f + 7), rows, gran);
+        expect_spmm_close(packed_spmm(g, x), a, x.decode(),
+                          std::to_string(gb.size()) + " groups F " + std::to_string(f));
+      }
+    }
+  }
+}
+
+// A rectangular CSR whose rows read the last rows of x (near the end of the code buffer)
+// and every row once:
+//   out 0 <- x 0..N-1 (all), out 1 <- x N-1, N-2, out 2 <- (none), out 3 <- x N-1 twice.
+TEST(PackedSpmm, ReadsLastRowsOfTheBuffer) {
+  const int64_t n = 9;
+  std::vector<int64_t> indptr{0}, indices;
+  for (int64_t j = 0; j < n; ++j) indices.push_back(j);
+  indptr.push_back(static_cast<int64_t>(indices.size()));
+  indices.insert(indices.end(), {n - 1, n - 2});
+  indptr.push_back(static_cast<int64_t>(indices.size()));
+  indptr.push_back(static_cast<int64_t>(indices.size()));
+  indices.insert(indices.end(), {n - 1, n - 1});
+  indptr.push_back(static_cast<int64_t>(indices.size()));
+  const CsrGraph g(at::tensor(indptr, at::kLong), at::tensor(indices, at::kLong), {}, n);
+  const at::Tensor a = dense_adjacency(g);
+  for (int bits : {1, 2, 3, 4, 5, 7, 8, 16, 32, 0}) {
+    for (int64_t f : kWidths) {
+      // bits 0: row groups of every width, the last rows at 1 and 3 bits.
+      const RowBits rows = bits > 0 ? RowBits::uniform(bits)
+                                    : RowBits{at::tensor({0, 1, 2, 3, 4, 5, 6, 7, 8}, at::kByte),
+                                              {4, 2, 16, 32, 5, 6, 8, 1, 3}};
+      const PackedTensor x = PackedTensor::pack(features(n, f, 3), rows);
+      for (cpu::Isa isa : isas()) {
+        IsaGuard guard(isa);
+        expect_spmm_close(packed_spmm(g, x), a, x.decode(),
+                          "bits " + std::to_string(bits) + " F " + std::to_string(f));
+      }
+    }
+  }
+}
+
+TEST(PackedSpmm, TinyGraph) {
+  // 0 -> 1, 0 -> 2, 1 -> 2, 2 -> 0, 3 -> 0, 3 -> 2; node 4 isolated.
+  const CsrGraph g = testing::tiny_directed_graph();
+  const at::Tensor xf =
+      at::tensor({0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, 8.0f, 9.0f}).view({5, 2});
+  // 8 bits per tensor over [0, 9]: scale 9 / 255; the values are not all exact, so compare
+  // with the decoded matrix: out 0 = x2 + x3, out 1 = x0, out 2 = x0 + x1 + x3, out 3, 4 = 0.
+  const PackedTensor x = PackedTensor::pack(xf, RowBits::uniform(8), Granularity::kTensor);
+  const at::Tensor h = x.decode();
+  const at::Tensor expect =
+      at::stack({h[2] + h[3], h[0], h[0] + h[1] + h[3], at::zeros({2}), at::zeros({2})});
+  EXPECT_TRUE(at::allclose(packed_spmm(g, x), expect, 1e-6, 1e-6));
+}
+
+TEST(PackedSpmm, DeterministicAcrossThreadsAndSimdPaths) {
+  const CsrGraph g = random_graph(2000, 12, 5, 4, true);
+  for (int64_t f : {17, 64, 257}) {
+    RowBits rows{random_groups(2000, 4, 6), {4, 3, 2, 8}};
+    const PackedTensor x = PackedTensor::pack(features(2000, f, 9), rows);
+    at::Tensor first;
+    for (cpu::Isa isa : isas()) {
+      for (int threads : {1, 2}) {
+        IsaGuard ig(isa);
+        ThreadGuard tg(threads);
+        const at::Tensor out = packed_spmm(g, x);
+        if (!first.defined())
+          first = out;
+        else
+          EXPECT_TRUE(bitwise_equal(out, first)) << "F " << f << " threads " << threads;
+      }
+    }
+  }
+}
+
+TEST(PackedSpmm, RejectsMalformedInput) {
+  const PackedTensor x = PackedTensor::pack(at::randn({4, 3}), RowBits::uniform(4));
+  const at::Tensor ip = at::tensor({0, 2, 3}, at::kLong);
+  EXPECT_NO_THROW(packed_spmm(ip, at::tensor({0, 3, 1}, at::kLong), {}, x));
+  EXPECT_THROW(packed_spmm(ip, at::tensor({0, 4, 1}, at::kLong), {}, x), c10::Error);
+  EXPECT_THROW(packed_spmm(ip, at::tensor({0, -1, 1}, at::kLong), {}, x), c10::Error);
+  EXPECT_THROW(
+      packed_spmm(at::tensor({1, 2, 3}, at::kLong), at::tensor({0, 3, 1}, at::kLong), {}, x),
+      c10::Error);
+  EXPECT_THROW(
+      packed_spmm(at::tensor({0, 2, 1, 3}, at::kLong), at::tensor({0, 3, 1}, at::kLong), {}, x),
+      c10::Error);
+  EXPECT_THROW(packed_spmm(ip, at::tensor({0, 3}, at::kLong), {}, x), c10::Error);
+  EXPECT_THROW(packed_spmm(ip, at::tensor({0, 3, 1}, at::kLong), at::ones({2}), x), c10::Error);
+  EXPECT_THROW(packed_spmm(ip, at::tensor({0, 3, 1}, at::kInt), {}, x), c10::Error);
+}
+
+struct OnednnGuard {
+  explicit OnednnGuard(bool on) { quant_cpu::set_packed_linear_onednn(on); }
+  ~OnednnGuard() { quant_cpu::set_packed_linear_onednn(true); }
+};
+
+TEST(PackedLinear, MatchesAtenLinear) {
+  at::manual_seed(11);
+  for (bool onednn : {true, false}) {
+    OnednnGuard guard(onednn);
+    SCOPED_TRACE(onednn ? "oneDNN tiles" : "BLAS blocks");
+    for (int bits : {1, 2, 3, 4, 8, 16, 32}) {
+      for (int64_t f : {1, 9, 33, 257}) {
+        for (int64_t n : {1, 70, 1500}) {
+          const PackedTensor x = PackedTensor::pack(features(n, f, n + f), RowBits::uniform(bits));
+          const at::Tensor xhat = x.decode();
+          for (int64_t out : {1, 16, 33}) {
+            const at::Tensor w = at::randn({out, f});
+            const at::Tensor b = at::randn({out});
+            const std::string what = "bits " + std::to_string(bits) + " F " + std::to_string(f) +
+                                     " N " + std::to_string(n) + " out " + std::to_string(out);
+            const at::Tensor y = packed_linear(x, w, b);
+            const at::Tensor ref = at::linear(xhat, w, b);
+            const double atol = 1e-5 * at::mm(xhat.abs(), w.abs().t()).max().item<double>();
+            EXPECT_TRUE(at::allclose(y, ref, 1e-4, atol)) << what;
+            EXPECT_TRUE(at::allclose(packed_linear(x, w), at::linear(xhat, w), 1e-4, atol)) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(PackedLinear, MixedBitsAndThreads) {
+  const int64_t n = 3000, f = 48;
+  RowBits rows{random_groups(n, 3, 1), {4, 3, 2}};
+  const PackedTensor x = PackedTensor::pack(features(n, f, 2), rows, Granularity::kBucket);
+  at::manual_seed(3);
+  const at::Tensor w = at::randn({20, f}, at::requires_grad());
+  const at::Tensor b = at::randn({20});
+  const at::Tensor ref = at::linear(x.decode(), w.detach(), b);
+  for (bool onednn : {true, false}) {
+    OnednnGuard og(onednn);
+    at::Tensor y[2];
+    for (int threads : {1, 2}) {
+      ThreadGuard guard(threads);
+      y[threads - 1] = packed_linear(x, w, b);
+    }
+    EXPECT_TRUE(at::allclose(y[0], ref, 1e-4, 1e-4)) << onednn;
+    EXPECT_TRUE(at::allclose(y[1], y[0], 1e-5, 1e-5)) << onednn;
+    EXPECT_FALSE(y[0].requires_grad());
+  }
+  EXPECT_THROW(packed_linear(x, at::randn({20, f + 1})), c10::Error);
+  EXPECT_THROW(packed_linear(x, w, at::randn({21})), c10::Error);
+}
+
+TEST(FakeQuant, ForwardEqualsPackDecodeBitwise) {
+  const std::vector<std::vector<int>> configs = {{1}, {2}, {3},  {4},  {5},       {6},
+                                                 {7}, {8}, {16}, {32}, {4, 3, 2}, {8, 16, 1, 32}};
+  for (const auto& gb : configs) {
+    for (int64_t f : kWidths) {
+      for (Granularity gran : kGrans) {
+        const int64_t n = 29;
+        RowBits rows{
+            gb.size() > 1 ? random_groups(n, static_cast<int64_t>(gb.size()), f) : at::Tensor(),
+            gb};
+        const at::Tensor x = features(n, f, f * 3 + gb[0]);
+        for (cpu::Isa isa : isas()) {
+          IsaGuard guard(isa);
+          EXPECT_TRUE(bitwise_equal(fake_quantize(x, rows, gran),
+                                    PackedTensor::pack(x, rows, gran).decode()))
+              << gb.size() << " groups, bits[0] " << gb[0] << " F " << f;
+        }
+      }
+    }
+  }
+}
+
+TEST(FakeQuant, StraightThroughGradient) {
+  for (int bits : {1, 4, 8, 16}) {
+    for (Granularity gran : kGrans) {
+      const at::Tensor x = features(40, 33, bits).requires_grad_();
+      const at::Tensor y = fake_quantize(x, RowBits::uniform(bits), gran);
+      ASSERT_TRUE(y.requires_grad());
+      at::manual_seed(bits);
+      const at::Tensor gy = at::randn({40, 33});
+      const auto gx = torch::autograd::grad({y}, {x}, {gy});
+      EXPECT_TRUE(bitwise_equal(gx[0], gy)) << bits;
+    }
+  }
+  // Through a loss: d/dx sum(x^ * c) = c.
+  const at::Tensor x = features(10, 7, 1).requires_grad_();
+  const at::Tensor c = at::randn({10, 7});
+  (fake_quantize(x, RowBits{random_groups(10, 2, 1), {2, 5}}, Granularity::kBucket) * c)
+      .sum()
+      .backward();
+  EXPECT_TRUE(at::allclose(x.grad(), c));
+}
+
+TEST(FakeQuant, StridedInputAndThreads) {
+  const at::Tensor base = features(3000, 40, 5);
+  const at::Tensor xt = base.t();  // [40, 3000] strided
+  at::Tensor y[2];
+  for (int threads : {1, 2}) {
+    ThreadGuard guard(threads);
+    y[threads - 1] = fake_quantize(xt, RowBits::uniform(3), Granularity::kTensor);
+  }
+  EXPECT_TRUE(bitwise_equal(y[0], y[1]));
+  EXPECT_TRUE(bitwise_equal(
+      y[0],
+      PackedTensor::pack(xt.contiguous(), RowBits::uniform(3), Granularity::kTensor).decode()));
+  EXPECT_THROW(fake_quantize(at::randn({3}), RowBits::uniform(3)), c10::Error);
+}
+
+}  // namespace
+}  // namespace qgnn
