@@ -11,6 +11,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "qgnn/autobit/search.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/io/text_file.h"
 #include "qgnn/nn/models.h"
@@ -72,6 +73,129 @@ void write_json(const CommonOptions& c, const nlohmann::json& j) {
 void apply_threads(const CommonOptions& c) { set_num_threads(c.threads); }
 
 int64_t count(const torch::Tensor& mask) { return mask.sum().item<int64_t>(); }
+
+// Accuracy of the real quantized model: input and hidden embeddings held packed,
+// attention packed and read back (PackedInferenceHook).
+struct PackedEval {
+  EvalResult eval;
+  int64_t stored_bytes = 0;
+};
+
+PackedEval evaluate_packed(GnnModel& model, const TrainData& data, const BitPolicy& policy) {
+  auto hook = std::make_shared<PackedInferenceHook>(policy);
+  model.set_quant_hook(hook);
+  TrainData packed = data;
+  if (policy.bits({0, QuantRole::kEmbedding}) != 32) {
+    packed.x = NodeFeatures(pack_input(data.x, data.ops, policy));
+  }
+  PackedEval r;
+  r.eval = evaluate(model, packed);
+  for (const auto& [key, bytes] : hook->stored_bytes()) r.stored_bytes += bytes;
+  model.set_quant_hook(nullptr);
+  return r;
+}
+
+struct QuantizeOutcome {
+  EvalResult fp32;
+  PolicyResult chosen;  // after the final fine-tuning
+  PackedEval packed;
+  SearchResult search;  // empty unless --policy auto
+  bool searched = false;
+};
+
+// Chooses (or parses) the policy, fine-tunes and evaluates. `model` holds fp32 weights on
+// entry and the fine-tuned weights on return.
+QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const OptimConfig& optim,
+                               const QuantizeOptions& o) {
+  QuantizeOutcome out;
+  model.set_quant_hook(nullptr);
+  out.fp32 = evaluate(model, data);
+  const ModelState fp32 = capture_state(model);
+  BitPolicy policy;
+  const bool progress = show_progress(o.common);
+  if (o.policy == "auto") {
+    SearchOptions so;
+    so.n_measure = o.measure;
+    so.n_sample = o.sample;
+    so.n_iter = o.rounds;
+    so.max_drop = o.max_drop;
+    so.finetune_epochs = o.search_finetune_epochs;
+    so.random_search = o.random_search;
+    so.seed = static_cast<uint64_t>(o.seed);
+    SearchProgress cb;
+    if (progress) {
+      cb = [](const SearchPoint& p, int64_t done, int64_t total) {
+        std::fprintf(stderr, "\r  search %lld/%lld  val %.2f  saving %.1fx ",
+                     static_cast<long long>(done), static_cast<long long>(total), p.result.val_acc,
+                     p.result.memory.saving());
+        std::fflush(stderr);
+      };
+    }
+    out.search = search_bits(model, fp32, data, out.fp32.val_acc, optim, so, cb);
+    if (progress) std::fprintf(stderr, "\r\033[K");
+    out.searched = true;
+    TORCH_CHECK(out.search.best >= 0, "quantize: no configuration kept validation accuracy within ",
+                o.max_drop, " points of fp32 (", out.fp32.val_acc,
+                "); raise --max-drop or the search budget");
+    policy = out.search.points[out.search.best].result.policy;
+  } else {
+    policy = BitPolicy::parse(o.policy);
+  }
+  out.chosen = evaluate_policy(model, fp32, data, policy, o.finetune_epochs, optim);
+  out.packed = evaluate_packed(model, data, policy);
+  return out;
+}
+
+void print_table_row(const std::string& dataset, const std::string& model,
+                     const QuantizeOutcome& q) {
+  const MemoryReport& m = q.chosen.memory;
+  std::cout << "| dataset | model | fp32 acc | quant acc | avg bits | fp32 MB | quant MB | saving |\n"
+            << "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            << "| " << dataset << " | " << model << " | " << fmt(q.fp32.test_acc) << " | "
+            << fmt(q.packed.eval.test_acc) << " | " << fmt(m.average_bits()) << " | "
+            << fmt(m.fp32_mb()) << " | " << fmt(m.stored_mb(), 3) << " | " << fmt(m.saving())
+            << "x |\n"
+            << "policy: " << q.chosen.policy.to_string() << "\n";
+}
+
+nlohmann::json quantize_json(const std::string& dataset, const std::string& model,
+                             const std::string& preset, const QuantizeOutcome& q) {
+  const MemoryReport& m = q.chosen.memory;
+  nlohmann::json points = nlohmann::json::array();
+  for (const PointMemory& p : m.points) {
+    points.push_back({{"layer", p.point.layer},
+                      {"component", p.point.attention ? "attention" : "embedding"},
+                      {"rows", p.point.rows},
+                      {"cols", p.point.cols},
+                      {"bits", p.bits},
+                      {"fp32_bytes", p.fp32_bytes},
+                      {"stored_bytes", p.stored_bytes}});
+  }
+  nlohmann::json j = {{"dataset", dataset},
+                      {"model", model},
+                      {"preset", preset},
+                      {"policy", q.chosen.policy.to_string()},
+                      {"fp32_val_acc", q.fp32.val_acc},
+                      {"fp32_test_acc", q.fp32.test_acc},
+                      {"quant_val_acc", q.packed.eval.val_acc},
+                      {"quant_test_acc", q.packed.eval.test_acc},
+                      {"fake_quant_test_acc", q.chosen.test_acc},
+                      {"finetune_best_epoch", q.chosen.best_epoch},
+                      {"avg_bits", m.average_bits()},
+                      {"fp32_feature_mb", m.fp32_mb()},
+                      {"quant_feature_mb", m.stored_mb()},
+                      {"packed_feature_mb", q.packed.stored_bytes / 1e6},
+                      {"saving", m.saving()},
+                      {"points", points},
+                      {"threads", get_num_threads()}};
+  if (q.searched) {
+    j["search"] = {{"measured", q.search.points.size()},
+                   {"cost_model_ms", q.search.cost_model_ms},
+                   {"best_val_acc", q.search.points[q.search.best].result.val_acc},
+                   {"best_saving", q.search.points[q.search.best].result.memory.saving()}};
+  }
+  return j;
+}
 
 }  // namespace
 
@@ -209,22 +333,125 @@ int run_train(const TrainOptions& o) {
   return 0;
 }
 
+}  // namespace qgnn::cli
+
+namespace qgnn::cli {
+
+namespace {
+
+// Loads a dataset for a checkpoint's model with the checkpoint's split and features.
+TrainData data_for_checkpoint(const LoadedCheckpoint& ck, const std::string& dataset,
+                              Dataset* out_dataset) {
+  const std::string path = resolve_dataset_path(dataset);
+  Dataset d = read_dataset(path, ck.meta.split_seed >= 0 ? ck.meta.split_seed : 0);
+  const ModelConfig& cfg = ck.model->config();
+  TORCH_CHECK(d.num_features() == cfg.in_channels && d.num_classes == cfg.out_channels, path,
+              " has ", d.num_features(), " features and ", d.num_classes,
+              " classes; the checkpoint expects ", cfg.in_channels, " and ", cfg.out_channels);
+  TrainData data = make_train_data(d, parse_feature_norm(ck.meta.feature_norm));
+  if (out_dataset != nullptr) *out_dataset = std::move(d);
+  return data;
+}
+
+int quantize_and_report(GnnModel& model, const TrainData& data, const OptimConfig& optim,
+                        const QuantizeOptions& o, const std::string& dataset,
+                        const std::string& preset, CheckpointMeta meta) {
+  const std::string model_name = to_string(model.config().kind);
+  QuantizeOutcome q = quantize_model(model, data, optim, o);
+  if (q.searched) {
+    double ms = 0;
+    for (double t : q.search.cost_model_ms) ms += t;
+    std::cout << "searched " << q.search.points.size() << " configurations"
+              << (o.random_search ? " (random search)" : "") << "; cost model (XGBoost) "
+              << fmt(q.search.cost_model_ms.empty() ? 0.0 : ms / q.search.cost_model_ms.size(), 1)
+              << " ms per round\n";
+    if (!o.csv.empty()) write_file_atomic(o.csv, search_points_csv(q.search));
+  }
+  print_table_row(dataset, model_name, q);
+  if (!o.save.empty()) {
+    meta.extra["policy"] = q.chosen.policy.to_string();
+    meta.val_acc = q.packed.eval.val_acc;
+    meta.test_acc = q.packed.eval.test_acc;
+    model.set_quant_hook(nullptr);
+    save_checkpoint(o.save, model, meta);
+    std::cout << "saved " << o.save << "\n";
+  }
+  write_json(o.common, quantize_json(dataset, model_name, preset, q));
+  return 0;
+}
+
+}  // namespace
+
+int run_quantize(const QuantizeOptions& o) {
+  apply_threads(o.common);
+  if (o.policy != "auto") BitPolicy::parse(o.policy);  // fail fast on a bad spec
+  LoadedCheckpoint ck = load_checkpoint(o.checkpoint);
+  TORCH_CHECK(ck.meta.extra.count("policy") == 0, "quantize: ", o.checkpoint,
+              " is already quantized (policy ", ck.meta.extra["policy"],
+              "); start from an fp32 checkpoint");
+  Dataset d;
+  TrainData data = data_for_checkpoint(ck, o.dataset, &d);
+  Preset preset = make_preset(ck.meta.preset, ck.model->config().kind, d.num_features(),
+                              d.num_classes,
+                              d.has_public_split ? DatasetFamily::kCitation
+                                                 : DatasetFamily::kRandomSplit);
+  manual_seed(static_cast<uint64_t>(o.seed));
+  return quantize_and_report(*ck.model, data, preset.optim, o, d.name, ck.meta.preset, ck.meta);
+}
+
+int run_main_job(const RunOptions& o) {
+  apply_threads(o.common);
+  const ModelKind kind = parse_model_kind(o.model);
+  const std::string path = resolve_dataset_path(o.dataset);
+  Dataset d = read_dataset(path, o.seed);
+  const FeatureNorm norm = resolve_feature_norm(d, FeatureNorm::kAuto);
+  Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes,
+                              d.has_public_split ? DatasetFamily::kCitation
+                                                 : DatasetFamily::kRandomSplit);
+  preset.model.row_normalize_input = norm == FeatureNorm::kRow;
+  TrainData data = make_train_data(d, norm);
+  manual_seed(static_cast<uint64_t>(o.seed));
+  GnnModel model(preset.model);
+  std::cout << "qgnn run: " << o.model << " (" << preset.name << " preset) on " << d.name
+            << ", then automatic bit selection (SGQuant) and fine-tuning\n";
+  TrainResult fp32 = train_full_batch(model, data, preset.optim);
+  std::cout << "fp32: val " << fmt(fp32.best_val_acc) << " %, test " << fmt(fp32.test_acc)
+            << " % (epoch " << fp32.best_epoch << ")\n";
+  CheckpointMeta meta;
+  meta.dataset = d.name;
+  meta.preset = preset.name;
+  meta.feature_norm = feature_norm_name(norm);
+  meta.split_seed = d.has_public_split ? -1 : o.seed;
+  meta.seed = o.seed;
+  QuantizeOptions q = o.quantize;
+  q.common = o.common;
+  manual_seed(static_cast<uint64_t>(o.seed));
+  return quantize_and_report(model, data, preset.optim, q, d.name, preset.name, meta);
+}
+
 int run_eval(const EvalOptions& o) {
   apply_threads(o.common);
   LoadedCheckpoint ck = load_checkpoint(o.checkpoint);
-  const std::string path = resolve_dataset_path(o.dataset);
-  Dataset d = read_dataset(path, ck.meta.split_seed >= 0 ? ck.meta.split_seed : 0);
+  Dataset d;
+  TrainData data = data_for_checkpoint(ck, o.dataset, &d);
   const ModelConfig& cfg = ck.model->config();
-  TORCH_CHECK(d.num_features() == cfg.in_channels && d.num_classes == cfg.out_channels, "eval: ",
-              path, " has ", d.num_features(), " features and ", d.num_classes,
-              " classes; the checkpoint expects ", cfg.in_channels, " and ", cfg.out_channels);
-  const FeatureNorm norm = parse_feature_norm(ck.meta.feature_norm);
-  TrainData data = make_train_data(d, norm);
-  EvalResult r = evaluate(*ck.model, data);
+  const auto policy_it = ck.meta.extra.find("policy");
+  const bool quantized = policy_it != ck.meta.extra.end();
+  BitPolicy policy = quantized ? BitPolicy::parse(policy_it->second) : BitPolicy();
+  EvalResult r;
   std::vector<double> times;
-  for (int i = 0; i < 10; ++i) times.push_back(evaluate(*ck.model, data).infer_ms);
+  MemoryReport mem = memory_report(*ck.model, data.ops, policy);
+  for (int i = 0; i < 11; ++i) {
+    EvalResult e = quantized ? evaluate_packed(*ck.model, data, policy).eval
+                             : evaluate(*ck.model, data);
+    if (i == 0) r = e;
+    else times.push_back(e.infer_ms);
+  }
   std::cout << "checkpoint " << o.checkpoint << ": " << to_string(cfg.kind) << " on " << d.name
             << " (trained on " << ck.meta.dataset << ", preset " << ck.meta.preset << ")\n"
+            << "policy " << policy.to_string() << ": " << fmt(mem.average_bits())
+            << " average bits, feature memory " << fmt(mem.stored_mb(), 3) << " MB (fp32 "
+            << fmt(mem.fp32_mb()) << " MB, saving " << fmt(mem.saving()) << "x)\n"
             << "val_acc " << fmt(r.val_acc) << "  test_acc " << fmt(r.test_acc)
             << "  (at save: val " << fmt(ck.meta.val_acc) << ", test " << fmt(ck.meta.test_acc)
             << ")  infer " << fmt(median(times), 3) << " ms\n";
@@ -232,10 +459,15 @@ int run_eval(const EvalOptions& o) {
                         {"model", to_string(cfg.kind)},
                         {"preset", ck.meta.preset},
                         {"checkpoint", o.checkpoint},
+                        {"policy", policy.to_string()},
                         {"val_acc", r.val_acc},
                         {"test_acc", r.test_acc},
                         {"saved_val_acc", ck.meta.val_acc},
                         {"saved_test_acc", ck.meta.test_acc},
+                        {"avg_bits", mem.average_bits()},
+                        {"fp32_feature_mb", mem.fp32_mb()},
+                        {"quant_feature_mb", mem.stored_mb()},
+                        {"saving", mem.saving()},
                         {"infer_ms_median", median(times)},
                         {"threads", get_num_threads()}});
   return 0;

@@ -38,7 +38,36 @@ struct EvalOptions {
   std::string dataset;
 };
 
+struct QuantizeOptions {
+  CommonOptions common;
+  std::string checkpoint;
+  std::string dataset;
+  std::string policy = "auto";
+  double max_drop = 0.5;
+  int64_t finetune_epochs = 100;
+  int64_t search_finetune_epochs = 20;
+  int64_t measure = 10;  // N_mea
+  int64_t sample = 2000; // N_sample
+  int64_t rounds = 5;    // N_iter
+  bool random_search = false;
+  int64_t seed = 0;
+  std::string save;
+  std::string csv;
+};
+
+// The main job: train (fp32), select bits automatically, fine-tune, report.
+struct RunOptions {
+  CommonOptions common;
+  std::string dataset = "cora";
+  std::string model = "gcn";
+  std::string preset = "sgquant";
+  int64_t seed = 0;
+  QuantizeOptions quantize;
+};
+
 int run_info(const InfoOptions& o);
+int run_quantize(const QuantizeOptions& o);
+int run_main_job(const RunOptions& o);
 int run_train(const TrainOptions& o);
 int run_eval(const EvalOptions& o);
 

@@ -62,6 +62,57 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--dataset", eval.dataset, "bundled name (cora) or .npz path")->required();
   add_common(eval_cmd, eval.common);
 
+  auto add_quantize = [](CLI::App* cmd, qgnn::cli::QuantizeOptions& q, bool with_policy) {
+    if (with_policy) {
+      cmd->add_option("--policy", q.policy, "bit policy spec (e.g. 'emb=4;att=2') or auto")
+          ->capture_default_str();
+    }
+    cmd->add_option("--max-drop", q.max_drop, "auto: allowed validation-accuracy drop, points")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cmd->add_option("--finetune-epochs", q.finetune_epochs, "fine-tuning epochs of the final policy")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cmd->add_option("--search-finetune-epochs", q.search_finetune_epochs,
+                    "auto: fine-tuning epochs of each measured configuration")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cmd->add_option("--measure", q.measure, "auto: configurations measured per round (N_mea)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cmd->add_option("--sample", q.sample, "auto: candidates scored per round (N_sample)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cmd->add_option("--rounds", q.rounds, "auto: cost-model rounds (N_iter)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cmd->add_flag("--random-search", q.random_search, "auto: random search baseline");
+    cmd->add_option("--csv", q.csv, "auto: write the measured configurations here");
+    cmd->add_option("--save", q.save, "write the quantized model (weights + policy) here");
+  };
+
+  qgnn::cli::QuantizeOptions quant;
+  auto* quant_cmd = app.add_subcommand("quantize", "quantize a trained model (SGQuant)");
+  quant_cmd->add_option("--checkpoint", quant.checkpoint, "fp32 checkpoint from train --save")
+      ->required();
+  quant_cmd->add_option("--dataset", quant.dataset, "bundled name (cora) or .npz path")
+      ->required();
+  quant_cmd->add_option("--seed", quant.seed, "seed of the search and fine-tuning")
+      ->capture_default_str();
+  add_quantize(quant_cmd, quant, true);
+  add_common(quant_cmd, quant.common);
+
+  qgnn::cli::RunOptions run;
+  auto* run_cmd = app.add_subcommand(
+      "run", "main job: train GCN on Cora, select bits automatically, fine-tune, report");
+  run_cmd->add_option("--dataset", run.dataset, "bundled name (cora) or .npz path")
+      ->capture_default_str();
+  run_cmd->add_option("--model", run.model, "gcn, gat, agnn, sage or gin")->capture_default_str();
+  run_cmd->add_option("--preset", run.preset, "kipf or sgquant")->capture_default_str();
+  run_cmd->add_option("--seed", run.seed, "seed")->capture_default_str();
+  add_quantize(run_cmd, run.quantize, true);
+  add_common(run_cmd, run.common);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -71,6 +122,8 @@ int main(int argc, char** argv) {
     if (*info_cmd) return qgnn::cli::run_info(info);
     if (*train_cmd) return qgnn::cli::run_train(train);
     if (*eval_cmd) return qgnn::cli::run_eval(eval);
+    if (*quant_cmd) return qgnn::cli::run_quantize(quant);
+    if (*run_cmd) return qgnn::cli::run_main_job(run);
   } catch (const c10::Error& e) {
     std::cerr << "qgnn: error: " << first_line(e.what_without_backtrace()) << "\n";
     return 1;

@@ -1,11 +1,10 @@
 // Linear transform of packed rows without materializing the float matrix.
 //
 // Fast path: tiles of up to 256 rows, each decoded by one thread into its own buffer (in
-// L2) and multiplied by W^T right away with oneDNN's sgemm, which runs single-threaded
-// inside at::parallel_for (oneDNN's OpenMP build nests as serial), so both cores run
-// decode + GEMM on their own tiles. oneDNN is the library libtorch itself loads; it is
-// looked up at run time (as util/threads.cpp does for OpenBLAS), so qgnn neither links it
-// nor fails without it.
+// L2) and multiplied by W^T right away with oneDNN's sgemm, kept single-threaded inside
+// at::parallel_for (SerialOmpGuard), so both cores run decode + GEMM on their own tiles.
+// oneDNN is the library libtorch itself loads; it is looked up at run time (as
+// util/threads.cpp does for OpenBLAS), so qgnn neither links it nor fails without it.
 //
 // Fallback (no dnnl_sgemm in the process): blocks of ~512 KB of rows decoded in parallel
 // into one buffer, then one at::addmm per block through libtorch's BLAS, whose own threads
@@ -38,6 +37,35 @@ DnnlSgemm dnnl_sgemm() {
   return g_use_onednn.load(std::memory_order_relaxed) ? fn : nullptr;
 }
 
+// Makes OpenMP regions opened by this thread single-threaded while alive (the OpenMP
+// thread-count ICV is per thread): oneDNN's sgemm otherwise opens a nested team of its own
+// inside each worker of at::parallel_for, and spinning nested teams on two cores stall for
+// hundreds of ms when other processes compete for the cores.
+class SerialOmpGuard {
+ public:
+  SerialOmpGuard() {
+    if (set_ != nullptr && get_ != nullptr) {
+      saved_ = get_();
+      set_(1);
+    }
+  }
+  ~SerialOmpGuard() {
+    if (saved_ > 0) set_(saved_);
+  }
+  SerialOmpGuard(const SerialOmpGuard&) = delete;
+  SerialOmpGuard& operator=(const SerialOmpGuard&) = delete;
+
+ private:
+  using SetFn = void (*)(int);
+  using GetFn = int (*)();
+  // libgomp, loaded with libtorch (looked up like dnnl_sgemm; absent: nothing to do).
+  static inline const SetFn set_ =
+      reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  static inline const GetFn get_ =
+      reinterpret_cast<GetFn>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+  int saved_ = 0;
+};
+
 // out[r] = bias (or 0) + x^[r] W^T for each tile of rows, one thread per tile.
 bool linear_tiles(DnnlSgemm sgemm, const PackedTensor& x, const at::Tensor& weight,
                   const at::Tensor& bias, at::Tensor& out) {
@@ -54,6 +82,7 @@ bool linear_tiles(DnnlSgemm sgemm, const PackedTensor& x, const at::Tensor& weig
   const int64_t tiles = (n + tile - 1) / tile;
   std::atomic<bool> ok{true};
   at::parallel_for(0, tiles, 1, [&](int64_t tb, int64_t te) {
+    const SerialOmpGuard serial;
     std::vector<float> buf(static_cast<size_t>(std::min(tile, n) * f));
     for (int64_t t = tb; t < te; ++t) {
       const int64_t r0 = t * tile, m = std::min(tile, n - r0);

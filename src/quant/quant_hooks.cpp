@@ -79,6 +79,50 @@ at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, cons
   return flat ? q.squeeze(1) : q;
 }
 
+PackedInferenceHook::PackedInferenceHook(BitPolicy policy) : policy_(std::move(policy)) {}
+
+NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h,
+                                            const GraphOperators& ops) {
+  const QuantPoint p{layer, QuantRole::kEmbedding};
+  if (h.is_packed()) {
+    stored_[{layer, false}] = h.packed()->nbytes();
+    return h;
+  }
+  if (policy_.bits(p) == 32) {
+    stored_[{layer, false}] = 4 * h.num_rows() * h.num_cols();
+    return h;
+  }
+  const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
+  auto packed = std::make_shared<const PackedTensor>(
+      PackedTensor::pack(h.to_dense(), rb, policy_.granularity(QuantRole::kEmbedding)));
+  stored_[{layer, false}] = packed->nbytes();
+  return NodeFeatures(packed);
+}
+
+at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha,
+                                          const CsrGraph& g) {
+  const QuantPoint p{layer, QuantRole::kAttention};
+  if (policy_.bits(p) == 32) {
+    stored_[{layer, true}] = 4 * alpha.numel();
+    return alpha;
+  }
+  const RowBits rb = policy_.row_bits(p, attention_row_degree(g));
+  const bool flat = alpha.dim() == 1;
+  const PackedTensor packed = PackedTensor::pack(flat ? alpha.unsqueeze(1) : alpha, rb,
+                                                 policy_.granularity(QuantRole::kAttention));
+  stored_[{layer, true}] = packed.nbytes();
+  at::Tensor out = packed.decode();
+  return flat ? out.squeeze(1) : out;
+}
+
+std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const GraphOperators& ops,
+                                               const BitPolicy& policy) {
+  const QuantPoint p{0, QuantRole::kEmbedding};
+  const RowBits rb = policy.row_bits(p, embedding_row_degree(ops));
+  return std::make_shared<const PackedTensor>(
+      PackedTensor::pack(x.to_dense(), rb, policy.granularity(QuantRole::kEmbedding)));
+}
+
 MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
                            const BitPolicy& policy) {
   MemoryReport r;

@@ -2,6 +2,9 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+
+#include <algorithm>
+#include <thread>
 #include <torch/utils.h>
 
 namespace qgnn {
@@ -18,7 +21,7 @@ void set_openblas_threads(int threads) {
 }  // namespace
 
 void set_num_threads(int64_t threads) {
-  if (threads <= 0) return;
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   at::set_num_threads(static_cast<int>(threads));
   set_openblas_threads(static_cast<int>(threads));
 }

@@ -49,6 +49,31 @@ class QGNN_API FakeQuantHook : public QuantHook {
   std::map<int64_t, Cached> cache_;
 };
 
+// Quantized inference on packed storage: every quantized embedding is packed
+// (PackedTensor) and the next layer computes from the packed rows (packed_linear decodes
+// tiles on the fly; the float copy of the whole matrix is never made). Attention values
+// are packed and read back. An input that is already packed passes through. Records the
+// bytes actually held by each point. Inference only (no autograd).
+class QGNN_API PackedInferenceHook : public QuantHook {
+ public:
+  explicit PackedInferenceHook(BitPolicy policy);
+  NodeFeatures embedding(int64_t layer, const NodeFeatures& h, const GraphOperators& ops) override;
+  at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) override;
+  const BitPolicy& policy() const { return policy_; }
+  // Bytes held by each point in the last forward: (layer, is_attention) -> bytes.
+  const std::map<std::pair<int64_t, bool>, int64_t>& stored_bytes() const { return stored_; }
+
+ private:
+  BitPolicy policy_;
+  std::map<std::pair<int64_t, bool>, int64_t> stored_;
+};
+
+// Packs a model input (quantization point 0) under `policy`.
+//   x: [N, F] features, dense or sparse (a sparse x is densified once, transiently).
+QGNN_API std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x,
+                                                        const GraphOperators& ops,
+                                                        const BitPolicy& policy);
+
 // Feature memory of one quantization point and of a whole model (DESIGN.md: full
 // precision is 4 bytes per value; stored = packed codes + quantization parameters).
 struct PointMemory {

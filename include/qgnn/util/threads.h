@@ -7,7 +7,8 @@
 namespace qgnn {
 
 // Sets the intra-op thread count of ATen (at::parallel_for, OpenMP) and of OpenBLAS
-// (pthread build; it keeps its own pool). threads <= 0 leaves the defaults.
+// (pthread build; it keeps its own pool). threads <= 0 means every hardware thread
+// (libtorch's own default here is 1).
 QGNN_API void set_num_threads(int64_t threads);
 
 // The intra-op thread count in force.

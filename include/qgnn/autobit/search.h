@@ -1,0 +1,93 @@
+#pragma once
+// SGQuant's quantization pipeline (Feng et al. ICTAI 2020): evaluate a BitPolicy on a
+// trained model (optionally fine-tuning with straight-through gradients, Sec. III-D),
+// and select bits automatically with a learned cost model (Sec. IV, "ABS").
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qgnn/autobit/cost_model.h"
+#include "qgnn/quant/bit_policy.h"
+#include "qgnn/quant/quant_hooks.h"
+#include "qgnn/train/trainer.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+// Weights of a model (parameters in named order), to restart from for each policy.
+using ModelState = std::vector<std::pair<std::string, torch::Tensor>>;
+QGNN_API ModelState capture_state(GnnModel& model);
+QGNN_API void restore_state(GnnModel& model, const ModelState& state);
+
+struct PolicyResult {
+  BitPolicy policy;
+  double val_acc = 0, test_acc = 0;  // percent, at the best-validation fine-tuning epoch
+  int64_t best_epoch = 0;            // 0: the unfine-tuned model was best
+  MemoryReport memory;
+};
+
+// Evaluates `policy` on a model holding `fp32` weights: fake-quantizes every point,
+// fine-tunes `finetune_epochs` epochs (Adam at `optim.lr`, same weight decay) with STE,
+// and reads validation and test accuracy at the best validation epoch (the unfine-tuned
+// model is epoch 0). Leaves `model` with the chosen weights and a FakeQuantHook.
+QGNN_API PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32,
+                                      const TrainData& data, const BitPolicy& policy,
+                                      int64_t finetune_epochs, const OptimConfig& optim);
+
+// The search space of a model: bits per layer embedding and attention, optional TAQ on
+// embeddings (3 in-degree quantile buckets with non-increasing caps), and the
+// granularity of the input features.
+struct SearchSpace {
+  int64_t embedding_layers = 0;
+  std::vector<int64_t> attention_layers;
+  std::vector<int> bits = {1, 2, 3, 4, 5, 6, 8};
+};
+QGNN_API SearchSpace search_space(const GnnModel& model, const GraphOperators& ops);
+
+struct SearchOptions {
+  int64_t n_measure = 10;    // N_mea: configurations measured per round
+  int64_t n_sample = 2000;   // N_sample: candidates scored by the cost model per round
+  int64_t n_iter = 5;        // N_iter: model-guided rounds after the random first one
+  double max_drop = 0.5;     // allowed validation-accuracy drop vs fp32, points
+  int64_t finetune_epochs = 20;  // fine-tuning of each measured configuration
+  bool random_search = false;    // baseline: every round random, no cost model
+  uint64_t seed = 0;
+};
+
+// One measured configuration.
+struct SearchPoint {
+  int64_t round = 0;
+  bool from_model = false;  // chosen by the cost model (else random)
+  double predicted_val_acc = 0;
+  PolicyResult result;
+};
+
+struct SearchResult {
+  std::vector<SearchPoint> points;
+  double fp32_val_acc = 0;
+  int64_t best = -1;  // index in points of the largest saving within the drop budget
+  std::vector<double> cost_model_ms;  // fit + predict time per model-guided round
+};
+
+using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int64_t total)>;
+
+// SGQuant's ABS loop: measure n_measure random configurations, then n_iter times fit the
+// XGBoost cost model on all measured (features -> validation accuracy), score n_sample
+// random candidates, and measure the n_measure most promising (largest exact saving
+// among those predicted within the budget, then highest predicted accuracy).
+// Objective: the largest saving whose measured validation accuracy is at least
+// fp32_val_acc - max_drop. Deterministic for a seed and thread count.
+QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,
+                                  double fp32_val_acc, const OptimConfig& optim,
+                                  const SearchOptions& options,
+                                  const SearchProgress& progress = {});
+
+// CSV of the measured points: round, source, policy, val_acc, test_acc, avg_bits,
+// fp32_mb, quant_mb, saving, predicted_val_acc, pareto (1 on the accuracy-vs-saving
+// Pareto front).
+QGNN_API std::string search_points_csv(const SearchResult& r);
+
+}  // namespace qgnn

@@ -1,0 +1,230 @@
+#include "qgnn/autobit/search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <set>
+#include <sstream>
+
+namespace qgnn {
+
+ModelState capture_state(GnnModel& model) {
+  ModelState s;
+  for (const auto& p : model.named_parameters()) s.emplace_back(p.key(), p.value().detach().clone());
+  return s;
+}
+
+void restore_state(GnnModel& model, const ModelState& state) {
+  torch::NoGradGuard ng;
+  auto params = model.named_parameters();
+  TORCH_CHECK(params.size() == state.size(), "restore_state: model has ", params.size(),
+              " parameters, state has ", state.size());
+  for (const auto& [name, t] : state) params[name].copy_(t);
+}
+
+PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32, const TrainData& data,
+                             const BitPolicy& policy, int64_t finetune_epochs,
+                             const OptimConfig& optim) {
+  restore_state(model, fp32);
+  model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
+  PolicyResult r;
+  r.policy = policy;
+  r.memory = memory_report(model, data.ops, policy);
+  const EvalResult before = evaluate(model, data);
+  r.val_acc = before.val_acc;
+  r.test_acc = before.test_acc;
+  if (finetune_epochs > 0 && !policy.is_full_precision()) {
+    OptimConfig o = optim;
+    o.epochs = finetune_epochs;
+    o.patience = finetune_epochs;
+    const TrainResult t = train_full_batch(model, data, o);
+    if (t.best_val_acc > before.val_acc) {
+      r.val_acc = t.best_val_acc;
+      r.test_acc = t.test_acc;
+      r.best_epoch = t.best_epoch;
+    } else {
+      restore_state(model, fp32);  // fine-tuning did not help on validation
+    }
+  }
+  return r;
+}
+
+SearchSpace search_space(const GnnModel& model, const GraphOperators& ops) {
+  SearchSpace s;
+  for (const QuantPointInfo& p : model.quant_points(ops)) {
+    if (p.attention) {
+      s.attention_layers.push_back(p.layer);
+    } else {
+      s.embedding_layers = std::max(s.embedding_layers, p.layer + 1);
+    }
+  }
+  return s;
+}
+
+namespace {
+
+// One point of the search space.
+struct Config {
+  std::vector<int> emb;  // bits per embedding layer
+  std::vector<int> att;  // bits per attention layer (SearchSpace::attention_layers order)
+  bool taq = false;
+  std::vector<int> caps;  // 3 non-increasing TAQ caps
+  bool row_gran = true;   // embeddings: per-row ranges (else per-tensor)
+};
+
+BitPolicy to_policy(const Config& c, const SearchSpace& s) {
+  BitPolicy p;
+  for (size_t l = 0; l < c.emb.size(); ++l) {
+    p.set_layer_bits(static_cast<int64_t>(l), QuantRole::kEmbedding, c.emb[l]);
+  }
+  for (size_t k = 0; k < c.att.size(); ++k) {
+    p.set_layer_bits(s.attention_layers[k], QuantRole::kAttention, c.att[k]);
+  }
+  if (c.taq) p.set_taq(QuantRole::kEmbedding, DegreeBuckets{{}, c.caps});
+  p.set_granularity(QuantRole::kEmbedding, c.row_gran ? Granularity::kRow : Granularity::kTensor);
+  return p;
+}
+
+// Cost-model features: bits of every point, TAQ flag and caps, granularity. (The saving
+// is left out: trees cannot extrapolate it beyond the measured range, and it is a
+// function of the bits anyway.)
+std::vector<float> features(const Config& c) {
+  std::vector<float> f;
+  for (int b : c.emb) f.push_back(static_cast<float>(b));
+  for (int b : c.att) f.push_back(static_cast<float>(b));
+  f.push_back(c.taq ? 1.0f : 0.0f);
+  for (int i = 0; i < 3; ++i) f.push_back(c.taq ? static_cast<float>(c.caps[i]) : 32.0f);
+  f.push_back(c.row_gran ? 1.0f : 0.0f);
+  return f;
+}
+
+Config random_config(const SearchSpace& s, std::mt19937_64& rng) {
+  auto pick = [&](const std::vector<int>& v) {
+    return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
+  };
+  Config c;
+  for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(s.bits));
+  for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
+  c.taq = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+  if (c.taq) {
+    c.caps = {pick(s.bits), pick(s.bits), pick(s.bits)};
+    std::sort(c.caps.begin(), c.caps.end(), std::greater<int>());
+  }
+  c.row_gran = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+  return c;
+}
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,
+                         double fp32_val_acc, const OptimConfig& optim,
+                         const SearchOptions& opt, const SearchProgress& progress) {
+  TORCH_CHECK(opt.n_measure >= 1 && opt.n_iter >= 0 && opt.n_sample >= opt.n_measure,
+              "search_bits: need n_measure >= 1, n_iter >= 0, n_sample >= n_measure");
+  const SearchSpace space = search_space(model, data.ops);
+  std::mt19937_64 rng(opt.seed);
+  SearchResult result;
+  result.fp32_val_acc = fp32_val_acc;
+  const double floor = fp32_val_acc - opt.max_drop;
+  std::vector<std::vector<float>> xs;
+  std::vector<float> ys;
+  const int64_t total = opt.n_measure * (opt.n_iter + 1);
+  std::set<std::string> seen;  // policies measured or queued (each is measured once)
+
+  auto measure = [&](const Config& c, int64_t round, bool from_model, double predicted) {
+    SearchPoint pt;
+    pt.round = round;
+    pt.from_model = from_model;
+    pt.predicted_val_acc = predicted;
+    pt.result = evaluate_policy(model, fp32, data, to_policy(c, space), opt.finetune_epochs, optim);
+    xs.push_back(features(c));
+    seen.insert(to_policy(c, space).to_string());
+    ys.push_back(static_cast<float>(pt.result.val_acc));
+    result.points.push_back(pt);
+    if (progress) progress(pt, static_cast<int64_t>(result.points.size()), total);
+  };
+
+  for (int64_t round = 0; round <= opt.n_iter; ++round) {
+    if (round == 0 || opt.random_search) {
+      for (int64_t i = 0, tries = 0; i < opt.n_measure && tries < 100 * opt.n_measure; ++tries) {
+        Config c = random_config(space, rng);
+        if (seen.count(to_policy(c, space).to_string())) continue;
+        measure(c, round, false, 0);
+        ++i;
+      }
+      continue;
+    }
+    // Candidates with their exact memory (computed from shapes, no model run).
+    std::vector<Config> cand;
+    std::vector<double> saving;
+    std::vector<std::vector<float>> cx;
+    std::set<std::string> in_pool;
+    for (int64_t i = 0; i < opt.n_sample * 4 && static_cast<int64_t>(cand.size()) < opt.n_sample;
+         ++i) {
+      Config c = random_config(space, rng);
+      const BitPolicy p = to_policy(c, space);
+      const std::string key = p.to_string();
+      if (seen.count(key) || !in_pool.insert(key).second) continue;
+      saving.push_back(memory_report(model, data.ops, p).saving());
+      cx.push_back(features(c));
+      cand.push_back(std::move(c));
+    }
+    if (cand.empty()) break;  // the space is exhausted
+    const auto t0 = std::chrono::steady_clock::now();
+    CostModel cm(CostModel::Options{60, 4, 0.2, 1.0, 1, opt.seed + static_cast<uint64_t>(round)});
+    cm.fit(xs, ys);
+    const std::vector<float> pred = cm.predict(cx);
+    result.cost_model_ms.push_back(ms_since(t0));
+    // Most promising: predicted within budget by largest saving, then the rest by
+    // predicted accuracy.
+    std::vector<int64_t> order(cand.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      const bool fa = pred[a] >= floor, fb = pred[b] >= floor;
+      if (fa != fb) return fa;
+      if (fa) return saving[a] != saving[b] ? saving[a] > saving[b] : pred[a] > pred[b];
+      return pred[a] > pred[b];
+    });
+    for (int64_t i = 0; i < opt.n_measure && i < static_cast<int64_t>(cand.size()); ++i) {
+      measure(cand[order[i]], round, true, pred[order[i]]);
+    }
+  }
+  for (size_t i = 0; i < result.points.size(); ++i) {
+    const PolicyResult& r = result.points[i].result;
+    if (r.val_acc < floor) continue;
+    if (result.best < 0 || r.memory.saving() > result.points[result.best].result.memory.saving()) {
+      result.best = static_cast<int64_t>(i);
+    }
+  }
+  return result;
+}
+
+std::string search_points_csv(const SearchResult& r) {
+  std::ostringstream os;
+  os << "round,source,policy,val_acc,test_acc,avg_bits,fp32_mb,quant_mb,saving,predicted_val_acc,"
+        "pareto\n";
+  for (size_t i = 0; i < r.points.size(); ++i) {
+    const SearchPoint& p = r.points[i];
+    const MemoryReport& m = p.result.memory;
+    bool dominated = false;
+    for (const SearchPoint& q : r.points) {
+      const bool ge = q.result.val_acc >= p.result.val_acc && q.result.memory.saving() >= m.saving();
+      const bool gt = q.result.val_acc > p.result.val_acc || q.result.memory.saving() > m.saving();
+      dominated = dominated || (ge && gt);
+    }
+    os << p.round << ',' << (p.from_model ? "model" : "random") << ",\"" << p.result.policy.to_string()
+       << "\"," << p.result.val_acc << ',' << p.result.test_acc << ',' << m.average_bits() << ','
+       << m.fp32_mb() << ',' << m.stored_mb() << ',' << m.saving() << ','
+       << (p.from_model ? std::to_string(p.predicted_val_acc) : "") << ',' << (dominated ? 0 : 1)
+       << '\n';
+  }
+  return os.str();
+}
+
+}  // namespace qgnn
