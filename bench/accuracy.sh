@@ -16,7 +16,7 @@ echo "| dataset | model | test acc % (mean +- std, $RUNS seeds) | val acc % | ep
 echo "| --- | --- | --- | --- | --- | --- |"
 for d in $DATASETS; do
   for m in $MODELS; do
-    build/qgnn train --dataset "$DATA/$d.npz" --model "$m" --runs "$RUNS" --threads "$THREADS" \
+    ${QGNN_BIN:-build/qgnn} train --dataset "$DATA/$d.npz" --model "$m" --runs "$RUNS" --threads "$THREADS" \
       --quiet --json "$OUT/$d-$m.json" >/dev/null
     jq -r --arg d "$d" --arg m "$m" \
       '"| \($d) | \($m) | \(.test_acc_mean*100|round/100) +- \(.test_acc_std*100|round/100) | \(.val_acc_mean*100|round/100) | \(.epoch_ms_median*1000|round/1000) | \(.infer_ms_median*1000|round/1000) |"' \

@@ -207,8 +207,8 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
 
 std::string search_points_csv(const SearchResult& r) {
   std::ostringstream os;
-  os << "round,source,policy,val_acc,test_acc,avg_bits,fp32_mb,quant_mb,saving,predicted_val_acc,"
-        "pareto\n";
+  os << "round,source,val_acc,test_acc,avg_bits,fp32_mb,quant_mb,saving,predicted_val_acc,pareto,"
+        "policy\n";
   for (size_t i = 0; i < r.points.size(); ++i) {
     const SearchPoint& p = r.points[i];
     const MemoryReport& m = p.result.memory;
@@ -218,11 +218,11 @@ std::string search_points_csv(const SearchResult& r) {
       const bool gt = q.result.val_acc > p.result.val_acc || q.result.memory.saving() > m.saving();
       dominated = dominated || (ge && gt);
     }
-    os << p.round << ',' << (p.from_model ? "model" : "random") << ",\"" << p.result.policy.to_string()
-       << "\"," << p.result.val_acc << ',' << p.result.test_acc << ',' << m.average_bits() << ','
-       << m.fp32_mb() << ',' << m.stored_mb() << ',' << m.saving() << ','
+    os << p.round << ',' << (p.from_model ? "model" : "random") << ',' << p.result.val_acc << ','
+       << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ','
+       << m.stored_mb() << ',' << m.saving() << ','
        << (p.from_model ? std::to_string(p.predicted_val_acc) : "") << ',' << (dominated ? 0 : 1)
-       << '\n';
+       << ",\"" << p.result.policy.to_string() << "\"\n";
   }
   return os.str();
 }

@@ -85,9 +85,9 @@ QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const
                                   const SearchOptions& options,
                                   const SearchProgress& progress = {});
 
-// CSV of the measured points: round, source, policy, val_acc, test_acc, avg_bits,
-// fp32_mb, quant_mb, saving, predicted_val_acc, pareto (1 on the accuracy-vs-saving
-// Pareto front).
+// CSV of the measured points: round, source, val_acc, test_acc, avg_bits, fp32_mb,
+// quant_mb, saving, predicted_val_acc, pareto (1 on the accuracy-vs-saving Pareto
+// front), policy (quoted, last: it contains commas).
 QGNN_API std::string search_points_csv(const SearchResult& r);
 
 }  // namespace qgnn

@@ -1,0 +1,83 @@
+// search_bits: the ABS loop measures the configured number of points, never repeats a
+// policy, picks the largest saving within the budget, and writes a consistent CSV.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <set>
+#include <sstream>
+
+#include "qgnn/autobit/search.h"
+#include "testing/graphs.h"
+
+namespace qgnn {
+namespace {
+
+TrainData small_problem() {
+  CsrGraph g = testing::random_graph(80, 4.0, 17, /*isolated=*/2);
+  torch::manual_seed(18);
+  auto y = torch::randint(0, 3, {80}, torch::kLong);
+  auto x = torch::rand({80, 10}) + torch::nn::functional::one_hot(y, 10).to(torch::kFloat);
+  auto idx = torch::arange(80);
+  return TrainData(GraphOperators(g), NodeFeatures(x), y, idx.lt(30), idx.ge(30) & idx.lt(50),
+                   idx.ge(50));
+}
+
+TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
+  TrainData data = small_problem();
+  for (bool random : {false, true}) {
+    torch::manual_seed(0);
+    Preset p = make_preset("kipf", ModelKind::kGAT, 10, 3);
+    p.optim.epochs = 30;
+    GnnModel model(p.model);
+    TrainResult fp32 = train_full_batch(model, data, p.optim);
+    ModelState state = capture_state(model);
+    SearchOptions o;
+    o.n_measure = 4;
+    o.n_iter = 2;
+    o.n_sample = 64;
+    o.finetune_epochs = 3;
+    o.max_drop = 5.0;
+    o.random_search = random;
+    SearchResult r = search_bits(model, state, data, fp32.best_val_acc, p.optim, o);
+    ASSERT_EQ(r.points.size(), 12u);
+    std::set<std::string> policies;
+    for (const auto& pt : r.points) {
+      EXPECT_TRUE(policies.insert(pt.result.policy.to_string()).second) << "repeated policy";
+      EXPECT_EQ(pt.from_model, !random && pt.round > 0);
+    }
+    EXPECT_EQ(r.cost_model_ms.size(), random ? 0u : 2u);
+    ASSERT_GE(r.best, 0);
+    const double best_saving = r.points[r.best].result.memory.saving();
+    for (const auto& pt : r.points) {
+      if (pt.result.val_acc >= fp32.best_val_acc - o.max_drop) {
+        EXPECT_LE(pt.result.memory.saving(), best_saving);
+      }
+    }
+    // CSV: header + one line per point; the policy is the quoted last column.
+    std::istringstream csv(search_points_csv(r));
+    std::string line;
+    int lines = 0;
+    while (std::getline(csv, line)) {
+      if (lines++ > 0) EXPECT_EQ(line.back(), '"') << line;
+    }
+    EXPECT_EQ(lines, 13);
+  }
+}
+
+TEST(EvaluatePolicy, FullPrecisionPolicyReproducesTheModel) {
+  TrainData data = small_problem();
+  torch::manual_seed(1);
+  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  p.optim.epochs = 20;
+  GnnModel model(p.model);
+  train_full_batch(model, data, p.optim);
+  const EvalResult before = evaluate(model, data);
+  ModelState state = capture_state(model);
+  PolicyResult r = evaluate_policy(model, state, data, BitPolicy::parse("fp32"), 10, p.optim);
+  EXPECT_DOUBLE_EQ(r.val_acc, before.val_acc);
+  EXPECT_DOUBLE_EQ(r.test_acc, before.test_acc);
+  EXPECT_DOUBLE_EQ(r.memory.saving(), 1.0);
+}
+
+}  // namespace
+}  // namespace qgnn
