@@ -115,8 +115,9 @@ AGNNConvImpl::AGNNConvImpl(bool requires_grad) {
 
 torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tensor& x) {
   const CsrGraph& g = ops.self_loops();
-  namespace F = torch::nn::functional;
-  auto xn = F::normalize(x, F::NormalizeFuncOptions().p(2).dim(-1));
+  // x / max(||x||, 1e-12), written so that all-zero rows (common once embeddings are
+  // quantized) get a zero gradient instead of norm's 0/0 = NaN.
+  auto xn = x * (x * x).sum(-1, /*keepdim=*/true).clamp_min(1e-24).rsqrt();
   auto cosine = sddmm_dot(g, xn, xn).view({-1});  // [E']
   auto alpha = edge_softmax(g, beta * cosine);
   if (point_.hook != nullptr) alpha = point_.hook->attention(point_.layer, alpha, g);

@@ -134,6 +134,18 @@ TEST(AGNNConv, MatchesDenseCosineAttention) {
   expect_close(g_out[1], g_ref[1], 1e-3);
 }
 
+TEST(AGNNConv, ZeroRowsGetFiniteGradients) {
+  CsrGraph g = random_graph(10, 2.0, 4, /*isolated=*/1);
+  GraphOperators ops(g);
+  auto x = torch::rand({10, 4});
+  x[3].zero_();  // a row that quantization rounded to zero
+  x.requires_grad_(true);
+  AGNNConv conv(true);
+  auto grads = torch::autograd::grad({conv->forward(ops, x).sum()}, {x, conv->beta});
+  EXPECT_TRUE(torch::isfinite(grads[0]).all().item<bool>());
+  EXPECT_TRUE(torch::isfinite(grads[1]).all().item<bool>());
+}
+
 TEST(SAGEConv, MatchesDenseMeanAggregator) {
   CsrGraph g = random_graph(30, 3.0, 8, /*isolated=*/3);
   GraphOperators ops(g);
