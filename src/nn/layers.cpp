@@ -115,9 +115,13 @@ AGNNConvImpl::AGNNConvImpl(bool requires_grad) {
 
 torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tensor& x) {
   const CsrGraph& g = ops.self_loops();
-  // x / max(||x||, 1e-12), written so that all-zero rows (common once embeddings are
-  // quantized) get a zero gradient instead of norm's 0/0 = NaN.
-  auto xn = x * (x * x).sum(-1, /*keepdim=*/true).clamp_min(1e-24).rsqrt();
+  // x / ||x||, with rows of norm below 1e-6 (all-zero rows are common once embeddings are
+  // quantized) mapped to 0 with a zero gradient. torch's normalize divides by
+  // max(||x||, 1e-12) instead, whose gradient there is 1e12 x the incoming one: under
+  // fine-tuning that overflowed Adam's second moment and turned the weights into NaN.
+  auto norm_sq = (x * x).sum(-1, /*keepdim=*/true);
+  auto keep = norm_sq > 1e-12;
+  auto xn = x * torch::where(keep, norm_sq, torch::ones_like(norm_sq)).rsqrt() * keep;
   auto cosine = sddmm_dot(g, xn, xn).view({-1});  // [E']
   auto alpha = edge_softmax(g, beta * cosine);
   if (point_.hook != nullptr) alpha = point_.hook->attention(point_.layer, alpha, g);
