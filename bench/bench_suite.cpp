@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -108,6 +110,8 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // as the qgnn command does (src/cli/main.cpp)
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   std::string data_dir = "../shared/datasets", json_path;
   std::string datasets = "cora,citeseer,amazon_computers,coauthor_cs";
   int64_t epochs = 200;

@@ -3,6 +3,7 @@
 // printed here. Each returns the process exit code.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace qgnn::cli {
 
@@ -65,7 +66,23 @@ struct RunOptions {
   QuantizeOptions quantize;
 };
 
+// Peak memory of full-graph inference: one child process per policy (commands_memory.cpp).
+struct MemoryOptions {
+  CommonOptions common;
+  std::string dataset;
+  std::string model = "gcn";
+  // "fp32" (dense float x, as PyG holds it), "csr" (fp32, x stored sparse), B (an integer:
+  // "emb=B;emb.gran=row") or a bit-policy spec with uniform layer-0 bits and row ranges.
+  std::vector<std::string> policies = {"fp32", "csr", "4", "2"};
+  // Rows of x read (and packed) at a time. Chunks above glibc's 32 MB mmap threshold are
+  // returned to the system when freed; smaller ones fragment the heap between packed parts.
+  int64_t chunk_rows = 1024;
+  int64_t seed = 0;           // split and weight seed
+  int64_t repeats = 3;        // timed forwards after one warm-up
+};
+
 int run_info(const InfoOptions& o);
+int run_memory(const MemoryOptions& o);
 int run_quantize(const QuantizeOptions& o);
 int run_main_job(const RunOptions& o);
 int run_train(const TrainOptions& o);

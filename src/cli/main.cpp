@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
 
+#include <malloc.h>
+
 #include <iostream>
 
 #include "cli/commands.h"
@@ -23,6 +25,11 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Keep freed memory in the heap instead of returning every block >= 32 MiB to the
+  // kernel: otherwise each large tensor allocation pays its page faults again on every
+  // epoch (measured: 17 ms to allocate and fill a 42 MB tensor vs. 2.3 ms to fill it).
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"qgnn: quantized graph neural networks on CPU"};
   app.set_version_flag("--version", std::string("qgnn ") + QGNN_VERSION_STRING);
   app.require_subcommand(1);
@@ -113,6 +120,27 @@ int main(int argc, char** argv) {
   add_quantize(run_cmd, run.quantize, true);
   add_common(run_cmd, run.common);
 
+  qgnn::cli::MemoryOptions mem;
+  auto* mem_cmd = app.add_subcommand(
+      "memory", "peak RSS of full-graph inference per bit policy, each in a child process");
+  mem_cmd->add_option("--dataset", mem.dataset, "bundled name (cora) or .npz path")->required();
+  mem_cmd->add_option("--model", mem.model, "gcn, gat, agnn, sage or gin (sgquant preset)")
+      ->capture_default_str();
+  mem_cmd
+      ->add_option("--policies", mem.policies,
+                   "comma-separated: fp32 (dense x), csr (fp32, sparse x), B (emb=B;emb.gran=row) "
+                   "or a policy spec")
+      ->delimiter(',')
+      ->capture_default_str();
+  mem_cmd->add_option("--chunk-rows", mem.chunk_rows, "rows of x read and packed at a time")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  mem_cmd->add_option("--seed", mem.seed, "split and weight seed")->capture_default_str();
+  mem_cmd->add_option("--repeats", mem.repeats, "timed forwards after one warm-up")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  add_common(mem_cmd, mem.common);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -124,6 +152,7 @@ int main(int argc, char** argv) {
     if (*eval_cmd) return qgnn::cli::run_eval(eval);
     if (*quant_cmd) return qgnn::cli::run_quantize(quant);
     if (*run_cmd) return qgnn::cli::run_main_job(run);
+    if (*mem_cmd) return qgnn::cli::run_memory(mem);
   } catch (const c10::Error& e) {
     std::cerr << "qgnn: error: " << first_line(e.what_without_backtrace()) << "\n";
     return 1;

@@ -78,14 +78,6 @@ class Checker {
     return a.data.to(at::kLong).contiguous();
   }
 
-  // Float array (float32 or float64 in the file) as float32.
-  at::Tensor floating(const std::string& name, const NpyArray& a) const {
-    const std::string code = dtype_code(a.descr);
-    check(code == "f4" || code == "f8", name, "dtype must be float32 or float64", "'", a.descr,
-          "'");
-    return a.data;
-  }
-
   // Mask (bool, or uint8 holding 0 / 1) of shape [n] as bool.
   at::Tensor mask(const std::string& name, const NpyArray& a, int64_t n) const {
     const std::string code = dtype_code(a.descr);
@@ -133,10 +125,47 @@ int64_t first_non_finite(const at::Tensor& x) {
   return first_where(x.numel(), [p](int64_t i) { return !std::isfinite(p[i]); });
 }
 
+// x (rows [first_row, ...) of the file's matrix, float32 or float64) checked to be finite
+// and within the float32 range, as contiguous float32.
+at::Tensor checked_features(const Checker& c, at::Tensor x, int64_t first_row) {
+  const int64_t f = x.size(1);
+  auto check_finite = [&](const at::Tensor& t, const std::string& problem) {
+    const int64_t bad =
+        t.scalar_type() == at::kDouble ? first_non_finite<double>(t) : first_non_finite<float>(t);
+    if (bad >= 0) {
+      const double v =
+          t.scalar_type() == at::kDouble ? t.data_ptr<double>()[bad] : t.data_ptr<float>()[bad];
+      c.check(false, "x", problem, v, " at [", first_row + bad / f, ", ", bad % f, "]");
+    }
+  };
+  x = x.contiguous();
+  check_finite(x, "values must be finite");
+  if (x.scalar_type() != at::kFloat) {
+    at::Tensor x64 = x;
+    x = x.to(at::kFloat);
+    const int64_t bad = first_non_finite<float>(x);
+    if (bad >= 0) {
+      c.check(false, "x", "value out of the float32 range", x64.data_ptr<double>()[bad], " at [",
+              first_row + bad / f, ", ", bad % f, "]");
+    }
+  }
+  return x;
+}
+
 }  // namespace
 
-Dataset read_dataset(const std::string& path, int64_t split_seed) {
-  std::map<std::string, NpyArray> arrays = read_npz(path);
+void read_dataset_features(
+    const std::string& path, int64_t rows_per_chunk,
+    const std::function<void(const at::Tensor& chunk, int64_t first_row)>& fn) {
+  const Checker c(path);
+  read_npz_rows(path, "x", rows_per_chunk, [&](const at::Tensor& chunk, int64_t first_row) {
+    fn(checked_features(c, chunk, first_row), first_row);
+  });
+}
+
+Dataset read_dataset(const std::string& path, int64_t split_seed, bool load_features) {
+  std::map<std::string, NpyArray> arrays =
+      read_npz(path, load_features ? std::vector<std::string>{} : std::vector<std::string>{"x"});
   const Checker c(path);
 
   std::string keys;
@@ -159,9 +188,14 @@ Dataset read_dataset(const std::string& path, int64_t split_seed) {
   c.check(y.dim() == 1 && y.size(0) == n, "y", "shape must be [N]" + with_n, shape_str(y.sizes()));
   c.check(nc.dim() == 0 || (nc.dim() == 1 && nc.size(0) == 1), "num_classes",
           "shape must be [] or [1]", shape_str(nc.sizes()));
-  at::Tensor x = c.floating("x", arrays["x"]);
-  c.check(x.dim() == 2 && x.size(0) == n, "x", "shape must be [N, F]" + with_n,
-          shape_str(x.sizes()));
+  const NpyArray& x_array = arrays["x"];
+  const std::string x_code = dtype_code(x_array.descr);
+  c.check(x_code == "f4" || x_code == "f8", "x", "dtype must be float32 or float64", "'",
+          x_array.descr, "'");
+  c.check(x_array.shape.size() == 2 && x_array.shape[0] == n, "x", "shape must be [N, F]" + with_n,
+          shape_str(x_array.shape));
+  at::Tensor x = x_array.data;
+  const int64_t f = x_array.shape[1];
 
   const char* mask_names[3] = {"train_mask", "val_mask", "test_mask"};
   int num_masks = 0;
@@ -210,27 +244,7 @@ Dataset read_dataset(const std::string& path, int64_t split_seed) {
             yp[bad_y], " at node ", bad_y);
   }
 
-  const int64_t f = x.size(1);
-  auto check_finite = [&](const at::Tensor& t, const std::string& problem) {
-    const int64_t bad =
-        t.scalar_type() == at::kDouble ? first_non_finite<double>(t) : first_non_finite<float>(t);
-    if (bad >= 0) {
-      const double v =
-          t.scalar_type() == at::kDouble ? t.data_ptr<double>()[bad] : t.data_ptr<float>()[bad];
-      c.check(false, "x", problem, v, " at [", bad / f, ", ", bad % f, "]");
-    }
-  };
-  x = x.contiguous();
-  check_finite(x, "values must be finite");
-  if (x.scalar_type() != at::kFloat) {
-    at::Tensor x64 = x;
-    x = x.to(at::kFloat);
-    const int64_t bad = first_non_finite<float>(x);
-    if (bad >= 0) {
-      c.check(false, "x", "value out of the float32 range", x64.data_ptr<double>()[bad], " at [",
-              bad / f, ", ", bad % f, "]");
-    }
-  }
+  if (x.defined()) x = checked_features(c, x, 0);
 
   for (int a = 0; a < num_masks; ++a) {
     for (int b = a + 1; b < num_masks; ++b) {
@@ -249,6 +263,7 @@ Dataset read_dataset(const std::string& path, int64_t split_seed) {
   d.path = path;
   d.graph = CsrGraph(indptr, indices);
   d.x = x;
+  d.feature_dim = f;
   d.y = y;
   d.num_classes = num_classes;
   arrays.clear();

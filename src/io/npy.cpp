@@ -242,7 +242,7 @@ class BufferReader : public ByteReader {
 
 }  // namespace
 
-NpyArray read_npy(ByteReader& in, uint64_t size, const std::string& where) {
+NpyHeader read_npy_header(ByteReader& in, uint64_t size, const std::string& where) {
   unsigned char prefix[12];
   TORCH_CHECK(size >= 10, where, ": not an NPY array (got ", size, " bytes)");
   read_exact(in, prefix, 8, "NPY header", where);
@@ -261,9 +261,8 @@ NpyArray read_npy(ByteReader& in, uint64_t size, const std::string& where) {
   std::string text(header_len, '\0');
   read_exact(in, text.data(), header_len, "NPY header", where);
 
-  NpyArray out;
-  bool fortran = false;
-  HeaderParser(text, where).parse(&out.descr, &fortran, &out.shape);
+  NpyHeader out;
+  HeaderParser(text, where).parse(&out.descr, &out.fortran, &out.shape);
   const DtypeInfo& dtype = parse_descr(out.descr, where);
 
   uint64_t numel = 1;
@@ -278,6 +277,21 @@ NpyArray read_npy(ByteReader& in, uint64_t size, const std::string& where) {
   TORCH_CHECK(size - data_offset == nbytes, where, ": shape ", shape_repr(out.shape), " of '",
               out.descr, "' needs ", nbytes, " data bytes (got ", size - data_offset, ")");
 
+  out.dtype = dtype.storage;
+  out.itemsize = dtype.itemsize;
+  out.data_bytes = nbytes;
+  return out;
+}
+
+NpyArray read_npy(ByteReader& in, uint64_t size, const std::string& where) {
+  const NpyHeader h = read_npy_header(in, size, where);
+  const DtypeInfo& dtype = parse_descr(h.descr, where);
+  const bool fortran = h.fortran;
+  const uint64_t nbytes = h.data_bytes;
+  const uint64_t numel = nbytes / static_cast<uint64_t>(dtype.itemsize);
+  NpyArray out;
+  out.descr = h.descr;
+  out.shape = h.shape;
   std::vector<int64_t> stored_shape = out.shape;
   if (fortran) std::reverse(stored_shape.begin(), stored_shape.end());
   at::Tensor t = at::empty(stored_shape, at::TensorOptions().dtype(dtype.storage));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -60,6 +61,17 @@ class ZipMemberReader : public detail::ByteReader {
   const std::string& where_;
 };
 
+ZipPtr open_archive(const std::string& path, const std::string& where) {
+  int err = 0;
+  ZipPtr za(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err));
+  if (!za) {
+    if (err == ZIP_ER_NOENT) TORCH_CHECK(false, where, ": no such file");
+    TORCH_CHECK(err != ZIP_ER_NOZIP, where, ": not a zip archive (truncated or not an .npz file)");
+    TORCH_CHECK(false, where, ": cannot open archive (", zip_error_text(err), ")");
+  }
+  return za;
+}
+
 // "<path>.tmp.XXXXXX", created exclusively with the default (umask-filtered) mode.
 std::string create_temp_file(const std::string& path, const std::string& where) {
   static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -92,15 +104,10 @@ void fsync_file(const std::string& file) {
 
 }  // namespace
 
-std::map<std::string, NpyArray> read_npz(const std::string& path) {
+std::map<std::string, NpyArray> read_npz(const std::string& path,
+                                         const std::vector<std::string>& header_only) {
   const std::string where = "read_npz(" + path + ")";
-  int err = 0;
-  ZipPtr za(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err));
-  if (!za) {
-    if (err == ZIP_ER_NOENT) TORCH_CHECK(false, where, ": no such file");
-    TORCH_CHECK(err != ZIP_ER_NOZIP, where, ": not a zip archive (truncated or not an .npz file)");
-    TORCH_CHECK(false, where, ": cannot open archive (", zip_error_text(err), ")");
-  }
+  ZipPtr za = open_archive(path, where);
   std::map<std::string, NpyArray> out;
   const zip_int64_t count = zip_get_num_entries(za.get(), 0);
   TORCH_CHECK(count >= 0, where, ": cannot list members (", zip_strerror(za.get()), ")");
@@ -118,9 +125,58 @@ std::map<std::string, NpyArray> read_npz(const std::string& path) {
     ZipFilePtr f(zip_fopen_index(za.get(), i, 0));
     TORCH_CHECK(f != nullptr, member_where, ": cannot open member (", zip_strerror(za.get()), ")");
     ZipMemberReader reader(f.get(), member_where);
-    out.emplace(key, detail::read_npy(reader, st.size, member_where));
+    if (std::find(header_only.begin(), header_only.end(), key) != header_only.end()) {
+      detail::NpyHeader h = detail::read_npy_header(reader, st.size, member_where);
+      out.emplace(key, NpyArray{h.descr, h.shape, at::Tensor()});
+    } else {
+      out.emplace(key, detail::read_npy(reader, st.size, member_where));
+    }
   }
   return out;
+}
+
+void read_npz_rows(
+    const std::string& path, const std::string& key, int64_t rows_per_chunk,
+    const std::function<void(const at::Tensor& chunk, int64_t first_row)>& fn) {
+  const std::string where = "read_npz_rows(" + path + ")";
+  TORCH_CHECK(rows_per_chunk >= 1, where, ": rows_per_chunk must be >= 1 (got ", rows_per_chunk,
+              ")");
+  ZipPtr za = open_archive(path, where);
+  const std::string name = key + kNpySuffix;
+  const std::string member_where = where + ": " + name;
+  const zip_int64_t index = zip_name_locate(za.get(), name.c_str(), 0);
+  TORCH_CHECK(index >= 0, member_where, ": no such array in the archive");
+  zip_stat_t st;
+  zip_stat_init(&st);
+  TORCH_CHECK(zip_stat_index(za.get(), index, 0, &st) == 0 && (st.valid & ZIP_STAT_SIZE),
+              member_where, ": cannot stat (", zip_strerror(za.get()), ")");
+  ZipFilePtr f(zip_fopen_index(za.get(), index, 0));
+  TORCH_CHECK(f != nullptr, member_where, ": cannot open member (", zip_strerror(za.get()), ")");
+  ZipMemberReader reader(f.get(), member_where);
+  const detail::NpyHeader h = detail::read_npy_header(reader, st.size, member_where);
+  TORCH_CHECK(h.shape.size() == 2, member_where, ": expected a 2-D array (got ", h.shape.size(),
+              " dimensions)");
+  TORCH_CHECK(h.dtype == at::kFloat || h.dtype == at::kDouble, member_where,
+              ": dtype must be float32 or float64 (got '", h.descr, "')");
+  TORCH_CHECK(!h.fortran || h.shape[0] <= 1 || h.shape[1] <= 1, member_where,
+              ": a Fortran-ordered array cannot be read by rows");
+  const int64_t n = h.shape[0], cols = h.shape[1];
+  const size_t row_bytes = static_cast<size_t>(cols) * static_cast<size_t>(h.itemsize);
+  for (int64_t first = 0; first < n; first += rows_per_chunk) {
+    const int64_t r = std::min(rows_per_chunk, n - first);
+    at::Tensor raw = at::empty({r, cols}, at::TensorOptions().dtype(h.dtype));
+    const size_t want = static_cast<size_t>(r) * row_bytes;
+    size_t done = 0;
+    while (done < want) {
+      const size_t got = reader.read(static_cast<char*>(raw.data_ptr()) + done, want - done);
+      TORCH_CHECK(got > 0, member_where, ": truncated array data (expected ", h.data_bytes,
+                  " bytes, got ", static_cast<uint64_t>(first) * row_bytes + done, ")");
+      done += got;
+    }
+    fn(h.dtype == at::kFloat ? raw : raw.to(at::kFloat), first);
+  }
+  char extra;
+  TORCH_CHECK(reader.read(&extra, 1) == 0, member_where, ": unexpected bytes after the array data");
 }
 
 void write_npz(const std::string& path, const std::map<std::string, at::Tensor>& arrays,

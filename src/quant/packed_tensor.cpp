@@ -291,6 +291,56 @@ PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Gra
   return t;
 }
 
+PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts) {
+  TORCH_CHECK(!parts.empty(), "PackedTensor::concat_rows: no parts");
+  const PackedTensor& first = parts[0];
+  int64_t rows = 0, code_bytes = 0, param_rows = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const PackedTensor& p = parts[i];
+    TORCH_CHECK(p.defined(), "PackedTensor::concat_rows: part ", i, " is undefined");
+    TORCH_CHECK(p.group_bits_.size() == 1 && !p.row_group_.defined(),
+                "PackedTensor::concat_rows: part ", i, " has ", p.group_bits_.size(),
+                " row groups (only uniform bits are supported)");
+    TORCH_CHECK(p.group_bits_[0] == first.group_bits_[0] && p.cols_ == first.cols_ &&
+                    p.gran_ == first.gran_,
+                "PackedTensor::concat_rows: part ", i, " is [", p.rows_, ", ", p.cols_, "] at ",
+                p.group_bits_[0], " bits; part 0 is [", first.rows_, ", ", first.cols_, "] at ",
+                first.group_bits_[0], " bits (bits, columns and granularity must match)");
+    TORCH_CHECK(!p.params_.defined() || p.gran_ == Granularity::kRow,
+                "PackedTensor::concat_rows: part ", i,
+                " has per-tensor ranges (only Granularity::kRow parts can be stacked)");
+    rows += p.rows_;
+    code_bytes += p.codes_.numel();
+    if (p.params_.defined()) param_rows += p.params_.size(0);
+  }
+  PackedTensor t;
+  t.rows_ = rows;
+  t.cols_ = first.cols_;
+  t.group_bits_ = first.group_bits_;
+  t.gran_ = first.gran_;
+  t.row_stride_ = first.row_stride_;
+  t.codes_ = at::empty({code_bytes}, at::kByte);
+  const bool has_params = first.params_.defined();
+  if (has_params) t.params_ = at::empty({param_rows, 2}, at::kFloat);
+  uint8_t* codes = t.codes_.data_ptr<uint8_t>();
+  float* params = has_params ? t.params_.data_ptr<float>() : nullptr;
+  for (PackedTensor& p : parts) {
+    const int64_t nb = p.codes_.numel();
+    if (nb > 0) std::memcpy(codes, p.codes_.data_ptr<uint8_t>(), static_cast<size_t>(nb));
+    codes += nb;
+    if (has_params) {
+      const int64_t np = p.params_.numel();
+      if (np > 0) {
+        std::memcpy(params, p.params_.contiguous().data_ptr<float>(),
+                    4 * static_cast<size_t>(np));
+      }
+      params += np;
+    }
+    p = PackedTensor();
+  }
+  return t;
+}
+
 int64_t PackedTensor::code_bytes() const { return codes_.defined() ? codes_.numel() : 0; }
 
 int64_t PackedTensor::nbytes() const {

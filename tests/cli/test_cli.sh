@@ -82,5 +82,14 @@ done
 if "$QGNN" info --dataset cora --json "$TMP/cora.json" >/dev/null &&
    [[ $(jq .num_nodes "$TMP/cora.json") == 2708 ]]; then ok; else fail "info --dataset cora"; fi
 
+# `qgnn memory`: one child per policy; packed features hold fewer bytes than dense fp32.
+if "$QGNN" memory --dataset cora --policies fp32,csr,4,2 --repeats 1 --chunk-rows 500 \
+     --json "$TMP/mem.json" >/dev/null 2>"$TMP/err" &&
+   [[ $(jq '.rows | length' "$TMP/mem.json") == 4 ]] &&
+   jq -e '.rows[0].x_mb > .rows[2].x_mb and .rows[2].x_mb > .rows[3].x_mb and
+          (.rows | all(.peak_rss_mb > 0))' "$TMP/mem.json" >/dev/null; then ok; else
+  fail "memory --dataset cora: $(cat "$TMP/err")"; fi
+expect_error "memory: bad policy" "bit policy" -- memory --dataset cora --policies 4,bits=99
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "qgnn/graph/csr_graph.h"
@@ -14,7 +15,8 @@ struct QGNN_API Dataset {
   std::string name;     // file stem, e.g. "cora"
   std::string path;     // file it was read from
   CsrGraph graph;       // [N, N], rows = in-neighbours (see graph/csr_graph.h)
-  at::Tensor x;         // [N, F] float32, as stored (raw values)
+  at::Tensor x;         // [N, F] float32, as stored (raw values); undefined when not loaded
+  int64_t feature_dim = 0;  // F (from the file's header, also when x is not loaded)
   at::Tensor y;         // [N] int64 in [0, num_classes)
   at::Tensor train_mask, val_mask, test_mask;  // [N] bool, pairwise disjoint
   int64_t num_classes = 0;
@@ -22,7 +24,7 @@ struct QGNN_API Dataset {
   int64_t split_seed = -1;        // seed of the random split when generated, else -1
 
   int64_t num_nodes() const { return graph.num_nodes(); }
-  int64_t num_features() const { return x.size(1); }
+  int64_t num_features() const { return x.defined() ? x.size(1) : feature_dim; }
 };
 
 // Reads and validates an .npz in the layout of shared/datasets/README.md:
@@ -33,7 +35,21 @@ struct QGNN_API Dataset {
 // (got <value>)": presence, dtype, shape, indptr[0] == 0, indptr non-decreasing,
 // indptr[N] == E, indices in [0, N), y in [0, num_classes), finite x, masks disjoint.
 // A dataset without masks gets split_random(split_seed).
-QGNN_API Dataset read_dataset(const std::string& path, int64_t split_seed = 0);
+// load_features = false leaves x undefined (its dtype and shape are still checked from the
+// header and feature_dim is set; finiteness is then checked by read_dataset_features).
+QGNN_API Dataset read_dataset(const std::string& path, int64_t split_seed = 0,
+                              bool load_features = true);
+
+// Streams the feature matrix x of a dataset file in row chunks (read_npz_rows), checking
+// each chunk as read_dataset checks x: finite values (float64 data is converted to
+// float32 first, so a value beyond the float32 range is reported as non-finite).
+//   fn(chunk, first_row): chunk = rows [first_row, first_row + r) as a [r, F] float32
+//   tensor, r <= rows_per_chunk, in row order.
+// Throws c10::Error "read_dataset(<path>): x: <problem> (got <value> at [row, col])", or
+// read_npz_rows' errors (missing x, not 2-D, not float).
+QGNN_API void read_dataset_features(
+    const std::string& path, int64_t rows_per_chunk,
+    const std::function<void(const at::Tensor& chunk, int64_t first_row)>& fn);
 
 // Resolves a --dataset argument: a bare name such as "cora" is looked up as
 // "<dir>/<name>.npz" in $QGNN_DATA_DIR, the executable's ../data and ../share/qgnn/data,

@@ -2,6 +2,7 @@
 // NPY / NPZ arrays (NumPy's formats) read and written through libzip.
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,7 +30,23 @@ struct NpyArray {
 // Throws c10::Error with a one-line message "read_npz(<path>): <member>: <problem>" for a
 // missing / unreadable / truncated file, a corrupt member, an unsupported dtype, or a
 // header whose shape does not match the data size.
-QGNN_API std::map<std::string, NpyArray> read_npz(const std::string& path);
+//   header_only: keys whose data is not read; they are returned with descr and shape and
+//   an undefined data tensor (e.g. a dataset's feature matrix, to be streamed instead).
+QGNN_API std::map<std::string, NpyArray> read_npz(const std::string& path,
+                                                  const std::vector<std::string>& header_only = {});
+
+// Streams one 2-D float array "<key>.npy" of an .npz archive in row chunks, reading the
+// member sequentially (stored or deflated), so that at most one chunk is held in memory.
+//   key: array name without ".npy"; rows_per_chunk >= 1.
+//   fn(chunk, first_row): called in row order with chunk = rows [first_row, first_row + r)
+//   as a fresh contiguous [r, F] float32 tensor (float64 data is converted per chunk),
+//   1 <= r <= rows_per_chunk; not called for an array with no rows.
+// Throws c10::Error "read_npz_rows(<path>): <member>: <problem>" for what read_npz rejects
+// and for a missing key, an array that is not 2-D, a dtype other than float32 / float64 or
+// a Fortran-ordered array; exceptions from fn propagate.
+QGNN_API void read_npz_rows(
+    const std::string& path, const std::string& key, int64_t rows_per_chunk,
+    const std::function<void(const at::Tensor& chunk, int64_t first_row)>& fn);
 
 // Parses one NPY blob (for tests and for readers of single .npy files).
 //   where: names the source in error messages.

@@ -61,6 +61,16 @@ class QGNN_API PackedTensor {
   static PackedTensor pack(const at::Tensor& x, const RowBits& rows,
                            Granularity gran = Granularity::kRow);
 
+  // Stacks packed row blocks, as if the stacked float matrix had been packed at once:
+  // codes, decode() and nbytes() equal pack(cat(x_i), RowBits::uniform(b), kRow)'s.
+  // Lets a matrix too large for memory be packed chunk by chunk (per-row ranges make
+  // chunks independent).
+  //   parts: >= 1 defined tensors packed with the same single-group bits b, the same
+  //   column count, and Granularity::kRow (any granularity when b is 16 or 32). Each part
+  //   is released as soon as it is copied, so the peak is the result plus the parts.
+  // Throws c10::Error naming the first offending part.
+  static PackedTensor concat_rows(std::vector<PackedTensor> parts);
+
   int64_t num_rows() const { return rows_; }
   int64_t num_cols() const { return cols_; }
   bool defined() const { return codes_.defined(); }
