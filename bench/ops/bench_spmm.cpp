@@ -27,7 +27,7 @@
 #include <vector>
 
 // Internal header (run-time ISA switch); bench_ops has no src/ include directory.
-#include "../../src/ops/cpu/kernels.h"
+#include "ops/cpu/kernels.h"
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/ops/dropout.h"

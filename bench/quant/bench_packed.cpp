@@ -28,8 +28,8 @@
 
 // Internal headers (run-time ISA switch, packed_linear's GEMM switch); bench_quant has no
 // src/ include directory.
-#include "../../src/ops/cpu/kernels.h"
-#include "../../src/quant/cpu/pack_kernel.h"
+#include "ops/cpu/kernels.h"
+#include "quant/cpu/pack_kernel.h"
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/ops/spmm.h"
