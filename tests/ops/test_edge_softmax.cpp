@@ -9,25 +9,19 @@
 #include <string>
 #include <vector>
 
+#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "testing/graphs.h"
 
 namespace qgnn {
 namespace {
 
+using testing::isas;
+using testing::IsaGuard;
+using testing::ThreadGuard;
+
 using testing::random_graph;
 using testing::tiny_directed_graph;
-
-std::vector<cpu::Isa> isas() {
-  std::vector<cpu::Isa> v{cpu::Isa::kAvx2};
-  if (cpu::cpu_has_avx512()) v.push_back(cpu::Isa::kAvx512);
-  return v;
-}
-
-struct IsaGuard {
-  explicit IsaGuard(cpu::Isa isa) { cpu::set_isa_limit(isa); }
-  ~IsaGuard() { cpu::set_isa_limit(cpu::Isa::kAvx512); }
-};
 
 // Dense reference: per head, an [R, C] score matrix filled with -inf off the edges,
 // softmax over each row, read back at the edges. (No duplicate edges in random_graph.)

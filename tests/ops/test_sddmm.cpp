@@ -8,25 +8,19 @@
 #include <string>
 #include <vector>
 
+#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "testing/graphs.h"
 
 namespace qgnn {
 namespace {
 
+using testing::isas;
+using testing::IsaGuard;
+using testing::ThreadGuard;
+
 using testing::random_graph;
 using testing::tiny_directed_graph;
-
-std::vector<cpu::Isa> isas() {
-  std::vector<cpu::Isa> v{cpu::Isa::kAvx2};
-  if (cpu::cpu_has_avx512()) v.push_back(cpu::Isa::kAvx512);
-  return v;
-}
-
-struct IsaGuard {
-  explicit IsaGuard(cpu::Isa isa) { cpu::set_isa_limit(isa); }
-  ~IsaGuard() { cpu::set_isa_limit(cpu::Isa::kAvx512); }
-};
 
 void expect_close(const at::Tensor& a, const at::Tensor& b, const std::string& what) {
   ASSERT_EQ(a.sizes(), b.sizes()) << what;

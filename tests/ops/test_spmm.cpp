@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/ops/dropout.h"
 #include "qgnn/ops/features.h"
@@ -16,30 +17,16 @@
 namespace qgnn {
 namespace {
 
+using testing::isas;
+using testing::IsaGuard;
+using testing::ThreadGuard;
+
 using testing::dense_adjacency;
 using testing::dense_from_edge_values;
 using testing::random_graph;
 using testing::tiny_directed_graph;
 
 const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
-
-// Every SIMD path this CPU can run (AVX2 always, AVX-512 when present).
-std::vector<cpu::Isa> isas() {
-  std::vector<cpu::Isa> v{cpu::Isa::kAvx2};
-  if (cpu::cpu_has_avx512()) v.push_back(cpu::Isa::kAvx512);
-  return v;
-}
-
-struct IsaGuard {
-  explicit IsaGuard(cpu::Isa isa) { cpu::set_isa_limit(isa); }
-  ~IsaGuard() { cpu::set_isa_limit(cpu::Isa::kAvx512); }
-};
-
-struct ThreadGuard {
-  explicit ThreadGuard(int n) : saved(at::get_num_threads()) { at::set_num_threads(n); }
-  ~ThreadGuard() { at::set_num_threads(saved); }
-  int saved;
-};
 
 void expect_close(const at::Tensor& a, const at::Tensor& b, const std::string& what) {
   ASSERT_EQ(a.sizes(), b.sizes()) << what;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "quant/cpu/pack_kernel.h"
@@ -18,28 +19,15 @@
 namespace qgnn {
 namespace {
 
+using testing::isas;
+using testing::IsaGuard;
+using testing::ThreadGuard;
+
 using testing::dense_adjacency;
 using testing::random_graph;
 
 const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
 const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granularity::kTensor};
-
-std::vector<cpu::Isa> isas() {
-  std::vector<cpu::Isa> v{cpu::Isa::kAvx2};
-  if (cpu::cpu_has_avx512()) v.push_back(cpu::Isa::kAvx512);
-  return v;
-}
-
-struct IsaGuard {
-  explicit IsaGuard(cpu::Isa isa) { cpu::set_isa_limit(isa); }
-  ~IsaGuard() { cpu::set_isa_limit(cpu::Isa::kAvx512); }
-};
-
-struct ThreadGuard {
-  explicit ThreadGuard(int n) : saved(at::get_num_threads()) { at::set_num_threads(n); }
-  ~ThreadGuard() { at::set_num_threads(saved); }
-  int saved;
-};
 
 bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
   if (a.sizes() != b.sizes()) return false;

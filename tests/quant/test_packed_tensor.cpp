@@ -13,11 +13,16 @@
 #include <string>
 #include <vector>
 
+#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/quant/packed_tensor.h"
 
 namespace qgnn {
 namespace {
+
+using testing::isas;
+using testing::IsaGuard;
+using testing::ThreadGuard;
 
 const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
 const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granularity::kTensor};
@@ -25,23 +30,6 @@ const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granulari
 std::string gran_name(Granularity g) {
   return g == Granularity::kRow ? "row" : g == Granularity::kBucket ? "bucket" : "tensor";
 }
-
-std::vector<cpu::Isa> isas() {
-  std::vector<cpu::Isa> v{cpu::Isa::kAvx2};
-  if (cpu::cpu_has_avx512()) v.push_back(cpu::Isa::kAvx512);
-  return v;
-}
-
-struct IsaGuard {
-  explicit IsaGuard(cpu::Isa isa) { cpu::set_isa_limit(isa); }
-  ~IsaGuard() { cpu::set_isa_limit(cpu::Isa::kAvx512); }
-};
-
-struct ThreadGuard {
-  explicit ThreadGuard(int n) : saved(at::get_num_threads()) { at::set_num_threads(n); }
-  ~ThreadGuard() { at::set_num_threads(saved); }
-  int saved;
-};
 
 uint32_t bits_of(float v) {
   uint32_t u;
