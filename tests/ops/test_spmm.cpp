@@ -220,7 +220,9 @@ TEST(SpmmIsa, Avx2AndAvx512Agree) {
       IsaGuard guard(i == 0 ? cpu::Isa::kAvx2 : cpu::Isa::kAvx512);
       y[i] = spmm(g, x);
     }
-    EXPECT_TRUE(at::allclose(y[0], y[1], 1e-5, 1e-6)) << "D=" << d;
+    // The two paths sum the 8 or so edges of a row in different orders (accumulator
+    // blocking differs with the vector width): equal up to float rounding of the sum.
+    EXPECT_TRUE(at::allclose(y[0], y[1], 1e-5, 1e-5)) << "D=" << d;
   }
 }
 

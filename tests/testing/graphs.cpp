@@ -1,6 +1,8 @@
 #include "testing/graphs.h"
 
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <random>
@@ -76,3 +78,18 @@ CsrGraph tiny_directed_graph() {
 }
 
 }  // namespace qgnn::testing
+
+namespace {
+
+// Seeds libtorch's generator before every test, so a test sees the same random data
+// whether it runs alone (ctest runs each test in its own process) or after others.
+class SeedEveryTest : public ::testing::EmptyTestEventListener {
+  void OnTestStart(const ::testing::TestInfo&) override { torch::manual_seed(0); }
+};
+
+const bool kSeedListenerRegistered = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new SeedEveryTest);
+  return true;
+}();
+
+}  // namespace
