@@ -425,6 +425,7 @@ int run_main_job(const RunOptions& o) {
   meta.seed = o.seed;
   QuantizeOptions q = o.quantize;
   q.common = o.common;
+  q.seed = o.seed;  // the search and fine-tuning follow the run's seed
   manual_seed(static_cast<uint64_t>(o.seed));
   return quantize_and_report(model, data, preset.optim, q, d.name, preset.name, meta);
 }
