@@ -1,6 +1,5 @@
 #include "cli/commands.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -8,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
 
@@ -36,7 +36,6 @@ std::string feature_norm_name(FeatureNorm n) {
   }
   return "?";
 }
-
 
 double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
@@ -149,13 +148,13 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
 void print_table_row(const std::string& dataset, const std::string& model,
                      const QuantizeOutcome& q) {
   const MemoryReport& m = q.chosen.memory;
-  std::cout << "| dataset | model | fp32 acc | quant acc | avg bits | fp32 MB | quant MB | saving |\n"
-            << "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
-            << "| " << dataset << " | " << model << " | " << fmt(q.fp32.test_acc) << " | "
-            << fmt(q.packed.eval.test_acc) << " | " << fmt(m.average_bits()) << " | "
-            << fmt(m.fp32_mb()) << " | " << fmt(m.stored_mb(), 3) << " | " << fmt(m.saving())
-            << "x |\n"
-            << "policy: " << q.chosen.policy.to_string() << "\n";
+  std::cout
+      << "| dataset | model | fp32 acc | quant acc | avg bits | fp32 MB | quant MB | saving |\n"
+      << "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+      << "| " << dataset << " | " << model << " | " << fmt(q.fp32.test_acc) << " | "
+      << fmt(q.packed.eval.test_acc) << " | " << fmt(m.average_bits()) << " | " << fmt(m.fp32_mb())
+      << " | " << fmt(m.stored_mb(), 3) << " | " << fmt(m.saving()) << "x |\n"
+      << "policy: " << q.chosen.policy.to_string() << "\n";
 }
 
 nlohmann::json quantize_json(const std::string& dataset, const std::string& model,
@@ -206,15 +205,13 @@ int run_info(const InfoOptions& o) {
   const auto deg = d.graph.in_degree().to(torch::kFloat64);
   const int64_t nnz = d.x.ne(0).sum().item<int64_t>();
   const double density = static_cast<double>(nnz) / std::max<int64_t>(1, d.x.numel());
-  const int64_t isolated = (d.graph.in_degree().eq(0) & d.graph.out_degree().eq(0)).sum()
-                               .item<int64_t>();
-  const int64_t self_loops =
-      d.graph.row_ids().eq(d.graph.indices()).sum().item<int64_t>();
+  const int64_t isolated =
+      (d.graph.in_degree().eq(0) & d.graph.out_degree().eq(0)).sum().item<int64_t>();
+  const int64_t self_loops = d.graph.row_ids().eq(d.graph.indices()).sum().item<int64_t>();
   std::cout << "dataset      " << d.name << "  (" << path << ")\n"
             << "nodes        " << d.num_nodes() << "\n"
             << "edges        " << d.graph.num_edges() << " (directed entries)\n"
-            << "features     " << d.num_features() << "  (" << fmt(100 * density)
-            << "% non-zero)\n"
+            << "features     " << d.num_features() << "  (" << fmt(100 * density) << "% non-zero)\n"
             << "classes      " << d.num_classes << "\n"
             << "in-degree    mean " << fmt(deg.mean().item<double>()) << ", max "
             << deg.max().item<double>() << ", isolated nodes " << isolated << ", self loops "
@@ -245,9 +242,7 @@ int run_train(const TrainOptions& o) {
   const std::string path = resolve_dataset_path(o.dataset);
   Dataset d = read_dataset(path, o.seed);
   const FeatureNorm norm = resolve_feature_norm(d, norm_arg);
-  Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes,
-                              d.has_public_split ? DatasetFamily::kCitation
-                                                 : DatasetFamily::kRandomSplit);
+  Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes, dataset_family(d));
   if (o.epochs > 0) preset.optim.epochs = o.epochs;
   if (o.patience > 0) preset.optim.patience = o.patience;
   if (o.hidden > 0) preset.model.hidden_channels = o.hidden;
@@ -392,9 +387,7 @@ int run_quantize(const QuantizeOptions& o) {
   Dataset d;
   TrainData data = data_for_checkpoint(ck, o.dataset, &d);
   Preset preset = make_preset(ck.meta.preset, ck.model->config().kind, d.num_features(),
-                              d.num_classes,
-                              d.has_public_split ? DatasetFamily::kCitation
-                                                 : DatasetFamily::kRandomSplit);
+                              d.num_classes, dataset_family(d));
   manual_seed(static_cast<uint64_t>(o.seed));
   return quantize_and_report(*ck.model, data, preset.optim, o, d.name, ck.meta.preset, ck.meta);
 }
@@ -405,9 +398,7 @@ int run_main_job(const RunOptions& o) {
   const std::string path = resolve_dataset_path(o.dataset);
   Dataset d = read_dataset(path, o.seed);
   const FeatureNorm norm = resolve_feature_norm(d, FeatureNorm::kAuto);
-  Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes,
-                              d.has_public_split ? DatasetFamily::kCitation
-                                                 : DatasetFamily::kRandomSplit);
+  Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes, dataset_family(d));
   preset.model.row_normalize_input = norm == FeatureNorm::kRow;
   TrainData data = make_train_data(d, norm);
   manual_seed(static_cast<uint64_t>(o.seed));
@@ -443,10 +434,12 @@ int run_eval(const EvalOptions& o) {
   std::vector<double> times;
   MemoryReport mem = memory_report(*ck.model, data.ops, policy);
   for (int i = 0; i < 11; ++i) {
-    EvalResult e = quantized ? evaluate_packed(*ck.model, data, policy).eval
-                             : evaluate(*ck.model, data);
-    if (i == 0) r = e;
-    else times.push_back(e.infer_ms);
+    EvalResult e =
+        quantized ? evaluate_packed(*ck.model, data, policy).eval : evaluate(*ck.model, data);
+    if (i == 0)
+      r = e;
+    else
+      times.push_back(e.infer_ms);
   }
   std::cout << "checkpoint " << o.checkpoint << ": " << to_string(cfg.kind) << " on " << d.name
             << " (trained on " << ck.meta.dataset << ", preset " << ck.meta.preset << ")\n"

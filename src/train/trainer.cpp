@@ -48,8 +48,8 @@ TrainData::TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, tor
       val_mask(std::move(val)),
       test_mask(std::move(test)) {
   const int64_t n = ops.num_nodes();
-  TORCH_CHECK(x.num_rows() == n, "TrainData: features have ", x.num_rows(), " rows, graph has ",
-              n, " nodes");
+  TORCH_CHECK(x.num_rows() == n, "TrainData: features have ", x.num_rows(), " rows, graph has ", n,
+              " nodes");
   for (const auto* m : {&y, &train_mask, &val_mask, &test_mask}) {
     TORCH_CHECK(m->dim() == 1 && m->size(0) == n, "TrainData: labels and masks must be [", n,
                 "], got ", m->sizes());
@@ -61,6 +61,10 @@ TrainData::TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, tor
 FeatureNorm resolve_feature_norm(const Dataset& d, FeatureNorm norm) {
   if (norm != FeatureNorm::kAuto) return norm;
   return d.has_public_split ? FeatureNorm::kRow : FeatureNorm::kBinarize;
+}
+
+DatasetFamily dataset_family(const Dataset& d) {
+  return d.has_public_split ? DatasetFamily::kCitation : DatasetFamily::kRandomSplit;
 }
 
 TrainData make_train_data(const Dataset& d, FeatureNorm norm) {
@@ -123,8 +127,8 @@ TrainResult train_full_batch(GnnModel& model, const TrainData& data, const Optim
     const auto start = std::chrono::steady_clock::now();
     adam.zero_grad();
     auto logits = model.forward(data.ops, data.x);
-    auto loss = torch::nn::functional::cross_entropy(logits.index_select(0, data.train_index),
-                                                     y_train);
+    auto loss =
+        torch::nn::functional::cross_entropy(logits.index_select(0, data.train_index), y_train);
     loss.backward();
     adam.step();
     result.epoch_ms.push_back(elapsed_ms(start));

@@ -10,17 +10,20 @@
 #include <string>
 #include <vector>
 
-#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "quant/cpu/pack_kernel.h"
 #include "testing/graphs.h"
+#include "testing/guards.h"
 
 namespace qgnn {
 namespace {
 
-using testing::isas;
+using testing::bitwise_equal;
+using testing::random_groups;
+
 using testing::IsaGuard;
+using testing::isas;
 using testing::ThreadGuard;
 
 using testing::dense_adjacency;
@@ -28,20 +31,6 @@ using testing::random_graph;
 
 const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
 const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granularity::kTensor};
-
-bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
-  if (a.sizes() != b.sizes()) return false;
-  const at::Tensor ac = a.contiguous(), bc = b.contiguous();
-  return std::memcmp(ac.data_ptr(), bc.data_ptr(), ac.numel() * ac.element_size()) == 0;
-}
-
-at::Tensor random_groups(int64_t n, int64_t g, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int> pick(0, static_cast<int>(g) - 1);
-  at::Tensor t = at::empty({n}, at::kByte);
-  for (int64_t r = 0; r < n; ++r) t.data_ptr<uint8_t>()[r] = static_cast<uint8_t>(pick(rng));
-  return t;
-}
 
 // Features with an offset (so that the lo correction matters) and mixed scales.
 at::Tensor features(int64_t n, int64_t f, uint64_t seed) {

@@ -13,15 +13,19 @@
 #include <string>
 #include <vector>
 
-#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/quant/packed_tensor.h"
+#include "testing/graphs.h"
+#include "testing/guards.h"
 
 namespace qgnn {
 namespace {
 
-using testing::isas;
+using testing::bitwise_equal;
+using testing::random_groups;
+
 using testing::IsaGuard;
+using testing::isas;
 using testing::ThreadGuard;
 
 const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
@@ -50,15 +54,6 @@ at::Tensor test_matrix(int64_t n, int64_t f, uint64_t seed, bool constant_rows =
     for (int64_t k = 0; k < f; ++k) p[r * f + k] = constant ? shift : shift + scale * normal(rng);
   }
   return x;
-}
-
-// Group ids [N] uint8 drawn with a fixed seed.
-at::Tensor random_groups(int64_t n, int64_t g, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int> pick(0, static_cast<int>(g) - 1);
-  at::Tensor t = at::empty({n}, at::kByte);
-  for (int64_t r = 0; r < n; ++r) t.data_ptr<uint8_t>()[r] = static_cast<uint8_t>(pick(rng));
-  return t;
 }
 
 // ---- the reference (scalar, written from the header's formulas) ----
@@ -140,12 +135,6 @@ Reference reference(const at::Tensor& x_in, const RowBits& rows, Granularity gra
     }
   }
   return ref;
-}
-
-bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
-  if (a.sizes() != b.sizes()) return false;
-  const at::Tensor ac = a.contiguous(), bc = b.contiguous();
-  return std::memcmp(ac.data_ptr(), bc.data_ptr(), ac.numel() * ac.element_size()) == 0;
 }
 
 // Every row's bytes, concatenated (the stored codes as the kernels see them).

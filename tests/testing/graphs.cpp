@@ -5,13 +5,14 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <vector>
 
 namespace qgnn::testing {
 
-CsrGraph random_graph(int64_t n, double avg_deg, uint64_t seed, int64_t isolated,
-                      bool weighted, bool allow_self_loops) {
+CsrGraph random_graph(int64_t n, double avg_deg, uint64_t seed, int64_t isolated, bool weighted,
+                      bool allow_self_loops) {
   std::mt19937_64 rng(seed);
   const int64_t active = std::max<int64_t>(0, n - isolated);
   std::vector<int64_t> indptr{0}, indices;
@@ -75,6 +76,25 @@ CsrGraph tiny_directed_graph() {
   at::Tensor indptr = at::tensor(std::vector<int64_t>{0, 2, 3, 6, 6, 6}, at::kLong);
   at::Tensor indices = at::tensor(std::vector<int64_t>{2, 3, 0, 0, 1, 3}, at::kLong);
   return CsrGraph(indptr, indices);
+}
+
+}  // namespace qgnn::testing
+
+namespace qgnn::testing {
+
+at::Tensor random_groups(int64_t n, int64_t g, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> pick(0, static_cast<int>(g) - 1);
+  at::Tensor t = at::empty({n}, at::kByte);
+  uint8_t* p = t.data_ptr<uint8_t>();
+  for (int64_t r = 0; r < n; ++r) p[r] = static_cast<uint8_t>(pick(rng));
+  return t;
+}
+
+bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return false;
+  const at::Tensor ac = a.contiguous(), bc = b.contiguous();
+  return std::memcmp(ac.data_ptr(), bc.data_ptr(), ac.numel() * ac.element_size()) == 0;
 }
 
 }  // namespace qgnn::testing

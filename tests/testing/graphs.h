@@ -25,4 +25,10 @@ at::Tensor dense_from_edge_values(const CsrGraph& g, const at::Tensor& w);
 //   0 -> 1, 0 -> 2, 1 -> 2, 2 -> 0, 3 -> 0, 3 -> 2   (node 4 isolated, node 3 a source)
 CsrGraph tiny_directed_graph();
 
+// Row group ids [n] uint8 in [0, g), drawn with a fixed seed (TAQ-style row grouping).
+at::Tensor random_groups(int64_t n, int64_t g, uint64_t seed);
+
+// True when a and b have the same shape and the same bytes (NaN-safe, -0 != +0).
+bool bitwise_equal(const at::Tensor& a, const at::Tensor& b);
+
 }  // namespace qgnn::testing

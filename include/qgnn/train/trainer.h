@@ -19,7 +19,7 @@ QGNN_API double masked_accuracy(const torch::Tensor& logits, const torch::Tensor
 
 // What one epoch reports to a progress callback.
 struct EpochReport {
-  int64_t epoch = 0;        // 1-based
+  int64_t epoch = 0;  // 1-based
   int64_t max_epochs = 0;
   double train_loss = 0;
   double val_acc = 0, val_loss = 0;
@@ -43,6 +43,10 @@ struct QGNN_API TrainData {
 // kBinarize (see preprocess_features).
 QGNN_API FeatureNorm resolve_feature_norm(const Dataset& d, FeatureNorm norm);
 
+// Benchmark family of a dataset: kCitation when it has a public (Planetoid) split,
+// else kRandomSplit (Shchur et al.'s setting); selects preset variants (make_preset).
+QGNN_API DatasetFamily dataset_family(const Dataset& d);
+
 // The training problem for a dataset and its current masks. Features are preprocessed by
 // `norm`, except kRow, which models apply themselves (ModelConfig::row_normalize_input)
 // so that the stored input stays raw; callers set that flag when norm is kRow.
@@ -56,10 +60,10 @@ struct EvalResult {
 };
 
 struct TrainResult {
-  double best_val_acc = 0;   // percent
-  double test_acc = 0;       // percent, at the best-validation epoch
+  double best_val_acc = 0;  // percent
+  double test_acc = 0;      // percent, at the best-validation epoch
   double best_val_loss = 0;
-  int64_t best_epoch = 0;    // 1-based
+  int64_t best_epoch = 0;  // 1-based
   int64_t epochs_run = 0;
   std::vector<double> epoch_ms;  // zero_grad + forward + loss + backward + step
   std::vector<double> infer_ms;  // one eval-mode forward per epoch
