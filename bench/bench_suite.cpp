@@ -6,10 +6,8 @@
 // each at 1 and 2 threads. Prints Markdown tables (stdout) and writes JSON (--json).
 // Usage: bench_suite --data-dir DIR [--epochs N] [--json FILE] [--datasets a,b,c]
 #include <ATen/Parallel.h>
-#include <nlohmann/json.hpp>
-#include <torch/torch.h>
-
 #include <malloc.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -83,21 +82,27 @@ SpmmPoint bench_spmm(const qgnn::CsrGraph& g, int64_t f, int reps) {
     if (r >= 3) t.push_back(ms_since(s));
   }
   const double ms = median(t);
-  const double bytes = 8.0 * (g.num_rows() + 1) + 12.0 * g.num_edges() +
-                       4.0 * f * (g.num_edges() + g.num_rows());
+  const double bytes =
+      8.0 * (g.num_rows() + 1) + 12.0 * g.num_edges() + 4.0 * f * (g.num_edges() + g.num_rows());
   return {f, ms, bytes / (ms * 1e6)};
 }
 
 // PyTorch Geometric 2.4 on torch 1.13.1, 2 threads, measured on this kind of machine
 // (shared/REFERENCE.md): epoch ms, inference ms.
 const std::map<std::string, std::pair<double, double>> kPygTwoThreads = {
-    {"cora/gcn", {63.1, 1.9}},       {"cora/gat", {75.5, 8.1}},
-    {"citeseer/gcn", {184.2, 5.0}},  {"citeseer/gat", {198.5, 16.2}},
-    {"amazon_computers/gcn", {202.0, 29.5}}, {"amazon_computers/gat", {704.0, 175.4}}};
+    {"cora/gcn", {63.1, 1.9}},
+    {"cora/gat", {75.5, 8.1}},
+    {"citeseer/gcn", {184.2, 5.0}},
+    {"citeseer/gat", {198.5, 16.2}},
+    {"amazon_computers/gcn", {202.0, 29.5}},
+    {"amazon_computers/gat", {704.0, 175.4}}};
 const std::map<std::string, std::pair<double, double>> kPygOneThread = {
-    {"cora/gcn", {64.8, 3.4}},       {"cora/gat", {77.2, 9.6}},
-    {"citeseer/gcn", {196.6, 8.1}},  {"citeseer/gat", {223.1, 22.4}},
-    {"amazon_computers/gcn", {235.1, 31.0}}, {"amazon_computers/gat", {925.1, 242.4}}};
+    {"cora/gcn", {64.8, 3.4}},
+    {"cora/gat", {77.2, 9.6}},
+    {"citeseer/gcn", {196.6, 8.1}},
+    {"citeseer/gat", {223.1, 22.4}},
+    {"amazon_computers/gcn", {235.1, 31.0}},
+    {"amazon_computers/gat", {925.1, 242.4}}};
 
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
@@ -117,10 +122,14 @@ int main(int argc, char** argv) {
   int64_t epochs = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--data-dir") data_dir = argv[i + 1];
-    else if (k == "--json") json_path = argv[i + 1];
-    else if (k == "--epochs") epochs = std::stoll(argv[i + 1]);
-    else if (k == "--datasets") datasets = argv[i + 1];
+    if (k == "--data-dir")
+      data_dir = argv[i + 1];
+    else if (k == "--json")
+      json_path = argv[i + 1];
+    else if (k == "--epochs")
+      epochs = std::stoll(argv[i + 1]);
+    else if (k == "--datasets")
+      datasets = argv[i + 1];
     else {
       std::fprintf(stderr, "bench_suite: unknown option %s\n", k.c_str());
       return 2;
@@ -144,16 +153,17 @@ int main(int argc, char** argv) {
     {
       qgnn::Dataset d = qgnn::read_dataset(data_dir + "/amazon_computers.npz");
       const qgnn::CsrGraph& a = d.graph.gcn_normalized();
-      std::cout << "\n## SpMM forward, amazon_computers GCN operator (N " << a.num_rows()
-                << ", E " << a.num_edges() << ")\n\n"
-                << "| threads | F | ms | effective GB/s | % of triad |\n| --- | --- | --- | --- | --- |\n";
+      std::cout << "\n## SpMM forward, amazon_computers GCN operator (N " << a.num_rows() << ", E "
+                << a.num_edges() << ")\n\n"
+                << "| threads | F | ms | effective GB/s | % of triad |\n| --- | --- | --- | --- | "
+                   "--- |\n";
       for (int t : thread_counts) {
         qgnn::set_num_threads(t);
         for (int64_t f : {16, 64, 256}) {
           SpmmPoint p = bench_spmm(a, f, 20);
           const double pct = 100.0 * p.gbs / triad[t];
-          std::printf("| %d | %lld | %.3f | %.1f | %.0f%% |\n", t, static_cast<long long>(f),
-                      p.ms, p.gbs, pct);
+          std::printf("| %d | %lld | %.3f | %.1f | %.0f%% |\n", t, static_cast<long long>(f), p.ms,
+                      p.gbs, pct);
           report["spmm"].push_back(
               {{"threads", t}, {"F", f}, {"ms", p.ms}, {"gbs", p.gbs}, {"pct_triad", pct}});
         }
@@ -189,9 +199,8 @@ int main(int argc, char** argv) {
           if (it != pyg.end()) {
             std::snprintf(line, sizeof line,
                           "| %s | %s | %d | %.2f | %.3f | %.1f | %.1f | %.3fx | %.3fx | %.1f |",
-                          name.c_str(), model_name, t, ep, inf, it->second.first,
-                          it->second.second, ep / it->second.first, inf / it->second.second,
-                          r.test_acc);
+                          name.c_str(), model_name, t, ep, inf, it->second.first, it->second.second,
+                          ep / it->second.first, inf / it->second.second, r.test_acc);
           } else {
             std::snprintf(line, sizeof line,
                           "| %s | %s | %d | %.2f | %.3f | - | - | - | - | %.1f |", name.c_str(),

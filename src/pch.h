@@ -1,7 +1,8 @@
 // Precompiled header shared by every target: the heavy libtorch headers, parsed once.
 #pragma once
-#include <torch/torch.h>
 #include <ATen/Parallel.h>
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

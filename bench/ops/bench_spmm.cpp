@@ -99,9 +99,9 @@ std::shared_ptr<BenchGraph> make_bench_graph(const std::string& name, const qgnn
   b->row = b->g.row_ids();
   b->col = b->g.indices();
   b->w = b->g.weights();
-  b->coo = at::sparse_coo_tensor(at::stack({b->row, b->col}), b->w,
-                                 {b->g.num_rows(), b->g.num_cols()})
-               .coalesce();
+  b->coo =
+      at::sparse_coo_tensor(at::stack({b->row, b->col}), b->w, {b->g.num_rows(), b->g.num_cols()})
+          .coalesce();
   return b;
 }
 
@@ -109,8 +109,8 @@ void set_spmm_counters(benchmark::State& st, const qgnn::CsrGraph& g, int64_t f)
   const double bytes = static_cast<double>(g.num_edges()) * (4.0 * f + 12.0) +
                        static_cast<double>(g.num_rows()) * (4.0 * f + 8.0);
   st.SetBytesProcessed(static_cast<int64_t>(bytes * st.iterations()));
-  st.counters["stream_frac"] = benchmark::Counter(
-      bytes / g_stream_bytes_per_s, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["stream_frac"] = benchmark::Counter(bytes / g_stream_bytes_per_s,
+                                                  benchmark::Counter::kIsIterationInvariantRate);
   st.counters["E"] = static_cast<double>(g.num_edges());
 }
 
@@ -199,21 +199,31 @@ void register_all() {
     for (const auto& [name, impl] : impls) {
       if (impl == Impl::kQgnnAvx2 && !qgnn::cpu::cpu_has_avx512()) continue;
       benchmark::RegisterBenchmark((p + name).c_str(), bm_spmm, b, impl)
-          ->Arg(16)->Arg(64)->Arg(256)->UseRealTime()->Unit(benchmark::kMicrosecond);
+          ->Arg(16)
+          ->Arg(64)
+          ->Arg(256)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
     }
     benchmark::RegisterBenchmark(("spmm_backward_dx/" + b->name + "/qgnn").c_str(),
                                  bm_spmm_backward, b)
-        ->Arg(16)->Arg(64)->UseRealTime()->Unit(benchmark::kMicrosecond);
+        ->Arg(16)
+        ->Arg(64)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
     const char* gat[] = {"spmm_h8d8", "edge_softmax_h8", "sddmm_dot_h8d8"};
     for (int k = 0; k < 3; ++k) {
       benchmark::RegisterBenchmark(("gat/" + b->name + "/" + gat[k]).c_str(), bm_gat_ops, b, k)
-          ->UseRealTime()->Unit(benchmark::kMicrosecond);
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
     }
   }
   benchmark::RegisterBenchmark("dropout_13752x767/qgnn", bm_dropout, true)
-      ->UseRealTime()->Unit(benchmark::kMicrosecond);
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("dropout_13752x767/torch", bm_dropout, false)
-      ->UseRealTime()->Unit(benchmark::kMicrosecond);
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace

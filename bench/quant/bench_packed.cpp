@@ -29,11 +29,11 @@
 // Internal headers (run-time ISA switch, packed_linear's GEMM switch); bench_quant has no
 // src/ include directory.
 #include "ops/cpu/kernels.h"
-#include "quant/cpu/pack_kernel.h"
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/ops/spmm.h"
 #include "qgnn/quant/packed_tensor.h"
+#include "quant/cpu/pack_kernel.h"
 
 namespace {
 

@@ -15,12 +15,13 @@ void check(int rc, const char* what) {
 }
 
 // Row-major copy of x with the shape checked.
-std::vector<float> flatten(const std::vector<std::vector<float>>& x, int64_t dim, const char* what) {
+std::vector<float> flatten(const std::vector<std::vector<float>>& x, int64_t dim,
+                           const char* what) {
   std::vector<float> flat;
   flat.reserve(x.size() * dim);
   for (size_t i = 0; i < x.size(); ++i) {
-    TORCH_CHECK(static_cast<int64_t>(x[i].size()) == dim, "CostModel::", what, ": row ", i,
-                " has ", x[i].size(), " features, expected ", dim);
+    TORCH_CHECK(static_cast<int64_t>(x[i].size()) == dim, "CostModel::", what, ": row ", i, " has ",
+                x[i].size(), " features, expected ", dim);
     flat.insert(flat.end(), x[i].begin(), x[i].end());
   }
   return flat;
@@ -30,9 +31,9 @@ std::vector<float> flatten(const std::vector<std::vector<float>>& x, int64_t dim
 struct Matrix {
   DMatrixHandle h = nullptr;
   Matrix(const std::vector<float>& flat, size_t rows, int64_t dim) {
-    check(XGDMatrixCreateFromMat(flat.data(), rows, dim, std::numeric_limits<float>::quiet_NaN(),
-                                 &h),
-          "XGDMatrixCreateFromMat");
+    check(
+        XGDMatrixCreateFromMat(flat.data(), rows, dim, std::numeric_limits<float>::quiet_NaN(), &h),
+        "XGDMatrixCreateFromMat");
   }
   ~Matrix() {
     if (h != nullptr) XGDMatrixFree(h);

@@ -12,7 +12,8 @@ namespace qgnn {
 
 ModelState capture_state(GnnModel& model) {
   ModelState s;
-  for (const auto& p : model.named_parameters()) s.emplace_back(p.key(), p.value().detach().clone());
+  for (const auto& p : model.named_parameters())
+    s.emplace_back(p.key(), p.value().detach().clone());
   return s;
 }
 
@@ -123,8 +124,8 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,
-                         double fp32_val_acc, const OptimConfig& optim,
-                         const SearchOptions& opt, const SearchProgress& progress) {
+                         double fp32_val_acc, const OptimConfig& optim, const SearchOptions& opt,
+                         const SearchProgress& progress) {
   TORCH_CHECK(opt.n_measure >= 1 && opt.n_iter >= 0 && opt.n_sample >= opt.n_measure,
               "search_bits: need n_measure >= 1, n_iter >= 0, n_sample >= n_measure");
   const SearchSpace space = search_space(model, data.ops);
@@ -214,15 +215,15 @@ std::string search_points_csv(const SearchResult& r) {
     const MemoryReport& m = p.result.memory;
     bool dominated = false;
     for (const SearchPoint& q : r.points) {
-      const bool ge = q.result.val_acc >= p.result.val_acc && q.result.memory.saving() >= m.saving();
+      const bool ge =
+          q.result.val_acc >= p.result.val_acc && q.result.memory.saving() >= m.saving();
       const bool gt = q.result.val_acc > p.result.val_acc || q.result.memory.saving() > m.saving();
       dominated = dominated || (ge && gt);
     }
     os << p.round << ',' << (p.from_model ? "model" : "random") << ',' << p.result.val_acc << ','
-       << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ','
-       << m.stored_mb() << ',' << m.saving() << ','
-       << (p.from_model ? std::to_string(p.predicted_val_acc) : "") << ',' << (dominated ? 0 : 1)
-       << ",\"" << p.result.policy.to_string() << "\"\n";
+       << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ',' << m.stored_mb()
+       << ',' << m.saving() << ',' << (p.from_model ? std::to_string(p.predicted_val_acc) : "")
+       << ',' << (dominated ? 0 : 1) << ",\"" << p.result.policy.to_string() << "\"\n";
   }
   return os.str();
 }

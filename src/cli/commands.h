@@ -10,7 +10,7 @@ namespace qgnn::cli {
 struct CommonOptions {
   int64_t threads = 0;  // 0: libtorch's default
   bool quiet = false;
-  std::string json;     // path of the JSON report, empty for none
+  std::string json;  // path of the JSON report, empty for none
 };
 
 struct InfoOptions {
@@ -47,9 +47,9 @@ struct QuantizeOptions {
   double max_drop = 0.5;
   int64_t finetune_epochs = 100;
   int64_t search_finetune_epochs = 20;
-  int64_t measure = 10;  // N_mea
-  int64_t sample = 2000; // N_sample
-  int64_t rounds = 5;    // N_iter
+  int64_t measure = 10;   // N_mea
+  int64_t sample = 2000;  // N_sample
+  int64_t rounds = 5;     // N_iter
   bool random_search = false;
   int64_t seed = 0;
   std::string save;
@@ -77,8 +77,8 @@ struct MemoryOptions {
   // Rows of x read (and packed) at a time. Chunks above glibc's 32 MB mmap threshold are
   // returned to the system when freed; smaller ones fragment the heap between packed parts.
   int64_t chunk_rows = 1024;
-  int64_t seed = 0;           // split and weight seed
-  int64_t repeats = 3;        // timed forwards after one warm-up
+  int64_t seed = 0;     // split and weight seed
+  int64_t repeats = 3;  // timed forwards after one warm-up
 };
 
 int run_info(const InfoOptions& o);

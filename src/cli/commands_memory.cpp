@@ -1,7 +1,6 @@
 // `qgnn memory`: peak resident memory of full-graph inference under several bit policies,
 // each measured in its own child process (fork) so that one policy's allocations cannot
 // hide or inflate another's peak.
-#include <nlohmann/json.hpp>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
@@ -15,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -36,7 +36,7 @@ enum class XStorage { kDense, kCsr, kPacked };
 struct PolicyArg {
   std::string label;  // as given on the command line
   XStorage storage = XStorage::kDense;
-  BitPolicy policy;   // full precision for kDense / kCsr
+  BitPolicy policy;  // full precision for kDense / kCsr
 };
 
 PolicyArg parse_policy_arg(const std::string& s) {
@@ -49,8 +49,8 @@ PolicyArg parse_policy_arg(const std::string& s) {
   }
   const bool is_int = !s.empty() && std::all_of(s.begin(), s.end(), ::isdigit);
   a.policy = BitPolicy::parse(is_int ? "emb=" + s + ";emb.gran=row" : s);
-  a.storage = a.policy.bits({0, QuantRole::kEmbedding}) == 32 ? XStorage::kDense
-                                                               : XStorage::kPacked;
+  a.storage =
+      a.policy.bits({0, QuantRole::kEmbedding}) == 32 ? XStorage::kDense : XStorage::kPacked;
   return a;
 }
 
@@ -223,8 +223,9 @@ nlohmann::json run_child(const MemoryOptions& o, const std::string& path, const 
   nlohmann::json j;
   if (!text.empty()) j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) {
-    j = {{"error", WIFSIGNALED(status) ? "child killed by signal " + std::to_string(WTERMSIG(status))
-                                       : std::string("child sent no report")}};
+    j = {{"error", WIFSIGNALED(status)
+                       ? "child killed by signal " + std::to_string(WTERMSIG(status))
+                       : std::string("child sent no report")}};
   }
   j["policy"] = arg.label;
   j["policy_spec"] = arg.policy.to_string();
@@ -251,8 +252,8 @@ int run_memory(const MemoryOptions& o) {
   const std::string path = resolve_dataset_path(o.dataset);
   // The parent runs no libtorch kernels: a child forked after OpenMP started its thread
   // pool could deadlock, and the parent's own memory would count in every child's peak.
-  std::cout << "full-graph inference of an untrained " << o.model << " (sgquant preset) on "
-            << path << ", x binarized (min(x, 1)); one child process per policy\n"
+  std::cout << "full-graph inference of an untrained " << o.model << " (sgquant preset) on " << path
+            << ", x binarized (min(x, 1)); one child process per policy\n"
             << "| policy | x storage | peak RSS MB | baseline RSS MB | x held MB | feature MB "
                "(fp32 MB) | avg bits | load ms | infer ms |\n"
             << "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
@@ -262,8 +263,8 @@ int run_memory(const MemoryOptions& o) {
     nlohmann::json j = run_child(o, path, a);
     if (j.contains("error")) {
       ++failures;
-      std::cout << "| " << a.label << " | " << j["x_storage"].get<std::string>() << " | error: "
-                << j["error"].get<std::string>() << " |\n";
+      std::cout << "| " << a.label << " | " << j["x_storage"].get<std::string>()
+                << " | error: " << j["error"].get<std::string>() << " |\n";
     } else {
       std::cout << "| " << a.label << " | " << j["x_storage"].get<std::string>() << " | "
                 << fmt2(j["peak_rss_mb"].get<double>()) << " | "
@@ -271,20 +272,17 @@ int run_memory(const MemoryOptions& o) {
                 << fmt2(j["x_mb"].get<double>()) << " | " << fmt2(j["feature_mb"].get<double>())
                 << " (" << fmt2(j["fp32_feature_mb"].get<double>()) << ") | "
                 << fmt2(j["avg_bits"].get<double>(), 2) << " | "
-                << fmt2(j["load_ms"].get<double>(), 0) << " | "
-                << fmt2(j["infer_ms"].get<double>()) << " |\n";
+                << fmt2(j["load_ms"].get<double>(), 0) << " | " << fmt2(j["infer_ms"].get<double>())
+                << " |\n";
     }
     std::cout.flush();
     rows.push_back(std::move(j));
   }
   if (!o.common.json.empty()) {
-    nlohmann::json out = {{"dataset", path},
-                          {"model", o.model},
-                          {"preset", "sgquant"},
-                          {"seed", o.seed},
-                          {"chunk_rows", o.chunk_rows},
-                          {"threads", o.common.threads},
-                          {"rows", rows}};
+    nlohmann::json out = {
+        {"dataset", path}, {"model", o.model},           {"preset", "sgquant"},
+        {"seed", o.seed},  {"chunk_rows", o.chunk_rows}, {"threads", o.common.threads},
+        {"rows", rows}};
     write_file_atomic(o.common.json, out.dump(2) + "\n");
   }
   return failures == 0 ? 0 : 1;

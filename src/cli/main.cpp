@@ -1,10 +1,9 @@
 // qgnn: command-line front end. Parses options, calls the library, prints results.
 // Errors from bad input become one line on stderr and exit code 1 (2 for usage errors).
-#include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
-
 #include <malloc.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -36,8 +35,7 @@ int main(int argc, char** argv) {
 
   qgnn::cli::TrainOptions train;
   auto* train_cmd = app.add_subcommand("train", "train a model, full batch, report accuracy");
-  train_cmd->add_option("--dataset", train.dataset, "bundled name (cora) or .npz path")
-      ->required();
+  train_cmd->add_option("--dataset", train.dataset, "bundled name (cora) or .npz path")->required();
   train_cmd->add_option("--model", train.model, "gcn, gat, agnn, sage or gin")->required();
   train_cmd->add_option("--preset", train.preset, "kipf or sgquant")->capture_default_str();
   train_cmd->add_option("--runs", train.runs, "repeat with seeds seed..seed+runs-1")
@@ -59,8 +57,7 @@ int main(int argc, char** argv) {
 
   qgnn::cli::EvalOptions eval;
   auto* eval_cmd = app.add_subcommand("eval", "evaluate a saved checkpoint");
-  eval_cmd->add_option("--checkpoint", eval.checkpoint, "file written by train --save")
-      ->required();
+  eval_cmd->add_option("--checkpoint", eval.checkpoint, "file written by train --save")->required();
   eval_cmd->add_option("--dataset", eval.dataset, "bundled name (cora) or .npz path")->required();
   add_common(eval_cmd, eval.common);
 
@@ -72,7 +69,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--max-drop", q.max_drop, "auto: allowed validation-accuracy drop, points")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    cmd->add_option("--finetune-epochs", q.finetune_epochs, "fine-tuning epochs of the final policy")
+    cmd->add_option("--finetune-epochs", q.finetune_epochs,
+                    "fine-tuning epochs of the final policy")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     cmd->add_option("--search-finetune-epochs", q.search_finetune_epochs,
@@ -97,8 +95,7 @@ int main(int argc, char** argv) {
   auto* quant_cmd = app.add_subcommand("quantize", "quantize a trained model (SGQuant)");
   quant_cmd->add_option("--checkpoint", quant.checkpoint, "fp32 checkpoint from train --save")
       ->required();
-  quant_cmd->add_option("--dataset", quant.dataset, "bundled name (cora) or .npz path")
-      ->required();
+  quant_cmd->add_option("--dataset", quant.dataset, "bundled name (cora) or .npz path")->required();
   quant_cmd->add_option("--seed", quant.seed, "seed of the search and fine-tuning")
       ->capture_default_str();
   add_quantize(quant_cmd, quant, true);

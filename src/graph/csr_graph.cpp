@@ -51,8 +51,8 @@ at::Tensor as_index_array(const at::Tensor& t, const char* name) {
 
 // Checks a weight array against E edges; returns it as a contiguous CPU tensor.
 at::Tensor checked_weights(const at::Tensor& w, int64_t num_edges, const char* where) {
-  TORCH_CHECK(w.dim() == 1 && w.size(0) == num_edges, where, "weights must have shape [",
-              num_edges, "] (one per edge), got ", w.sizes());
+  TORCH_CHECK(w.dim() == 1 && w.size(0) == num_edges, where, "weights must have shape [", num_edges,
+              "] (one per edge), got ", w.sizes());
   TORCH_CHECK(w.scalar_type() == at::kFloat, where, "weights must be float32, got ",
               w.scalar_type());
   return as_cpu_contiguous(w);
@@ -60,13 +60,11 @@ at::Tensor checked_weights(const at::Tensor& w, int64_t num_edges, const char* w
 
 }  // namespace
 
-CsrGraph::CsrGraph(at::Tensor indptr, at::Tensor indices, at::Tensor weights,
-                   int64_t num_cols) {
+CsrGraph::CsrGraph(at::Tensor indptr, at::Tensor indices, at::Tensor weights, int64_t num_cols) {
   indptr = as_index_array(indptr, "indptr");
   indices = as_index_array(indices, "indices");
   TORCH_CHECK(indptr.size(0) >= 1, kWhere, "indptr must have num_rows + 1 >= 1 entries, got 0");
-  TORCH_CHECK(num_cols >= -1, kWhere, "num_cols must be >= 0 (or -1 for square), got ",
-              num_cols);
+  TORCH_CHECK(num_cols >= -1, kWhere, "num_cols must be >= 0 (or -1 for square), got ", num_cols);
   const int64_t rows = indptr.size(0) - 1;
   const int64_t cols = num_cols < 0 ? rows : num_cols;
   const int64_t num_edges = indices.size(0);
@@ -114,8 +112,8 @@ CsrGraph CsrGraph::from_edge_index(const at::Tensor& edge_index, int64_t num_nod
   TORCH_CHECK(edge_index.defined() && edge_index.dim() == 2 && edge_index.size(0) == 2, where,
               "edge_index must have shape [2, E], got ",
               edge_index.defined() ? edge_index.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(edge_index.scalar_type() == at::kLong || edge_index.scalar_type() == at::kInt,
-              where, "edge_index must be int64 (or int32), got ", edge_index.scalar_type());
+  TORCH_CHECK(edge_index.scalar_type() == at::kLong || edge_index.scalar_type() == at::kInt, where,
+              "edge_index must be int64 (or int32), got ", edge_index.scalar_type());
   TORCH_CHECK(num_nodes >= 0, where, "num_nodes must be >= 0, got ", num_nodes);
   at::Tensor ei = as_cpu_contiguous(edge_index).to(at::kLong).contiguous();
   const int64_t num_edges = ei.size(1);
@@ -196,9 +194,7 @@ const at::Tensor& CsrGraph::row_ids() const {
   return c.row_ids;
 }
 
-at::Tensor CsrGraph::edge_index() const {
-  return at::stack({indices_, row_ids()}, 0);
-}
+at::Tensor CsrGraph::edge_index() const { return at::stack({indices_, row_ids()}, 0); }
 
 void CsrGraph::ensure_transpose_structure() const {
   StructureCache& c = *structure_;
@@ -307,8 +303,8 @@ CsrGraph CsrGraph::with_self_loops() const {
 
 const CsrGraph& CsrGraph::gcn_normalized() const {
   TORCH_CHECK(defined(), "CsrGraph::gcn_normalized: graph is undefined");
-  TORCH_CHECK(is_square(), "CsrGraph::gcn_normalized: graph must be square, got [", num_rows_,
-              ", ", num_cols_, "]");
+  TORCH_CHECK(is_square(), "CsrGraph::gcn_normalized: graph must be square, got [", num_rows_, ", ",
+              num_cols_, "]");
   DerivedCache& d = *derived_;
   std::call_once(d.gcn_once, [&] {
     at::NoGradGuard no_grad;

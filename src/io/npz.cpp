@@ -135,9 +135,8 @@ std::map<std::string, NpyArray> read_npz(const std::string& path,
   return out;
 }
 
-void read_npz_rows(
-    const std::string& path, const std::string& key, int64_t rows_per_chunk,
-    const std::function<void(const at::Tensor& chunk, int64_t first_row)>& fn) {
+void read_npz_rows(const std::string& path, const std::string& key, int64_t rows_per_chunk,
+                   const std::function<void(const at::Tensor& chunk, int64_t first_row)>& fn) {
   const std::string where = "read_npz_rows(" + path + ")";
   TORCH_CHECK(rows_per_chunk >= 1, where, ": rows_per_chunk must be >= 1 (got ", rows_per_chunk,
               ")");

@@ -1,8 +1,9 @@
 #include "qgnn/nn/models.h"
 
-#include <nlohmann/json.hpp>
-#include <algorithm>
 #include <torch/nn/functional.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "qgnn/ops/dropout.h"
 #include "qgnn/quant/packed_tensor.h"
@@ -10,9 +11,11 @@
 namespace qgnn {
 
 namespace {
-const std::vector<std::pair<std::string, ModelKind>> kModelNames = {
-    {"gcn", ModelKind::kGCN},   {"gat", ModelKind::kGAT}, {"agnn", ModelKind::kAGNN},
-    {"sage", ModelKind::kSAGE}, {"gin", ModelKind::kGIN}};
+const std::vector<std::pair<std::string, ModelKind>> kModelNames = {{"gcn", ModelKind::kGCN},
+                                                                    {"gat", ModelKind::kGAT},
+                                                                    {"agnn", ModelKind::kAGNN},
+                                                                    {"sage", ModelKind::kSAGE},
+                                                                    {"gin", ModelKind::kGIN}};
 }  // namespace
 
 ModelKind parse_model_kind(const std::string& s) {
@@ -248,8 +251,8 @@ NodeFeatures GnnModel::point(int64_t layer, const NodeFeatures& h, const GraphOp
 void GnnModel::set_quant_hook(std::shared_ptr<QuantHook> hook) {
   hook_ = std::move(hook);
   for (size_t l = 0; l < convs_.size(); ++l) {
-    const int64_t layer = config_.kind == ModelKind::kAGNN ? static_cast<int64_t>(l) + 1
-                                                            : static_cast<int64_t>(l);
+    const int64_t layer =
+        config_.kind == ModelKind::kAGNN ? static_cast<int64_t>(l) + 1 : static_cast<int64_t>(l);
     AttentionPoint ap{hook_.get(), layer};
     if (config_.kind == ModelKind::kGAT) {
       std::static_pointer_cast<GATConvImpl>(convs_[l])->set_attention_point(ap);

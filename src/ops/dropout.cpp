@@ -8,9 +8,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
-#include <torch/autograd.h>
-
 #include <immintrin.h>
+#include <torch/autograd.h>
 
 #include <cmath>
 #include <cstring>
@@ -49,8 +48,8 @@ void mask_range(uint8_t* m, int64_t b, int64_t e, uint64_t seed, uint32_t thresh
   for (int64_t k = b; k < e; ++k) m[k] = lane16(seed, k) >= threshold ? 1 : 0;
 }
 
-void apply_scalar(const float* x, float* y, int64_t b, int64_t e, uint64_t seed,
-                  uint32_t threshold, float scale) {
+void apply_scalar(const float* x, float* y, int64_t b, int64_t e, uint64_t seed, uint32_t threshold,
+                  float scale) {
   for (int64_t k = b; k < e; ++k) y[k] = lane16(seed, k) >= threshold ? x[k] * scale : 0.0f;
 }
 
@@ -64,8 +63,8 @@ inline __m256i mul64_avx2(__m256i a, __m256i b) {
   return _mm256_add_epi64(lo, _mm256_slli_epi64(cross, 32));
 }
 
-void apply_avx2(const float* x, float* y, int64_t b, int64_t e, uint64_t seed,
-                uint32_t threshold, float scale) {
+void apply_avx2(const float* x, float* y, int64_t b, int64_t e, uint64_t seed, uint32_t threshold,
+                float scale) {
   const __m256i m1 = _mm256_set1_epi64x(static_cast<int64_t>(kMul1));
   const __m256i m2 = _mm256_set1_epi64x(static_cast<int64_t>(kMul2));
   const __m256i step = _mm256_set1_epi64x(static_cast<int64_t>(4 * kGolden));
@@ -123,8 +122,8 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) void apply_avx512(
     h = _mm512_xor_si512(h, _mm512_srli_epi64(h, 31));
     z = _mm512_add_epi64(z, step);
     const __mmask32 keep = _mm512_cmpge_epu16_mask(h, t);
-    _mm512_storeu_ps(y + k, _mm512_maskz_mul_ps(static_cast<__mmask16>(keep),
-                                                _mm512_loadu_ps(x + k), sc));
+    _mm512_storeu_ps(y + k,
+                     _mm512_maskz_mul_ps(static_cast<__mmask16>(keep), _mm512_loadu_ps(x + k), sc));
     _mm512_storeu_ps(y + k + 16, _mm512_maskz_mul_ps(static_cast<__mmask16>(keep >> 16),
                                                      _mm512_loadu_ps(x + k + 16), sc));
   }
@@ -135,9 +134,8 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) void apply_avx512(
 template <class F>
 void parallel_blocks(int64_t n, const F& f) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, 1024, [&](int64_t bb, int64_t be) {
-    f(bb * kBlock, std::min(n, be * kBlock));
-  });
+  at::parallel_for(0, blocks, 1024,
+                   [&](int64_t bb, int64_t be) { f(bb * kBlock, std::min(n, be * kBlock)); });
 }
 
 void dropout_apply(const float* x, float* y, int64_t n, uint64_t seed, uint32_t threshold,

@@ -21,8 +21,8 @@ using torch::autograd::variable_list;
 // Row kernels, templated on the head count so the per-head loops unroll for the common
 // H = 1 and H = 8 (kH = 0: any H, given at run time).
 template <int kH>
-void softmax_forward_rows(const int64_t* indptr, const float* scores, int64_t heads_rt,
-                          float* out, int64_t rb, int64_t re) {
+void softmax_forward_rows(const int64_t* indptr, const float* scores, int64_t heads_rt, float* out,
+                          int64_t rb, int64_t re) {
   const int64_t heads = kH > 0 ? kH : heads_rt;
   std::vector<float> buf(2 * heads);
   float* __restrict mx = buf.data();
@@ -77,20 +77,19 @@ void softmax_backward_rows(const int64_t* indptr, const float* alpha, const floa
 // scores, out: [E, H] contiguous.
 void softmax_forward(const CsrGraph& g, const float* scores, int64_t heads, float* out) {
   const int64_t* indptr = g.indptr().data_ptr<int64_t>();
-  cpu::parallel_rows(indptr, g.num_rows(), 6 * heads, 8 + 2 * heads,
-                     [&](int64_t rb, int64_t re) {
-                       if (heads == 1)
-                         softmax_forward_rows<1>(indptr, scores, heads, out, rb, re);
-                       else if (heads == 8)
-                         softmax_forward_rows<8>(indptr, scores, heads, out, rb, re);
-                       else
-                         softmax_forward_rows<0>(indptr, scores, heads, out, rb, re);
-                     });
+  cpu::parallel_rows(indptr, g.num_rows(), 6 * heads, 8 + 2 * heads, [&](int64_t rb, int64_t re) {
+    if (heads == 1)
+      softmax_forward_rows<1>(indptr, scores, heads, out, rb, re);
+    else if (heads == 8)
+      softmax_forward_rows<8>(indptr, scores, heads, out, rb, re);
+    else
+      softmax_forward_rows<0>(indptr, scores, heads, out, rb, re);
+  });
 }
 
 // ds = alpha * (dalpha - sum_row(alpha * dalpha)); all [E, H] contiguous.
-void softmax_backward(const CsrGraph& g, const float* alpha, const float* dalpha,
-                      int64_t heads, float* ds) {
+void softmax_backward(const CsrGraph& g, const float* alpha, const float* dalpha, int64_t heads,
+                      float* ds) {
   const int64_t* indptr = g.indptr().data_ptr<int64_t>();
   cpu::parallel_rows(indptr, g.num_rows(), 4 * heads, 4 + heads, [&](int64_t rb, int64_t re) {
     if (heads == 1)
@@ -105,7 +104,8 @@ void softmax_backward(const CsrGraph& g, const float* alpha, const float* dalpha
 at::Tensor softmax_raw(const CsrGraph& g, const at::Tensor& scores) {
   at::Tensor out = at::empty_like(scores, scores.options().requires_grad(false));
   const int64_t heads = scores.dim() == 2 ? scores.size(1) : 1;
-  if (scores.numel() > 0) softmax_forward(g, scores.data_ptr<float>(), heads, out.data_ptr<float>());
+  if (scores.numel() > 0)
+    softmax_forward(g, scores.data_ptr<float>(), heads, out.data_ptr<float>());
   return out;
 }
 
@@ -141,8 +141,8 @@ at::Tensor edge_softmax(const CsrGraph& g, const at::Tensor& scores) {
               "edge_softmax: scores must be a CPU float32 tensor, got ", scores.scalar_type(),
               " on ", scores.device());
   TORCH_CHECK((scores.dim() == 1 || scores.dim() == 2) && scores.size(0) == g.num_edges(),
-              "edge_softmax: scores must be [E] or [E, H] with E = ", g.num_edges(),
-              ", got shape ", scores.sizes());
+              "edge_softmax: scores must be [E] or [E, H] with E = ", g.num_edges(), ", got shape ",
+              scores.sizes());
   const at::Tensor s = scores.contiguous();
   if (!detail::needs_autograd(s)) {
     at::NoGradGuard no_grad;

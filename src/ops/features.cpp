@@ -21,8 +21,10 @@ NodeFeatures::NodeFeatures(CsrGraph sparse) : sparse_(std::move(sparse)) {
   TORCH_CHECK(sparse_.defined(), "NodeFeatures: sparse features are undefined");
 }
 
-NodeFeatures::NodeFeatures(std::shared_ptr<const PackedTensor> packed) : packed_(std::move(packed)) {
-  TORCH_CHECK(packed_ != nullptr && packed_->defined(), "NodeFeatures: packed features are undefined");
+NodeFeatures::NodeFeatures(std::shared_ptr<const PackedTensor> packed)
+    : packed_(std::move(packed)) {
+  TORCH_CHECK(packed_ != nullptr && packed_->defined(),
+              "NodeFeatures: packed features are undefined");
 }
 
 NodeFeatures NodeFeatures::from_dense(const at::Tensor& x, double max_density) {
@@ -114,9 +116,8 @@ NodeFeatures NodeFeatures::dropout(double p, bool training) const {
   if (!is_sparse()) return NodeFeatures(qgnn::dropout(dense_, p, training));
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0.0) return *this;
-  const at::Tensor values = sparse_.has_weights()
-                                ? sparse_.weights()
-                                : at::ones({sparse_.num_edges()}, at::kFloat);
+  const at::Tensor values =
+      sparse_.has_weights() ? sparse_.weights() : at::ones({sparse_.num_edges()}, at::kFloat);
   return NodeFeatures(sparse_.with_weights(qgnn::dropout(values, p, training)));
 }
 

@@ -36,8 +36,8 @@ class SddmmDotFunction : public torch::autograd::Function<SddmmDotFunction> {
                             const CsrGraph& g, int64_t heads) {
     ctx->saved_data["g"] = detail::pack_graph(g);
     ctx->saved_data["heads"] = heads;
-    ctx->save_for_backward({src.requires_grad() ? dst : at::Tensor(),
-                            dst.requires_grad() ? src : at::Tensor()});
+    ctx->save_for_backward(
+        {src.requires_grad() ? dst : at::Tensor(), dst.requires_grad() ? src : at::Tensor()});
     return detail::sddmm_dot_raw(g, dst, src, heads);
   }
 
@@ -104,8 +104,8 @@ void check_node_tensor(const at::Tensor& t, const char* op, const char* name, in
   TORCH_CHECK(t.defined(), op, ": ", name, " is undefined");
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, op, ": ", name,
               " must be a CPU float32 tensor, got ", t.scalar_type(), " on ", t.device());
-  TORCH_CHECK(t.dim() >= 1 && t.size(0) == rows, op, ": ", name, ".size(0) must be ",
-              rows_name, " = ", rows, ", got shape ", t.sizes());
+  TORCH_CHECK(t.dim() >= 1 && t.size(0) == rows, op, ": ", name, ".size(0) must be ", rows_name,
+              " = ", rows, ", got shape ", t.sizes());
 }
 
 }  // namespace
@@ -132,8 +132,8 @@ at::Tensor sddmm_add(const CsrGraph& g, const at::Tensor& dst, const at::Tensor&
   check_node_tensor(dst, "sddmm_add", "dst", g.num_rows(), "R");
   check_node_tensor(src, "sddmm_add", "src", g.num_cols(), "C");
   TORCH_CHECK(dst.dim() == 2 && src.dim() == 2 && dst.size(1) == src.size(1),
-              "sddmm_add: dst and src must be [R, H] and [C, H] with the same H, got ",
-              dst.sizes(), " and ", src.sizes());
+              "sddmm_add: dst and src must be [R, H] and [C, H] with the same H, got ", dst.sizes(),
+              " and ", src.sizes());
   const at::Tensor d = dst.contiguous(), s = src.contiguous();
   if (!detail::needs_autograd(d, s)) {
     at::NoGradGuard no_grad;

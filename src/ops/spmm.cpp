@@ -23,9 +23,7 @@ const auto kGraphHolderClass = torch::class_<GraphHolder>("qgnn", "CsrGraphHolde
 
 }  // namespace
 
-at::IValue pack_graph(const CsrGraph& g) {
-  return at::IValue(c10::make_intrusive<GraphHolder>(g));
-}
+at::IValue pack_graph(const CsrGraph& g) { return at::IValue(c10::make_intrusive<GraphHolder>(g)); }
 
 CsrGraph unpack_graph(const at::IValue& v) { return v.toCustomClass<GraphHolder>()->graph; }
 
@@ -121,12 +119,11 @@ at::Tensor spmm(const CsrGraph& g, const at::Tensor& x, Reduce reduce,
     TORCH_CHECK(w.device().is_cpu() && w.scalar_type() == at::kFloat,
                 "spmm: edge_weight must be a CPU float32 tensor, got ", w.scalar_type());
     TORCH_CHECK((w.dim() == 1 || w.dim() == 2) && w.size(0) == g.num_edges(),
-                "spmm: edge_weight must be [E] or [E, H] with E = ", g.num_edges(),
-                ", got shape ", w.sizes());
+                "spmm: edge_weight must be [E] or [E, H] with E = ", g.num_edges(), ", got shape ",
+                w.sizes());
     if (w.dim() == 2) {
-      TORCH_CHECK(x.dim() == 3 && w.size(1) == x.size(1),
-                  "spmm: edge_weight of shape ", w.sizes(), " needs x of shape [C, ",
-                  w.size(1), ", D], got ", x.sizes());
+      TORCH_CHECK(x.dim() == 3 && w.size(1) == x.size(1), "spmm: edge_weight of shape ", w.sizes(),
+                  " needs x of shape [C, ", w.size(1), ", D], got ", x.sizes());
       heads = w.size(1);
     }
   }

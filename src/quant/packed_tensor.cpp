@@ -331,8 +331,7 @@ PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts) {
     if (has_params) {
       const int64_t np = p.params_.numel();
       if (np > 0) {
-        std::memcpy(params, p.params_.contiguous().data_ptr<float>(),
-                    4 * static_cast<size_t>(np));
+        std::memcpy(params, p.params_.contiguous().data_ptr<float>(), 4 * static_cast<size_t>(np));
       }
       params += np;
     }

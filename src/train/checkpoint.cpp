@@ -1,12 +1,12 @@
 #include "qgnn/train/checkpoint.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
-#include <unistd.h>
+#include <nlohmann/json.hpp>
 
 namespace qgnn {
 
@@ -15,10 +15,10 @@ namespace {
 constexpr int64_t kFormatVersion = 1;
 
 std::string meta_to_json(const CheckpointMeta& m) {
-  nlohmann::json j = {{"dataset", m.dataset},         {"preset", m.preset},
-                      {"feature_norm", m.feature_norm}, {"split_seed", m.split_seed},
-                      {"seed", m.seed},               {"val_acc", m.val_acc},
-                      {"test_acc", m.test_acc},       {"extra", m.extra}};
+  nlohmann::json j = {
+      {"dataset", m.dataset},       {"preset", m.preset}, {"feature_norm", m.feature_norm},
+      {"split_seed", m.split_seed}, {"seed", m.seed},     {"val_acc", m.val_acc},
+      {"test_acc", m.test_acc},     {"extra", m.extra}};
   return j.dump();
 }
 

@@ -2,10 +2,10 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <thread>
-#include <torch/utils.h>
 
 namespace qgnn {
 namespace {

@@ -1,11 +1,10 @@
-#include "qgnn/graph/csr_graph.h"
-
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
+#include "qgnn/graph/csr_graph.h"
 #include "testing/graphs.h"
 
 namespace qgnn {
@@ -35,8 +34,11 @@ TEST(CsrGraphValidation, IndptrMustStartAtZero) {
 }
 
 TEST(CsrGraphValidation, IndptrMustBeNonDecreasing) {
-  expect_error([] { CsrGraph(i64({0, 3, 2, 4}), i64({0, 1, 2, 0})); },
-               {"indptr", "non-decreasing", "indptr[2] = 2"});
+  expect_error(
+      [] {
+        CsrGraph(i64({0, 3, 2, 4}), i64({0, 1, 2, 0}));
+      },
+      {"indptr", "non-decreasing", "indptr[2] = 2"});
 }
 
 TEST(CsrGraphValidation, IndptrMustEndAtNumEdges) {
@@ -44,8 +46,7 @@ TEST(CsrGraphValidation, IndptrMustEndAtNumEdges) {
 }
 
 TEST(CsrGraphValidation, IndicesMustBeInRange) {
-  expect_error([] { CsrGraph(i64({0, 2, 4}), i64({0, 1, 1, 7})); },
-               {"indices[3] = 7", "[0, 2)"});
+  expect_error([] { CsrGraph(i64({0, 2, 4}), i64({0, 1, 1, 7})); }, {"indices[3] = 7", "[0, 2)"});
   expect_error([] { CsrGraph(i64({0, 1, 2}), i64({-1, 0})); }, {"indices[0] = -1"});
   // Rectangular: the bound is num_cols.
   expect_error([] { CsrGraph(i64({0, 1}), i64({5}), {}, 5); }, {"indices[0] = 5", "[0, 5)"});
@@ -54,10 +55,16 @@ TEST(CsrGraphValidation, IndicesMustBeInRange) {
 TEST(CsrGraphValidation, ShapesAndDtypes) {
   expect_error([] { CsrGraph(i64({0, 1}).view({1, 2}), i64({0})); }, {"indptr", "1-D"});
   expect_error([] { CsrGraph(i64({0, 1}), f32({0})); }, {"indices", "int64", "Float"});
-  expect_error([] { CsrGraph(i64({0, 2}), i64({0, 0}), f32({1, 2, 3})); },
-               {"weights", "[2]", "[3]"});
-  expect_error([] { CsrGraph(i64({0, 1}), i64({0}), at::ones({1}, at::kDouble)); },
-               {"weights", "float32", "Double"});
+  expect_error(
+      [] {
+        CsrGraph(i64({0, 2}), i64({0, 0}), f32({1, 2, 3}));
+      },
+      {"weights", "[2]", "[3]"});
+  expect_error(
+      [] {
+        CsrGraph(i64({0, 1}), i64({0}), at::ones({1}, at::kDouble));
+      },
+      {"weights", "float32", "Double"});
   expect_error([] { CsrGraph(at::empty({0}, at::kLong), i64({})); }, {"indptr"});
 }
 
@@ -76,8 +83,8 @@ TEST(CsrGraph, DegreesRowIdsEdgeIndex) {
   EXPECT_TRUE(at::equal(g.in_degree(), i64({2, 1, 3, 0, 0})));
   EXPECT_TRUE(at::equal(g.out_degree(), i64({2, 1, 1, 2, 0})));
   EXPECT_TRUE(at::equal(g.row_ids(), i64({0, 0, 1, 2, 2, 2})));
-  EXPECT_TRUE(at::equal(g.edge_index(), at::stack({i64({2, 3, 0, 0, 1, 3}),
-                                                   i64({0, 0, 1, 2, 2, 2})})));
+  EXPECT_TRUE(
+      at::equal(g.edge_index(), at::stack({i64({2, 3, 0, 0, 1, 3}), i64({0, 0, 1, 2, 2, 2})})));
   EXPECT_EQ(&g.row_ids(), &g.row_ids());  // cached
 }
 

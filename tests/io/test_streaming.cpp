@@ -65,7 +65,8 @@ TEST(ReadNpzRows, EmptyArrayCallsNothing) {
 TEST(ReadNpzRows, Errors) {
   ScratchDir dir;
   const std::string path = dir.file("a.npz");
-  qgnn::write_npz(path, {{"x", at::zeros({3, 2})}, {"v", at::zeros({4})}, {"i", at::arange(6).view({3, 2})}});
+  qgnn::write_npz(
+      path, {{"x", at::zeros({3, 2})}, {"v", at::zeros({4})}, {"i", at::arange(6).view({3, 2})}});
   auto none = [](const at::Tensor&, int64_t) {};
   expect_error([&] { qgnn::read_npz_rows(path, "w", 2, none); },
                {"read_npz_rows(" + path + ")", "w.npy", "no such array"});
@@ -109,9 +110,8 @@ TEST(ReadDataset, StreamedFeaturesAreChecked) {
   // Without x the header is checked but not the values ...
   EXPECT_NO_THROW(qgnn::read_dataset(path, 0, /*load_features=*/false));
   // ... which the stream checks, naming the row of the whole matrix.
-  expect_error(
-      [&] { qgnn::read_dataset_features(path, 2, [](const at::Tensor&, int64_t) {}); },
-      {"read_dataset(" + path + "): x: values must be finite", "at [2, 1]"});
+  expect_error([&] { qgnn::read_dataset_features(path, 2, [](const at::Tensor&, int64_t) {}); },
+               {"read_dataset(" + path + "): x: values must be finite", "at [2, 1]"});
   const std::string bad = dir.file("int.npz");
   qgnn::write_npz(bad, small_dataset(at::zeros({3, 2}, at::TensorOptions().dtype(at::kLong))));
   expect_error([&] { qgnn::read_dataset(bad, 0, false); }, {"x: dtype must be float32", "<i8"});
@@ -165,7 +165,8 @@ TEST(PackedConcatRows, Errors) {
       {"part 1", "[4, 5]"});
   expect_error(
       [&] {
-        PackedTensor::concat_rows({PackedTensor::pack(x, RowBits::uniform(4), Granularity::kTensor)});
+        PackedTensor::concat_rows(
+            {PackedTensor::pack(x, RowBits::uniform(4), Granularity::kTensor)});
       },
       {"part 0", "kRow"});
   RowBits two{at::tensor({0, 1, 0, 1}, at::TensorOptions().dtype(at::kByte)), {4, 2}};

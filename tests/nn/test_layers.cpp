@@ -42,8 +42,8 @@ torch::Tensor sparse_input(int64_t n, int64_t f, uint64_t seed) {
 
 void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tol = 1e-4) {
   ASSERT_EQ(a.sizes(), b.sizes());
-  EXPECT_TRUE(torch::allclose(a, b, tol, tol)) << "max abs diff "
-                                                << (a - b).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(a, b, tol, tol))
+      << "max abs diff " << (a - b).abs().max().item<double>();
 }
 
 TEST(GCNConv, MatchesDenseKipfWellingPropagationAndGradient) {
@@ -82,9 +82,9 @@ TEST(GATConv, MatchesDenseMultiHeadAttention) {
     auto h = x.matmul(conv->weight.t()).view({30, heads, out});
     std::vector<torch::Tensor> per_head;
     for (int64_t k = 0; k < heads; ++k) {
-      auto hk = h.select(1, k);                                       // [N, D]
-      auto s_dst = hk.matmul(conv->att_dst[k]);                       // [N]
-      auto s_src = hk.matmul(conv->att_src[k]);                       // [N]
+      auto hk = h.select(1, k);                                                  // [N, D]
+      auto s_dst = hk.matmul(conv->att_dst[k]);                                  // [N]
+      auto s_src = hk.matmul(conv->att_src[k]);                                  // [N]
       auto e = torch::leaky_relu(s_dst.unsqueeze(1) + s_src.unsqueeze(0), 0.2);  // [i, j]
       per_head.push_back(masked_softmax(e, mask).matmul(hk));
     }

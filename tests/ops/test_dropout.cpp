@@ -1,5 +1,3 @@
-#include "qgnn/ops/dropout.h"
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
@@ -8,6 +6,7 @@
 #include <vector>
 
 #include "ops/cpu/kernels.h"
+#include "qgnn/ops/dropout.h"
 
 namespace qgnn {
 namespace {

@@ -1,5 +1,3 @@
-#include "qgnn/ops/edge_softmax.h"
-
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
@@ -9,15 +7,16 @@
 #include <string>
 #include <vector>
 
-#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
+#include "qgnn/ops/edge_softmax.h"
 #include "testing/graphs.h"
+#include "testing/guards.h"
 
 namespace qgnn {
 namespace {
 
-using testing::isas;
 using testing::IsaGuard;
+using testing::isas;
 using testing::ThreadGuard;
 
 using testing::random_graph;
@@ -29,8 +28,7 @@ at::Tensor softmax_reference(const CsrGraph& g, const at::Tensor& s) {
   const at::Tensor s2 = s.dim() == 2 ? s : s.unsqueeze(1);
   std::vector<at::Tensor> cols;
   for (int64_t h = 0; h < s2.size(1); ++h) {
-    at::Tensor m = at::full({g.num_rows(), g.num_cols()},
-                            -std::numeric_limits<float>::infinity());
+    at::Tensor m = at::full({g.num_rows(), g.num_cols()}, -std::numeric_limits<float>::infinity());
     m = m.index_put({g.row_ids(), g.indices()}, s2.select(1, h));
     cols.push_back(at::softmax(m, 1).index({g.row_ids(), g.indices()}));
   }
@@ -45,14 +43,13 @@ TEST(EdgeSoftmax, MatchesDenseMaskedSoftmaxWithGradients) {
     for (int64_t heads : {0, 1, 3, 8}) {  // 0: 1-D scores [E]
       SCOPED_TRACE(std::string(cpu::isa_name(isa)) + " H=" + std::to_string(heads));
       at::manual_seed(heads);
-      at::Tensor s = heads == 0 ? at::randn({g.num_edges()}) * 3
-                                : at::randn({g.num_edges(), heads}) * 3;
+      at::Tensor s =
+          heads == 0 ? at::randn({g.num_edges()}) * 3 : at::randn({g.num_edges(), heads}) * 3;
       s.requires_grad_(true);
       const at::Tensor alpha = edge_softmax(g, s);
       const at::Tensor ref = softmax_reference(g, s);
       ASSERT_EQ(alpha.sizes(), s.sizes());
-      EXPECT_TRUE(at::allclose(alpha, ref, 1e-5, 1e-6))
-          << (alpha - ref).abs().max().item<float>();
+      EXPECT_TRUE(at::allclose(alpha, ref, 1e-5, 1e-6)) << (alpha - ref).abs().max().item<float>();
       const at::Tensor da = at::randn(alpha.sizes());
       const auto gr = torch::autograd::grad({alpha}, {s}, {da});
       const auto gr_ref = torch::autograd::grad({ref}, {s}, {da});

@@ -1,5 +1,3 @@
-#include "qgnn/ops/sddmm.h"
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
@@ -8,15 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
+#include "qgnn/ops/sddmm.h"
 #include "testing/graphs.h"
+#include "testing/guards.h"
 
 namespace qgnn {
 namespace {
 
-using testing::isas;
 using testing::IsaGuard;
+using testing::isas;
 using testing::ThreadGuard;
 
 using testing::random_graph;

@@ -1,5 +1,3 @@
-#include "qgnn/ops/spmm.h"
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
@@ -8,17 +6,18 @@
 #include <string>
 #include <vector>
 
-#include "testing/guards.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/ops/dropout.h"
 #include "qgnn/ops/features.h"
+#include "qgnn/ops/spmm.h"
 #include "testing/graphs.h"
+#include "testing/guards.h"
 
 namespace qgnn {
 namespace {
 
-using testing::isas;
 using testing::IsaGuard;
+using testing::isas;
 using testing::ThreadGuard;
 
 using testing::dense_adjacency;
@@ -66,13 +65,11 @@ void check_against_dense(const CsrGraph& g0, int64_t heads, int64_t d, WeightKin
   const at::Tensor dy = at::randn(y.sizes());
 
   // Reference: per head, a dense [R, C] matrix built differentiably from the weights.
-  const at::Tensor inv_deg =
-      1.0 / g.in_degree().clamp_min(1).to(at::kFloat).unsqueeze(1);
+  const at::Tensor inv_deg = 1.0 / g.in_degree().clamp_min(1).to(at::kFloat).unsqueeze(1);
   std::vector<at::Tensor> outs;
   for (int64_t h = 0; h < heads; ++h) {
-    at::Tensor wh = kind == WeightKind::kExplicit
-                        ? (heads > 1 ? w.select(1, h) : w)
-                        : (g.has_weights() ? g.weights() : at::ones({e}));
+    at::Tensor wh = kind == WeightKind::kExplicit ? (heads > 1 ? w.select(1, h) : w)
+                                                  : (g.has_weights() ? g.weights() : at::ones({e}));
     at::Tensor a = dense_from_edge_values(g, wh);
     if (reduce == Reduce::kMean) a = a * inv_deg;
     outs.push_back(at::matmul(a, heads > 1 ? x.select(1, h) : x));
@@ -178,8 +175,7 @@ TEST(SpmmTiny, GcnPropagationByHand) {
   const at::Tensor y = spmm(n, at::ones({5, 1})).view({5});
   const double s3 = std::sqrt(3.0), s2 = std::sqrt(2.0);
   const std::vector<float> expected = {
-      static_cast<float>(1 / (s3 * 2) + 1 / s3 + 1 / 3.0),
-      static_cast<float>(1 / (s3 * s2) + 0.5),
+      static_cast<float>(1 / (s3 * 2) + 1 / s3 + 1 / 3.0), static_cast<float>(1 / (s3 * s2) + 0.5),
       static_cast<float>(1 / (2 * s3) + 1 / (2 * s2) + 0.5 + 0.25), 1.0f, 1.0f};
   EXPECT_TRUE(at::allclose(y, at::tensor(expected), 1e-6, 1e-6));
 }
@@ -233,12 +229,11 @@ TEST(SpmmKernel, RawKernelMatchesDense) {
   at::Tensor out = at::full({40, 18}, 123.0f);  // overwritten, not accumulated
   cpu::spmm_sum_kernel(g, x, w, 2, out);
   const at::Tensor xr = x.view({40, 2, 9});
-  const at::Tensor ref = at::stack({at::matmul(dense_from_edge_values(g, w.select(1, 0)),
-                                               xr.select(1, 0)),
-                                    at::matmul(dense_from_edge_values(g, w.select(1, 1)),
-                                               xr.select(1, 1))},
-                                   1)
-                             .view({40, 18});
+  const at::Tensor ref =
+      at::stack({at::matmul(dense_from_edge_values(g, w.select(1, 0)), xr.select(1, 0)),
+                 at::matmul(dense_from_edge_values(g, w.select(1, 1)), xr.select(1, 1))},
+                1)
+          .view({40, 18});
   expect_close(out, ref, "raw kernel");
 }
 

@@ -57,8 +57,9 @@ TEST(PackedSize, EqualsPackedTensorBytes) {
   for (int64_t cols : {1, 7, 9, 33}) {
     auto x = torch::randn({40, cols});
     auto deg = torch::randint(0, 12, {40}, torch::kLong);
-    for (const char* spec : {"emb=1", "emb=3", "emb=8", "emb=16", "emb=32", "emb=5;taq=6@<=3,2",
-                             "emb=8;emb.taq=4,3,2;emb.gran=tensor", "emb=8;taq=16@<=2,4;gran=bucket"}) {
+    for (const char* spec :
+         {"emb=1", "emb=3", "emb=8", "emb=16", "emb=32", "emb=5;taq=6@<=3,2",
+          "emb=8;emb.taq=4,3,2;emb.gran=tensor", "emb=8;taq=16@<=2,4;gran=bucket"}) {
       BitPolicy policy = BitPolicy::parse(spec);
       const QuantPoint p{0, QuantRole::kEmbedding};
       RowBits rb = policy.row_bits(p, deg);

@@ -36,8 +36,7 @@ TrainData planted_partition(uint64_t seed) {
     m.index_fill_(0, perm.slice(0, lo, hi), true);
     return m;
   };
-  return TrainData(GraphOperators(g), NodeFeatures(x), y, mask(0, 20), mask(20, 60),
-                   mask(60, n));
+  return TrainData(GraphOperators(g), NodeFeatures(x), y, mask(0, 20), mask(20, 60), mask(60, n));
 }
 
 TEST(Metrics, MaskedAccuracyByHand) {

@@ -13,9 +13,9 @@ namespace qgnn {
 class QGNN_API CostModel {
  public:
   struct Options {
-    int rounds = 60;          // boosting rounds
+    int rounds = 60;  // boosting rounds
     int max_depth = 4;
-    double eta = 0.2;         // learning rate
+    double eta = 0.2;  // learning rate
     double subsample = 1.0;
     int threads = 1;
     uint64_t seed = 0;

@@ -48,10 +48,10 @@ struct SearchSpace {
 QGNN_API SearchSpace search_space(const GnnModel& model, const GraphOperators& ops);
 
 struct SearchOptions {
-  int64_t n_measure = 10;    // N_mea: configurations measured per round
-  int64_t n_sample = 2000;   // N_sample: candidates scored by the cost model per round
-  int64_t n_iter = 5;        // N_iter: model-guided rounds after the random first one
-  double max_drop = 0.5;     // allowed validation-accuracy drop vs fp32, points
+  int64_t n_measure = 10;        // N_mea: configurations measured per round
+  int64_t n_sample = 2000;       // N_sample: candidates scored by the cost model per round
+  int64_t n_iter = 5;            // N_iter: model-guided rounds after the random first one
+  double max_drop = 0.5;         // allowed validation-accuracy drop vs fp32, points
   int64_t finetune_epochs = 20;  // fine-tuning of each measured configuration
   bool random_search = false;    // baseline: every round random, no cost model
   uint64_t seed = 0;

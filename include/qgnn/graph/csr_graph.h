@@ -27,8 +27,7 @@ class QGNN_API CsrGraph {
   //   num_cols: number of columns; -1 means square (num_cols = num_rows).
   // Tensors are made contiguous CPU tensors (no copy when they already are).
   // Throws c10::Error naming the array and the first bad value.
-  CsrGraph(at::Tensor indptr, at::Tensor indices, at::Tensor weights = {},
-           int64_t num_cols = -1);
+  CsrGraph(at::Tensor indptr, at::Tensor indices, at::Tensor weights = {}, int64_t num_cols = -1);
 
   // Builds a square graph from COO edge_index [2, E] int64 (row 0 = source, row 1 =
   // target), keeping duplicates; edges are ordered by (target, source).

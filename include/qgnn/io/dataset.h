@@ -12,12 +12,12 @@
 namespace qgnn {
 
 struct QGNN_API Dataset {
-  std::string name;     // file stem, e.g. "cora"
-  std::string path;     // file it was read from
-  CsrGraph graph;       // [N, N], rows = in-neighbours (see graph/csr_graph.h)
-  at::Tensor x;         // [N, F] float32, as stored (raw values); undefined when not loaded
+  std::string name;         // file stem, e.g. "cora"
+  std::string path;         // file it was read from
+  CsrGraph graph;           // [N, N], rows = in-neighbours (see graph/csr_graph.h)
+  at::Tensor x;             // [N, F] float32, as stored (raw values); undefined when not loaded
   int64_t feature_dim = 0;  // F (from the file's header, also when x is not loaded)
-  at::Tensor y;         // [N] int64 in [0, num_classes)
+  at::Tensor y;             // [N] int64 in [0, num_classes)
   at::Tensor train_mask, val_mask, test_mask;  // [N] bool, pairwise disjoint
   int64_t num_classes = 0;
   bool has_public_split = false;  // masks came from the file

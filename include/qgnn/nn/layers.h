@@ -72,9 +72,9 @@ class QGNN_API GATConvImpl : public torch::nn::Module {
   // Routes alpha through a quantization hook (set by the model; null = none).
   void set_attention_point(AttentionPoint p) { point_ = p; }
 
-  torch::Tensor weight;               // [heads * out, in]
-  torch::Tensor att_src, att_dst;     // [heads, out]
-  torch::Tensor bias;                 // [heads * out] or [out]
+  torch::Tensor weight;            // [heads * out, in]
+  torch::Tensor att_src, att_dst;  // [heads, out]
+  torch::Tensor bias;              // [heads * out] or [out]
   int64_t heads, out_channels;
   bool concat;
   double negative_slope, attention_dropout;
@@ -127,9 +127,9 @@ class QGNN_API GINConvImpl : public torch::nn::Module {
               bool train_eps = true);
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
 
-  torch::Tensor eps;                // [1], initial 0
-  torch::Tensor weight1, bias1;     // [hidden, in], [hidden]
-  torch::Tensor weight2, bias2;     // [out, hidden], [out]
+  torch::Tensor eps;             // [1], initial 0
+  torch::Tensor weight1, bias1;  // [hidden, in], [hidden]
+  torch::Tensor weight2, bias2;  // [out, hidden], [out]
 };
 TORCH_MODULE(GINConv);
 

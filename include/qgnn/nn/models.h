@@ -23,12 +23,12 @@ QGNN_API std::string to_string(ModelKind kind);
 struct QGNN_API ModelConfig {
   ModelKind kind = ModelKind::kGCN;
   int64_t in_channels = 0;
-  int64_t hidden_channels = 16;  // per head for GAT
-  int64_t out_channels = 0;      // number of classes
-  int64_t num_layers = 2;        // GCN/GAT/SAGE/GIN: conv layers; AGNN: propagation layers
-  int64_t heads = 1;             // GAT hidden-layer heads
-  int64_t output_heads = 1;      // GAT output-layer heads (averaged)
-  double dropout = 0.5;          // feature dropout before every layer
+  int64_t hidden_channels = 16;    // per head for GAT
+  int64_t out_channels = 0;        // number of classes
+  int64_t num_layers = 2;          // GCN/GAT/SAGE/GIN: conv layers; AGNN: propagation layers
+  int64_t heads = 1;               // GAT hidden-layer heads
+  int64_t output_heads = 1;        // GAT output-layer heads (averaged)
+  double dropout = 0.5;            // feature dropout before every layer
   double attention_dropout = 0.0;  // GAT attention dropout
   // Divide each input row by its sum (Kipf's citation preprocessing) inside the model,
   // after quantization point 0: the stored input stays the raw (e.g. binary) matrix,
@@ -73,8 +73,7 @@ enum class DatasetFamily { kCitation, kRandomSplit };
 // 16 units and 200 epochs GCN is still far from converged on Amazon Computers.
 // Throws c10::Error for an unknown preset name.
 QGNN_API Preset make_preset(const std::string& preset, ModelKind kind, int64_t in_channels,
-                            int64_t num_classes,
-                            DatasetFamily family = DatasetFamily::kCitation);
+                            int64_t num_classes, DatasetFamily family = DatasetFamily::kCitation);
 
 // One quantization point of a model on a given graph: its role, layer and shape.
 struct QuantPointInfo {
@@ -110,7 +109,7 @@ class QGNN_API GnnModel : public torch::nn::Module {
   ModelConfig config_;
   std::shared_ptr<QuantHook> hook_;
   std::vector<std::shared_ptr<torch::nn::Module>> convs_;  // in order
-  torch::nn::Linear lin_in_{nullptr}, lin_out_{nullptr};    // AGNN only
+  torch::nn::Linear lin_in_{nullptr}, lin_out_{nullptr};   // AGNN only
 };
 
 }  // namespace qgnn

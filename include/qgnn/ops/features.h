@@ -37,7 +37,7 @@ class QGNN_API NodeFeatures {
   const std::shared_ptr<const PackedTensor>& packed() const { return packed_; }
   int64_t num_rows() const;
   int64_t num_cols() const;
-  const at::Tensor& dense() const { return dense_; }   // REQUIRES: !is_sparse()
+  const at::Tensor& dense() const { return dense_; }  // REQUIRES: !is_sparse()
   const CsrGraph& sparse() const { return sparse_; }  // REQUIRES: is_sparse()
   int64_t nnz() const;
 

@@ -78,7 +78,7 @@ QGNN_API std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x,
 // precision is 4 bytes per value; stored = packed codes + quantization parameters).
 struct PointMemory {
   QuantPointInfo point;
-  int bits = 32;          // point bits before TAQ
+  int bits = 32;  // point bits before TAQ
   int64_t values = 0;
   int64_t fp32_bytes = 0;
   int64_t stored_bytes = 0;

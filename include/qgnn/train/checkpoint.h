@@ -11,11 +11,11 @@ namespace qgnn {
 
 // Everything `qgnn eval` needs to reproduce a run besides the dataset file itself.
 struct CheckpointMeta {
-  std::string dataset;        // dataset name the model was trained on
-  std::string preset;         // "kipf", "sgquant", ...
-  std::string feature_norm;   // preprocessing applied to x ("row", "binarize", "none")
-  int64_t split_seed = -1;    // seed of the random split, -1 for the file's public split
-  int64_t seed = 0;           // training seed
+  std::string dataset;               // dataset name the model was trained on
+  std::string preset;                // "kipf", "sgquant", ...
+  std::string feature_norm;          // preprocessing applied to x ("row", "binarize", "none")
+  int64_t split_seed = -1;           // seed of the random split, -1 for the file's public split
+  int64_t seed = 0;                  // training seed
   double val_acc = 0, test_acc = 0;  // percent, at the best-validation epoch
   std::map<std::string, std::string> extra;  // free-form, for later formats
 };

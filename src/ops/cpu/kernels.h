@@ -84,22 +84,20 @@ void parallel_rows(const int64_t* indptr, int64_t rows, int64_t edge_cost, int64
 //   ldo, every element written (no need to zero it). w: nullptr (all ones) or [E, heads]
 //   (heads == 1: [E]); when wperm is given, w(e, h) = w[wperm[e] * heads + h] (used to
 //   read the weights of A through the transpose without materializing them).
-void spmm_sum(const CsrView& g, const float* x, int64_t ldx, const float* w,
-              const int64_t* wperm, int64_t heads, int64_t dim, float* out, int64_t ldo);
+void spmm_sum(const CsrView& g, const float* x, int64_t ldx, const float* w, const int64_t* wperm,
+              int64_t heads, int64_t dim, float* out, int64_t ldo);
 
 // out[e, h] = <dst[i, h, :], src[indices[e], h, :]> for every edge e of row i.
 //   dst: [R, heads * dim]; src: [C, heads * dim] (contiguous rows); out: [E, heads].
-void sddmm_dot(const CsrView& g, const float* dst, const float* src, int64_t heads,
-               int64_t dim, float* out);
+void sddmm_dot(const CsrView& g, const float* dst, const float* src, int64_t heads, int64_t dim,
+               float* out);
 
 // out[e, h] = dst[i, h] + src[indices[e], h] for every edge e of row i ("u_add_v").
-void sddmm_add(const CsrView& g, const float* dst, const float* src, int64_t heads,
-               float* out);
+void sddmm_add(const CsrView& g, const float* dst, const float* src, int64_t heads, float* out);
 
 // out[i, h] = sum_{e in row i} v[p(e) * heads + h] with p(e) = perm ? perm[e] : e; rows
 // without edges give 0. With the transpose and its perm this sums over out-edges.
-void row_sum(const CsrView& g, const float* v, const int64_t* perm, int64_t heads,
-             float* out);
+void row_sum(const CsrView& g, const float* v, const int64_t* perm, int64_t heads, float* out);
 
 // Vectorized exp over p[0, n) in place (|rel err| < 2e-7; inputs below -87.3 give 0).
 QGNN_API void exp_inplace(float* p, int64_t n);

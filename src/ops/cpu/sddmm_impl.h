@@ -38,8 +38,7 @@ static inline __m256 dot_8_heads(const float* __restrict d, const float* __restr
   const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
   const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
   // u0 = [h0..h3 partial (lanes 0-3) | h0..h3 partial (lanes 4-7)], u1 likewise for h4..h7.
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                       _mm256_permute2f128_ps(u0, u1, 0x31));
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 static void sddmm_dot_rows(const int64_t* __restrict indptr, const int64_t* __restrict indices,

@@ -9,6 +9,8 @@
 
 #include "ops/cpu/kernels.h"
 
+// Each ISA includes simd_vec.h before the kernel body: keep this order.
+// clang-format off
 #define QGNN_SIMD_NS avx2
 #define QGNN_SIMD_AVX512 0
 #include "ops/cpu/simd_vec.h"
@@ -26,11 +28,12 @@
 #undef QGNN_SIMD_NS
 #undef QGNN_SIMD_AVX512
 #pragma GCC pop_options
+// clang-format on
 
 namespace qgnn::cpu {
 
-void sddmm_dot(const CsrView& g, const float* dst, const float* src, int64_t heads,
-               int64_t dim, float* out) {
+void sddmm_dot(const CsrView& g, const float* dst, const float* src, int64_t heads, int64_t dim,
+               float* out) {
   const bool avx512 = active_isa() == Isa::kAvx512;
   const int64_t vecs = heads * ((dim + 15) / 16 + 2);
   parallel_rows(g.indptr, g.rows, vecs + 2, 2, [&](int64_t rb, int64_t re) {
@@ -48,8 +51,7 @@ void exp_inplace(float* p, int64_t n) {
     avx2::exp_range(p, n);
 }
 
-void sddmm_add(const CsrView& g, const float* dst, const float* src, int64_t heads,
-               float* out) {
+void sddmm_add(const CsrView& g, const float* dst, const float* src, int64_t heads, float* out) {
   const int64_t* __restrict indptr = g.indptr;
   const int64_t* __restrict indices = g.indices;
   parallel_rows(indptr, g.rows, heads + 2, heads + 2, [&](int64_t rb, int64_t re) {
@@ -64,8 +66,7 @@ void sddmm_add(const CsrView& g, const float* dst, const float* src, int64_t hea
   });
 }
 
-void row_sum(const CsrView& g, const float* v, const int64_t* perm, int64_t heads,
-             float* out) {
+void row_sum(const CsrView& g, const float* v, const int64_t* perm, int64_t heads, float* out) {
   const int64_t* __restrict indptr = g.indptr;
   parallel_rows(indptr, g.rows, heads + 2, heads + 2, [&](int64_t rb, int64_t re) {
     for (int64_t i = rb; i < re; ++i) {

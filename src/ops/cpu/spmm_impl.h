@@ -13,7 +13,7 @@ struct SpmmArgs {
   const int64_t* indices;
   const float* x;
   int64_t ldx;
-  const float* w;       // nullptr: all ones
+  const float* w;        // nullptr: all ones
   const int64_t* wperm;  // nullptr: w indexed by edge id
   int64_t heads;
   int64_t dim;
@@ -43,8 +43,8 @@ static inline void spmm_accumulate(const float* __restrict xr, float wgt, Vec::V
 
 // out[off, off + K*W) of one row = sum over edges [eb, ee) of w(e, h) * x[j, off, ...).
 template <int K, bool Masked, int Mode>
-static inline void spmm_block(const SpmmArgs& a, int64_t eb, int64_t ee, int64_t h,
-                              int64_t off, Vec::M tail, float* __restrict o) {
+static inline void spmm_block(const SpmmArgs& a, int64_t eb, int64_t ee, int64_t h, int64_t off,
+                              Vec::M tail, float* __restrict o) {
   const int64_t* __restrict idx = a.indices;
   const float* __restrict x = a.x + off;
   const int64_t ldx = a.ldx;
@@ -72,9 +72,8 @@ static inline void spmm_block(const SpmmArgs& a, int64_t eb, int64_t ee, int64_t
 // give each lane the weight of its head with one permute of the edge's weight row.
 //   hidx[k][l] = head of row position k * W + l.
 template <int K, bool Masked, int Mode>
-static inline void spmm_block_heads(const SpmmArgs& a, int64_t eb, int64_t ee,
-                                    const Vec::I* hidx, Vec::M tail, Vec::M wmask,
-                                    float* __restrict o) {
+static inline void spmm_block_heads(const SpmmArgs& a, int64_t eb, int64_t ee, const Vec::I* hidx,
+                                    Vec::M tail, Vec::M wmask, float* __restrict o) {
   const int64_t* __restrict idx = a.indices;
   const float* __restrict x = a.x;
   const int64_t ldx = a.ldx, heads = a.heads;
@@ -111,12 +110,12 @@ static void spmm_rows_heads(const SpmmArgs& a, int64_t rb, int64_t re) {
   for (int64_t i = rb; i < re; ++i) {
     const int64_t eb = a.indptr[i], ee = a.indptr[i + 1];
     float* orow = a.out + i * a.ldo;
-#define QGNN_SPMM_HEADS_CASE(K)                                                       \
-  case K:                                                                             \
-    if (rem != 0)                                                                     \
-      spmm_block_heads<K, true, Mode>(a, eb, ee, hidx, tail, wmask, orow);            \
-    else                                                                              \
-      spmm_block_heads<K, false, Mode>(a, eb, ee, hidx, tail, wmask, orow);           \
+#define QGNN_SPMM_HEADS_CASE(K)                                             \
+  case K:                                                                   \
+    if (rem != 0)                                                           \
+      spmm_block_heads<K, true, Mode>(a, eb, ee, hidx, tail, wmask, orow);  \
+    else                                                                    \
+      spmm_block_heads<K, false, Mode>(a, eb, ee, hidx, tail, wmask, orow); \
     break;
     switch (nvec) {
       QGNN_SPMM_HEADS_CASE(1)
@@ -135,15 +134,14 @@ static void spmm_rows_heads(const SpmmArgs& a, int64_t rb, int64_t re) {
 }
 
 template <int Mode>
-static inline void spmm_tail_block(int nv, bool masked, const SpmmArgs& a, int64_t eb,
-                                   int64_t ee, int64_t h, int64_t off, Vec::M tail,
-                                   float* o) {
-#define QGNN_SPMM_CASE(K)                                          \
-  case K:                                                          \
-    if (masked)                                                    \
-      spmm_block<K, true, Mode>(a, eb, ee, h, off, tail, o);       \
-    else                                                           \
-      spmm_block<K, false, Mode>(a, eb, ee, h, off, tail, o);      \
+static inline void spmm_tail_block(int nv, bool masked, const SpmmArgs& a, int64_t eb, int64_t ee,
+                                   int64_t h, int64_t off, Vec::M tail, float* o) {
+#define QGNN_SPMM_CASE(K)                                     \
+  case K:                                                     \
+    if (masked)                                               \
+      spmm_block<K, true, Mode>(a, eb, ee, h, off, tail, o);  \
+    else                                                      \
+      spmm_block<K, false, Mode>(a, eb, ee, h, off, tail, o); \
     break;
   switch (nv) {
     QGNN_SPMM_CASE(1)
@@ -176,15 +174,15 @@ static void spmm_rows_mode(const SpmmArgs& a, int64_t rb, int64_t re) {
       for (; nvec - v > 8; v += 8) {
         spmm_block<8, false, Mode>(a, eb, ee, h, base + v * W, tail, orow + base + v * W);
       }
-      spmm_tail_block<Mode>(static_cast<int>(nvec - v), rem != 0, a, eb, ee, h, base + v * W,
-                            tail, orow + base + v * W);
+      spmm_tail_block<Mode>(static_cast<int>(nvec - v), rem != 0, a, eb, ee, h, base + v * W, tail,
+                            orow + base + v * W);
     }
   }
 }
 
 static void spmm_rows(const SpmmArgs& a, int64_t rb, int64_t re) {
-  const bool fused_heads = a.w != nullptr && a.heads > 1 && a.heads <= Vec::W &&
-                           a.heads * a.dim <= 8 * Vec::W;
+  const bool fused_heads =
+      a.w != nullptr && a.heads > 1 && a.heads <= Vec::W && a.heads * a.dim <= 8 * Vec::W;
   if (fused_heads) {
     if (a.wperm == nullptr)
       spmm_rows_heads<1>(a, rb, re);

@@ -13,6 +13,8 @@
 #include "ops/cpu/kernels.h"
 #include "qgnn/ops/spmm.h"
 
+// Each ISA includes simd_vec.h before the kernel body: keep this order.
+// clang-format off
 #define QGNN_SIMD_NS avx2
 #define QGNN_SIMD_AVX512 0
 #include "ops/cpu/simd_vec.h"
@@ -30,6 +32,7 @@
 #undef QGNN_SIMD_NS
 #undef QGNN_SIMD_AVX512
 #pragma GCC pop_options
+// clang-format on
 
 namespace qgnn::cpu {
 namespace {
@@ -68,8 +71,8 @@ void set_isa_limit(Isa limit) {
 
 const char* isa_name(Isa isa) { return isa == Isa::kAvx512 ? "avx512" : "avx2"; }
 
-void spmm_sum(const CsrView& g, const float* x, int64_t ldx, const float* w,
-              const int64_t* wperm, int64_t heads, int64_t dim, float* out, int64_t ldo) {
+void spmm_sum(const CsrView& g, const float* x, int64_t ldx, const float* w, const int64_t* wperm,
+              int64_t heads, int64_t dim, float* out, int64_t ldo) {
   if (w == nullptr && heads > 1) {  // all heads share weight 1: one head of width H*D
     dim *= heads;
     heads = 1;
@@ -89,20 +92,20 @@ void spmm_sum(const CsrView& g, const float* x, int64_t ldx, const float* w,
   });
 }
 
-void spmm_sum_kernel(const CsrGraph& g, const at::Tensor& x, const at::Tensor& w,
-                     int64_t heads, at::Tensor& out) {
+void spmm_sum_kernel(const CsrGraph& g, const at::Tensor& x, const at::Tensor& w, int64_t heads,
+                     at::Tensor& out) {
   TORCH_CHECK(g.defined(), "spmm_sum_kernel: graph is undefined");
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(),
-              "spmm_sum_kernel: x must be a contiguous [C, H*D] float32 tensor, got ",
-              x.sizes(), " ", x.scalar_type());
+              "spmm_sum_kernel: x must be a contiguous [C, H*D] float32 tensor, got ", x.sizes(),
+              " ", x.scalar_type());
   TORCH_CHECK(x.size(0) == g.num_cols(), "spmm_sum_kernel: x.size(0) must be ", g.num_cols(),
               ", got ", x.size(0));
   TORCH_CHECK(heads >= 1 && x.size(1) % heads == 0, "spmm_sum_kernel: heads = ", heads,
               " does not divide x.size(1) = ", x.size(1));
   TORCH_CHECK(out.dim() == 2 && out.size(0) == g.num_rows() && out.size(1) == x.size(1) &&
                   out.is_contiguous() && out.scalar_type() == at::kFloat,
-              "spmm_sum_kernel: out must be a contiguous float32 [", g.num_rows(), ", ",
-              x.size(1), "] tensor, got ", out.sizes());
+              "spmm_sum_kernel: out must be a contiguous float32 [", g.num_rows(), ", ", x.size(1),
+              "] tensor, got ", out.sizes());
   const float* wp = nullptr;
   if (w.defined()) {
     TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() &&
