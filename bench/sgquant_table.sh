@@ -11,7 +11,7 @@ SEEDS=${2:-5}
 DATASETS=${DATASETS:-"cora citeseer amazon_computers"}
 MODELS=${MODELS:-"gcn agnn gat"}
 THREADS=${THREADS:-2}
-OUT=bench/out/sgq
+OUT=${OUT:-bench/out/sgq}
 mkdir -p "$OUT"
 paper() {  # SGQuant Table III saving
   case "$1/$2" in

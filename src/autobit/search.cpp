@@ -27,7 +27,7 @@ void restore_state(GnnModel& model, const ModelState& state) {
 
 PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32, const TrainData& data,
                              const BitPolicy& policy, int64_t finetune_epochs,
-                             const OptimConfig& optim) {
+                             const OptimConfig& optim, uint64_t seed) {
   restore_state(model, fp32);
   model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
   PolicyResult r;
@@ -40,6 +40,7 @@ PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32, const Trai
     OptimConfig o = optim;
     o.epochs = finetune_epochs;
     o.patience = finetune_epochs;
+    torch::manual_seed(seed);
     const TrainResult t = train_full_batch(model, data, o);
     if (t.best_val_acc > before.val_acc) {
       r.val_acc = t.best_val_acc;
@@ -117,6 +118,11 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng) {
   return c;
 }
 
+// Spread, in accuracy points, of the cost model's error around the budget floor: a
+// candidate predicted exactly at the floor counts as feasible with probability 1/2, one
+// predicted a point above with probability 0.73.
+constexpr double kFeasibilityScale = 1.0;
+
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
@@ -143,7 +149,8 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     pt.round = round;
     pt.from_model = from_model;
     pt.predicted_val_acc = predicted;
-    pt.result = evaluate_policy(model, fp32, data, to_policy(c, space), opt.finetune_epochs, optim);
+    pt.result = evaluate_policy(model, fp32, data, to_policy(c, space), opt.finetune_epochs, optim,
+                                opt.seed);
     xs.push_back(features(c));
     seen.insert(to_policy(c, space).to_string());
     ys.push_back(static_cast<float>(pt.result.val_acc));
@@ -182,14 +189,26 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     cm.fit(xs, ys);
     const std::vector<float> pred = cm.predict(cx);
     result.cost_model_ms.push_back(ms_since(t0));
-    // Most promising: predicted within budget by largest saving, then the rest by
-    // predicted accuracy.
+    // Most promising: the largest expected gain over the best saving measured within the
+    // budget so far (the incumbent), P(feasible) * (saving - incumbent), with
+    // P(feasible) = sigmoid((predicted - floor) / tau). A candidate that cannot beat the
+    // incumbent is worth nothing, however safe; a large saving predicted just below the
+    // floor is still worth a look, since the prediction is uncertain.
+    double incumbent = 1.0;
+    for (const SearchPoint& pt : result.points) {
+      if (pt.result.val_acc >= floor) {
+        incumbent = std::max(incumbent, pt.result.memory.saving());
+      }
+    }
+    std::vector<double> gain(cand.size());
+    for (size_t i = 0; i < cand.size(); ++i) {
+      const double p_ok = 1.0 / (1.0 + std::exp(-(pred[i] - floor) / kFeasibilityScale));
+      gain[i] = p_ok * std::max(0.0, saving[i] - incumbent);
+    }
     std::vector<int64_t> order(cand.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      const bool fa = pred[a] >= floor, fb = pred[b] >= floor;
-      if (fa != fb) return fa;
-      if (fa) return saving[a] != saving[b] ? saving[a] > saving[b] : pred[a] > pred[b];
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      if (gain[a] != gain[b]) return gain[a] > gain[b];
       return pred[a] > pred[b];
     });
     for (int64_t i = 0; i < opt.n_measure && i < static_cast<int64_t>(cand.size()); ++i) {

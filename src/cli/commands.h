@@ -45,7 +45,7 @@ struct QuantizeOptions {
   std::string dataset;
   std::string policy = "auto";
   double max_drop = 0.5;
-  int64_t finetune_epochs = 100;
+  int64_t finetune_epochs = -1;  // -1: search_finetune_epochs for auto, else 100
   int64_t search_finetune_epochs = 20;
   int64_t measure = 10;   // N_mea
   int64_t sample = 2000;  // N_sample

@@ -70,9 +70,9 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     cmd->add_option("--finetune-epochs", q.finetune_epochs,
-                    "fine-tuning epochs of the final policy")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
+                    "fine-tuning epochs of the final policy (default: 100; auto: the search's, "
+                    "which rebuilds the measured model exactly)")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--search-finetune-epochs", q.search_finetune_epochs,
                     "auto: fine-tuning epochs of each measured configuration")
         ->check(CLI::NonNegativeNumber)

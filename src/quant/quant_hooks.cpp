@@ -57,15 +57,12 @@ NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
   const bool constant = storage.defined() && !storage.requires_grad();
   if (constant) {
     auto it = cache_.find(layer);
-    if (it != cache_.end() && it->second.data == storage.data_ptr() &&
-        it->second.numel == storage.numel()) {
-      return it->second.value;
-    }
+    if (it != cache_.end() && it->second.source.is_same(storage)) return it->second.value;
   }
   const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
   at::Tensor q = fake_quantize(h.to_dense(), rb, policy_.granularity(QuantRole::kEmbedding));
   NodeFeatures out = h.is_sparse() ? NodeFeatures::from_dense(q, 1.0) : NodeFeatures(q);
-  if (constant) cache_[layer] = Cached{storage.data_ptr(), storage.numel(), out};
+  if (constant) cache_[layer] = Cached{storage, out};
   return out;
 }
 

@@ -61,7 +61,31 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
       if (lines++ > 0) EXPECT_EQ(line.back(), '"') << line;
     }
     EXPECT_EQ(lines, 13);
+
+    // The winning point can be rebuilt exactly: same policy, epochs and seed.
+    const PolicyResult again = evaluate_policy(model, state, data, r.points[r.best].result.policy,
+                                               o.finetune_epochs, p.optim, o.seed);
+    EXPECT_DOUBLE_EQ(again.val_acc, r.points[r.best].result.val_acc);
+    EXPECT_DOUBLE_EQ(again.test_acc, r.points[r.best].result.test_acc);
+    EXPECT_EQ(again.best_epoch, r.points[r.best].result.best_epoch);
   }
+}
+
+TEST(EvaluatePolicy, SeededFineTuningIsAPrefixOfLongerFineTuning) {
+  TrainData data = small_problem();
+  torch::manual_seed(2);
+  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  p.optim.epochs = 20;
+  GnnModel model(p.model);
+  train_full_batch(model, data, p.optim);
+  ModelState state = capture_state(model);
+  const BitPolicy policy = BitPolicy::parse("emb=2");
+  const PolicyResult short_run = evaluate_policy(model, state, data, policy, 5, p.optim, 7);
+  const PolicyResult long_run = evaluate_policy(model, state, data, policy, 25, p.optim, 7);
+  const PolicyResult repeat = evaluate_policy(model, state, data, policy, 5, p.optim, 7);
+  EXPECT_GE(long_run.val_acc, short_run.val_acc);
+  EXPECT_DOUBLE_EQ(repeat.val_acc, short_run.val_acc);
+  EXPECT_DOUBLE_EQ(repeat.test_acc, short_run.test_acc);
 }
 
 TEST(EvaluatePolicy, FullPrecisionPolicyReproducesTheModel) {

@@ -88,6 +88,29 @@ TEST(FakeQuantHook, FineTuningGradientsReachEveryParameter) {
   }
 }
 
+// Regression: the cache of constant inputs was keyed by data pointer, so a hidden
+// embedding computed later at a reused address got the previous one's quantized values
+// (evaluations during fine-tuning then depended on the allocator).
+TEST(FakeQuantHook, NeverServesAStaleCopyForANewTensorAtAReusedAddress) {
+  GraphOperators ops(testing::random_graph(50, 3.0, 4));
+  FakeQuantHook hook(BitPolicy::parse("emb=2"));
+  const RowBits rb = hook.policy().row_bits({1, QuantRole::kEmbedding}, embedding_row_degree(ops));
+  // Two different tensors over the same memory: what a freed and reallocated hidden
+  // embedding looks like to a pointer-keyed cache.
+  std::vector<float> buffer(50 * 8);
+  for (int i = 0; i < 3; ++i) {
+    at::Tensor fresh = torch::randn({50, 8});
+    std::copy(fresh.data_ptr<float>(), fresh.data_ptr<float>() + buffer.size(), buffer.begin());
+    at::Tensor h = torch::from_blob(buffer.data(), {50, 8});
+    const at::Tensor got = hook.embedding(1, NodeFeatures(h), ops).to_dense();
+    EXPECT_TRUE(got.equal(fake_quantize(fresh, rb, Granularity::kRow))) << "iteration " << i;
+  }
+  // The same input tensor object is still served from the cache.
+  at::Tensor x = torch::randn({50, 8});
+  const at::Tensor a = hook.embedding(0, NodeFeatures(x), ops).dense();
+  EXPECT_TRUE(hook.embedding(0, NodeFeatures(x), ops).dense().is_same(a));
+}
+
 TEST(MemoryReport, MatchesDesignAccountingByHand) {
   // GCN 2 layers on a 10-node path, F = 16, hidden 4: points are X [10, 16] and h1 [10, 4].
   auto ei = torch::tensor({{0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9},

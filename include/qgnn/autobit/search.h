@@ -33,9 +33,13 @@ struct PolicyResult {
 // fine-tunes `finetune_epochs` epochs (Adam at `optim.lr`, same weight decay) with STE,
 // and reads validation and test accuracy at the best validation epoch (the unfine-tuned
 // model is epoch 0). Leaves `model` with the chosen weights and a FakeQuantHook.
+// Fine-tuning draws its dropout masks from libtorch's generator re-seeded with `seed`,
+// so the same (policy, seed) gives the same model: the first k of N epochs are the run
+// with k epochs, and a policy picked by the search can be rebuilt exactly.
 QGNN_API PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32,
                                       const TrainData& data, const BitPolicy& policy,
-                                      int64_t finetune_epochs, const OptimConfig& optim);
+                                      int64_t finetune_epochs, const OptimConfig& optim,
+                                      uint64_t seed = 0);
 
 // The search space of a model: bits per layer embedding and attention, optional TAQ on
 // embeddings (3 in-degree quantile buckets with non-increasing caps), and the
@@ -76,8 +80,9 @@ using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int6
 
 // SGQuant's ABS loop: measure n_measure random configurations, then n_iter times fit the
 // XGBoost cost model on all measured (features -> validation accuracy), score n_sample
-// random candidates, and measure the n_measure most promising (largest exact saving
-// among those predicted within the budget, then highest predicted accuracy).
+// random candidates, and measure the n_measure most promising: the largest expected gain
+// P(feasible) * max(0, exact saving - best feasible saving so far), P(feasible) a
+// logistic of the predicted accuracy's margin over the floor (scale 1 point).
 // Objective: the largest saving whose measured validation accuracy is at least
 // fp32_val_acc - max_drop. Deterministic for a seed and thread count.
 QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,

@@ -31,7 +31,9 @@ QGNN_API at::Tensor attention_row_degree(const CsrGraph& g);
 
 // Fake quantization of every point at the policy's bits with straight-through gradients
 // (SGQuant Sec. III-D fine-tuning; the forward equals packed storage's dequantized
-// values). The quantized copy of a constant input (no grad, same storage) is cached.
+// values). The quantized copy of a constant input (no grad, the same tensor object as
+// last time, e.g. the dataset's features) is cached; the cache holds a reference to its
+// source, so a later tensor can never alias it by reusing the address.
 class QGNN_API FakeQuantHook : public QuantHook {
  public:
   explicit FakeQuantHook(BitPolicy policy);
@@ -41,8 +43,7 @@ class QGNN_API FakeQuantHook : public QuantHook {
 
  private:
   struct Cached {
-    const void* data = nullptr;
-    int64_t numel = 0;
+    at::Tensor source;  // kept alive: is_same() then means the same values
     NodeFeatures value;
   };
   BitPolicy policy_;
