@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/commands_generate.h"
 #include "qgnn_build_config.h"
 
 namespace {
@@ -133,6 +134,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   add_common(mem_cmd, mem.common);
 
+  qgnn::cli::GenerateOptions gen;
+  auto* gen_cmd = qgnn::cli::add_generate_command(app, gen);
+  add_common(gen_cmd, gen.common);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -153,6 +158,7 @@ int main(int argc, char** argv) {
     if (*quant_cmd) return qgnn::cli::run_quantize(quant);
     if (*run_cmd) return qgnn::cli::run_main_job(run);
     if (*mem_cmd) return qgnn::cli::run_memory(mem);
+    if (*gen_cmd) return qgnn::cli::run_generate(gen);
   } catch (const c10::Error& e) {
     std::cerr << "qgnn: error: " << first_line(e.what_without_backtrace()) << "\n";
     return 1;

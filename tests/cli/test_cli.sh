@@ -91,5 +91,25 @@ if "$QGNN" memory --dataset cora --policies fp32,csr,4,2 --repeats 1 --chunk-row
   fail "memory --dataset cora: $(cat "$TMP/err")"; fi
 expect_error "memory: bad policy" "bit policy" -- memory --dataset cora --policies 4,bits=99
 
+# `qgnn generate`: a bad value names its flag and writes nothing; a tiny graph is
+# byte-identical for one seed and reads back with the requested sizes.
+expect_error "generate: too few nodes" "--nodes" "got 1" -- \
+  generate --nodes 1 --edges 10 --features 4 --classes 2 --out "$TMP/gen.npz"
+expect_error "generate: homophily out of range" "--homophily" "1.5" -- \
+  generate --nodes 100 --edges 500 --features 4 --classes 3 --homophily 1.5 --out "$TMP/gen.npz"
+expect_error "generate: unwritable output" "--out" "$TMP/no/such/dir" -- \
+  generate --nodes 100 --edges 500 --features 4 --classes 3 --out "$TMP/no/such/dir/gen.npz"
+if [[ -e "$TMP/gen.npz" ]]; then fail "generate: a failed run wrote $TMP/gen.npz"; else ok; fi
+if "$QGNN" generate --nodes 300 --edges 2000 --features 8 --classes 3 --seed 5 \
+     --out "$TMP/gen.npz" --json "$TMP/gen.json" >"$TMP/out" 2>"$TMP/err" &&
+   "$QGNN" generate --nodes 300 --edges 2000 --features 8 --classes 3 --seed 5 \
+     --out "$TMP/gen2.npz" --quiet >/dev/null 2>>"$TMP/err" &&
+   [[ $(wc -l <"$TMP/out") -eq 1 ]] && cmp -s "$TMP/gen.npz" "$TMP/gen2.npz" &&
+   "$QGNN" info --dataset "$TMP/gen.npz" --json "$TMP/gen-info.json" >/dev/null 2>>"$TMP/err" &&
+   jq -e '.num_nodes == 300 and .num_edges == 2000 and .num_features == 8 and
+          .num_classes == 3' "$TMP/gen-info.json" >/dev/null &&
+   jq -e '.num_edges == 2000 and .max_in_degree > 20' "$TMP/gen.json" >/dev/null; then ok; else
+  fail "generate: $(cat "$TMP/out" "$TMP/err")"; fi
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
