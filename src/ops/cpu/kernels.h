@@ -23,6 +23,9 @@ namespace qgnn::cpu {
 enum class Isa { kAvx2 = 0, kAvx512 = 1 };
 QGNN_API Isa active_isa();
 QGNN_API bool cpu_has_avx512();
+// AVX-512 VNNI (vpdpbusd) on top of cpu_has_avx512(). The integer kernels use it only while
+// active_isa() is kAvx512, so set_isa_limit(kAvx2) and QGNN_ISA=avx2 turn it off as well.
+QGNN_API bool cpu_has_avx512_vnni();
 // Caps the ISA (never raises it above what the CPU supports). Not thread-safe with
 // respect to concurrently running kernels; for tests and benchmarks.
 QGNN_API void set_isa_limit(Isa limit);

@@ -61,6 +61,11 @@ bool cpu_has_avx512() {
   return has;
 }
 
+bool cpu_has_avx512_vnni() {
+  static const bool has = cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+  return has;
+}
+
 Isa active_isa() { return static_cast<Isa>(isa_state().load(std::memory_order_relaxed)); }
 
 void set_isa_limit(Isa limit) {
