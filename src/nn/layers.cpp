@@ -13,8 +13,9 @@
 namespace qgnn {
 
 struct GraphOperators::Lazy {
-  std::once_flag loops_once, gcn_once, mean_once;
+  std::once_flag loops_once, gcn_once, mean_once, scale_once;
   CsrGraph loops;
+  at::Tensor gcn_scale;
 };
 
 GraphOperators::GraphOperators(CsrGraph g) : graph_(std::move(g)), lazy_(std::make_shared<Lazy>()) {
@@ -30,6 +31,22 @@ const CsrGraph& GraphOperators::self_loops() const {
 const CsrGraph& GraphOperators::gcn() const { return graph_.gcn_normalized(); }
 
 const CsrGraph& GraphOperators::mean() const { return graph_.mean_normalized(); }
+
+const at::Tensor& GraphOperators::gcn_scale() const {
+  std::call_once(lazy_->scale_once, [&] {
+    at::NoGradGuard no_grad;
+    const CsrGraph& a = self_loops();
+    at::Tensor deg = a.has_weights()
+                         ? torch::zeros({a.num_rows()}).index_add_(0, a.row_ids(), a.weights())
+                         : (a.indptr().narrow(0, 1, a.num_rows()) -
+                            a.indptr().narrow(0, 0, a.num_rows()))
+                               .to(torch::kFloat);
+    lazy_->gcn_scale =
+        torch::where(deg > 0, deg.to(torch::kDouble).rsqrt(), torch::zeros_like(deg, torch::kDouble))
+            .to(torch::kFloat);
+  });
+  return lazy_->gcn_scale;
+}
 
 namespace {
 
@@ -69,6 +86,12 @@ GCNConvImpl::GCNConvImpl(int64_t in_channels, int64_t out_channels, bool use_bia
 }
 
 torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  if (site_.quantizes_layers()) {
+    const at::Tensor s = ops.gcn_scale().unsqueeze(1);
+    auto lin = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight)) * s);
+    auto agg = site_.activation(QuantRole::kAggregate, spmm(ops.self_loops(), lin) * s);
+    return bias.defined() ? agg + bias : agg;
+  }
   const CsrGraph& a = ops.gcn();
   torch::Tensor out;
   if (x.is_sparse() || x.is_packed() || weight.size(0) <= weight.size(1)) {
@@ -96,16 +119,18 @@ GATConvImpl::GATConvImpl(int64_t in_channels, int64_t out, int64_t h, bool cat, 
 torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
   const CsrGraph& g = ops.self_loops();
   const int64_t n = x.num_rows();
-  auto h = x.linear(weight).view({n, heads, out_channels});
+  auto h = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight)))
+               .view({n, heads, out_channels});
   auto score_src = (h * att_src).sum(-1);  // [N, H]
   auto score_dst = (h * att_dst).sum(-1);  // [N, H]
   auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
   auto alpha = edge_softmax(g, e);  // [E', H]
-  if (point_.hook != nullptr) alpha = point_.hook->attention(point_.layer, alpha, g);
+  if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, g);
   last_attention_ = alpha;
   alpha = qgnn::dropout(alpha, attention_dropout, is_training());
   auto out = spmm(g, h, Reduce::kSum, alpha);  // [N, H, D]
   out = concat ? out.view({n, heads * out_channels}) : out.mean(1);
+  out = site_.activation(QuantRole::kAggregate, out);
   return bias.defined() ? out + bias : out;
 }
 
@@ -124,7 +149,7 @@ torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tens
   auto xn = x * torch::where(keep, norm_sq, torch::ones_like(norm_sq)).rsqrt() * keep;
   auto cosine = sddmm_dot(g, xn, xn).view({-1});  // [E']
   auto alpha = edge_softmax(g, beta * cosine);
-  if (point_.hook != nullptr) alpha = point_.hook->attention(point_.layer, alpha, g);
+  if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, g);
   last_attention_ = alpha;
   return spmm(g, x, Reduce::kSum, alpha);
 }
@@ -138,9 +163,10 @@ SAGEConvImpl::SAGEConvImpl(int64_t in_channels, int64_t out_channels, bool use_b
 torch::Tensor SAGEConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
   const int64_t out_channels = weight_root.size(0);
   // One pass over X for both transforms: X [W_l; W_r]^T, then aggregate the W_l half.
-  auto h = x.linear(torch::cat({weight_neighbors, weight_root}, 0));
+  auto h = site_.activation(
+      QuantRole::kLinear, x.linear(site_.weight(0, torch::cat({weight_neighbors, weight_root}, 0))));
   auto neighbors = spmm(ops.mean(), h.narrow(1, 0, out_channels).contiguous());
-  auto out = neighbors + h.narrow(1, out_channels, out_channels);
+  auto out = site_.activation(QuantRole::kAggregate, neighbors + h.narrow(1, out_channels, out_channels));
   return bias.defined() ? out + bias : out;
 }
 
@@ -156,6 +182,12 @@ GINConvImpl::GINConvImpl(int64_t in_channels, int64_t hidden, int64_t out_channe
 torch::Tensor GINConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
   // The MLP's first Linear commutes with the sum: W((1+eps) x_i + sum_j x_j) =
   // (1+eps) (W x_i) + sum_j (W x_j), so X is multiplied once and the sum runs on hidden.
+  if (site_.quantizes_layers()) {
+    auto h = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight1)));
+    auto z = site_.activation(QuantRole::kAggregate, (1 + eps) * h + spmm(ops.graph(), h));
+    auto hidden = site_.activation(QuantRole::kHidden, torch::relu(z + bias1));
+    return torch::linear(hidden, site_.weight(1, weight2), bias2);
+  }
   auto h = x.linear(weight1);
   auto z = (1 + eps) * h + spmm(ops.graph(), h) + bias1;
   return torch::linear(torch::relu(z), weight2, bias2);

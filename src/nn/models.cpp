@@ -253,11 +253,23 @@ void GnnModel::set_quant_hook(std::shared_ptr<QuantHook> hook) {
   for (size_t l = 0; l < convs_.size(); ++l) {
     const int64_t layer =
         config_.kind == ModelKind::kAGNN ? static_cast<int64_t>(l) + 1 : static_cast<int64_t>(l);
-    AttentionPoint ap{hook_.get(), layer};
-    if (config_.kind == ModelKind::kGAT) {
-      std::static_pointer_cast<GATConvImpl>(convs_[l])->set_attention_point(ap);
-    } else if (config_.kind == ModelKind::kAGNN) {
-      std::static_pointer_cast<AGNNConvImpl>(convs_[l])->set_attention_point(ap);
+    const QuantSite site{hook_.get(), layer};
+    switch (config_.kind) {
+      case ModelKind::kGCN:
+        std::static_pointer_cast<GCNConvImpl>(convs_[l])->set_quant_site(site);
+        break;
+      case ModelKind::kGAT:
+        std::static_pointer_cast<GATConvImpl>(convs_[l])->set_quant_site(site);
+        break;
+      case ModelKind::kAGNN:
+        std::static_pointer_cast<AGNNConvImpl>(convs_[l])->set_quant_site(site);
+        break;
+      case ModelKind::kSAGE:
+        std::static_pointer_cast<SAGEConvImpl>(convs_[l])->set_quant_site(site);
+        break;
+      case ModelKind::kGIN:
+        std::static_pointer_cast<GINConvImpl>(convs_[l])->set_quant_site(site);
+        break;
     }
   }
 }
@@ -290,6 +302,7 @@ std::vector<QuantPointInfo> GnnModel::quant_points(const GraphOperators& ops) co
 
 torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x) {
   const bool train = is_training();
+  if (hook_) hook_->begin_forward(ops, train);
   const double p = config_.dropout;
   const size_t n = convs_.size();
   if (config_.kind == ModelKind::kAGNN) {

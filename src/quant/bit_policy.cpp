@@ -35,7 +35,30 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-const char* role_name(QuantRole r) { return r == QuantRole::kEmbedding ? "emb" : "att"; }
+const char* role_name(QuantRole r) {
+  switch (r) {
+    case QuantRole::kEmbedding:
+      return "emb";
+    case QuantRole::kAttention:
+      return "att";
+    case QuantRole::kWeight:
+      return "w";
+    case QuantRole::kLinear:
+      return "lin";
+    case QuantRole::kAggregate:
+      return "agg";
+    case QuantRole::kHidden:
+      return "hid";
+  }
+  return "?";
+}
+
+bool is_role_name(const std::string& s) {
+  return s == "emb" || s == "att" || s == "w" || s == "lin" || s == "agg" || s == "hid";
+}
+
+// Components that TAQ and range granularity apply to (SGQuant's packed storage).
+bool is_storage_role(const std::string& s) { return s == "emb" || s == "att"; }
 
 const char* gran_name(Granularity g) {
   switch (g) {
@@ -77,7 +100,11 @@ struct Parser {
   QuantRole role(const std::string& s) const {
     if (s == "emb") return QuantRole::kEmbedding;
     if (s == "att") return QuantRole::kAttention;
-    fail("unknown component '" + s + "' (emb or att)");
+    if (s == "w") return QuantRole::kWeight;
+    if (s == "lin") return QuantRole::kLinear;
+    if (s == "agg") return QuantRole::kAggregate;
+    if (s == "hid") return QuantRole::kHidden;
+    fail("unknown component '" + s + "' (emb, att, w, lin, agg or hid)");
   }
 
   Granularity granularity(const std::string& s) const {
@@ -130,6 +157,13 @@ std::string buckets_to_string(const DegreeBuckets& b) {
 
 }  // namespace
 
+std::string to_string(QuantRole role) { return role_name(role); }
+
+QuantRole parse_quant_role(const std::string& name) {
+  Parser ps{name, name};
+  return ps.role(name);
+}
+
 BitPolicy BitPolicy::parse(const std::string& spec_in) {
   BitPolicy p;
   const std::string spec = strip(spec_in);
@@ -145,7 +179,7 @@ BitPolicy BitPolicy::parse(const std::string& spec_in) {
     const auto parts = split(key, '.');
     if (key == "bits") {
       p.default_bits_ = ps.bits(value);
-    } else if (key == "emb" || key == "att") {
+    } else if (is_role_name(key)) {
       p.role_bits_[ps.role(key)] = ps.bits(value);
     } else if (key == "taq") {
       p.taq_all_ = ps.buckets(value);
@@ -153,10 +187,9 @@ BitPolicy BitPolicy::parse(const std::string& spec_in) {
       const Granularity g = ps.granularity(value);
       p.gran_[QuantRole::kEmbedding] = g;
       p.gran_[QuantRole::kAttention] = g;
-    } else if (parts.size() == 2 && (parts[0] == "emb" || parts[0] == "att") && parts[1] == "taq") {
+    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "taq") {
       p.taq_role_[ps.role(parts[0])] = ps.buckets(value);
-    } else if (parts.size() == 2 && (parts[0] == "emb" || parts[0] == "att") &&
-               parts[1] == "gran") {
+    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "gran") {
       p.gran_[ps.role(parts[0])] = ps.granularity(value);
     } else if (parts.size() == 2 && parts[0].rfind("layer", 0) == 0) {
       const int64_t layer = ps.integer(parts[0].substr(5), "a layer number after 'layer'");

@@ -120,6 +120,7 @@ TrainResult train_full_batch(GnnModel& model, const TrainData& data, const Optim
   double max_val_acc = -1;
   int64_t bad_epochs = 0;
   std::vector<torch::Tensor> best_state;
+  std::string best_hook_state;  // e.g. QAT's observed ranges, kept with the best weights
   auto params = model.parameters();
 
   for (int64_t epoch = 1; epoch <= optim.epochs; ++epoch) {
@@ -146,6 +147,7 @@ TrainResult train_full_batch(GnnModel& model, const TrainData& data, const Optim
       torch::NoGradGuard no_grad;
       best_state.clear();
       for (const auto& p : params) best_state.push_back(p.detach().clone());
+      if (model.quant_hook()) best_hook_state = model.quant_hook()->save_state();
     }
     if (ev.val_acc > max_val_acc || ev.val_loss < min_val_loss) {
       max_val_acc = std::max(max_val_acc, ev.val_acc);
@@ -169,6 +171,7 @@ TrainResult train_full_batch(GnnModel& model, const TrainData& data, const Optim
   }
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_state[i]);
+  if (model.quant_hook()) model.quant_hook()->load_state(best_hook_state);
   model.eval();
   return result;
 }

@@ -30,6 +30,8 @@ class QGNN_API GraphOperators {
   const CsrGraph& self_loops() const;               // A + I (missing loops added)
   const CsrGraph& gcn() const;                      // D^-1/2 (A + I) D^-1/2
   const CsrGraph& mean() const;                     // row-mean of A (1 / in-degree)
+  // (in-degree of A + I)^-1/2 as [N] float32: gcn() = diag(s) (A + I) diag(s).
+  const at::Tensor& gcn_scale() const;
   int64_t num_nodes() const { return graph_.num_nodes(); }
 
  private:
@@ -38,12 +40,16 @@ class QGNN_API GraphOperators {
   std::shared_ptr<Lazy> lazy_;
 };
 
-// Where a layer reports its attention coefficients: a hook (may be null) and the layer
-// index the model gave it.
-struct AttentionPoint {
-  QuantHook* hook = nullptr;
-  int64_t layer = 0;
-};
+// Every layer hands its quantization points to a QuantSite set by the model. With a
+// hook that quantizes layers (QAT, quant/qat.h) a layer computes in the order an integer
+// kernel would, with these points (Degree-Quant, Tailor et al. ICLR 2021, Sec. 3):
+//   GCN   lin = Q(s * (X W^T)), agg = Q(s * sum_{j in N(i) + i} lin_j), out = agg + b,
+//         s = (in-degree + 1)^-1/2 per row (GraphOperators::gcn_scale)
+//   GAT   lin = Q(X W^T), alpha = Q_att(softmax(...)), agg = Q(sum_j alpha_ij lin_j), + b
+//   SAGE  lin = Q(X [W_l; W_r]^T), agg = Q(mean_j lin_l,j + lin_r,i), + b
+//   GIN   lin = Q(X W1^T), agg = Q((1 + eps) lin_i + sum_j lin_j),
+//         hid = Q(relu(agg + b1)), out = hid W2^T + b2
+// with W quantized symmetrically per output channel. Without such a hook, the float path.
 
 // GCN layer (Kipf & Welling, ICLR 2017, Eq. 2): H' = D^-1/2 (A + I) D^-1/2 H W + b.
 //   forward: x [N, in] -> [N, out].
@@ -51,9 +57,13 @@ class QGNN_API GCNConvImpl : public torch::nn::Module {
  public:
   GCNConvImpl(int64_t in_channels, int64_t out_channels, bool bias = true);
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+  void set_quant_site(QuantSite s) { site_ = s; }
 
   torch::Tensor weight;  // [out, in]
   torch::Tensor bias;    // [out] or undefined
+
+ private:
+  QuantSite site_;
 };
 TORCH_MODULE(GCNConv);
 
@@ -69,8 +79,8 @@ class QGNN_API GATConvImpl : public torch::nn::Module {
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
   // Attention coefficients of the last forward, [E', heads] over the edges of A + I.
   const torch::Tensor& last_attention() const { return last_attention_; }
-  // Routes alpha through a quantization hook (set by the model; null = none).
-  void set_attention_point(AttentionPoint p) { point_ = p; }
+  // Routes alpha (and, for QAT, the other points) through the model's hook.
+  void set_quant_site(QuantSite s) { site_ = s; }
 
   torch::Tensor weight;            // [heads * out, in]
   torch::Tensor att_src, att_dst;  // [heads, out]
@@ -81,7 +91,7 @@ class QGNN_API GATConvImpl : public torch::nn::Module {
 
  private:
   torch::Tensor last_attention_;
-  AttentionPoint point_;
+  QuantSite site_;
 };
 TORCH_MODULE(GATConv);
 
@@ -94,13 +104,13 @@ class QGNN_API AGNNConvImpl : public torch::nn::Module {
   explicit AGNNConvImpl(bool requires_grad = true);
   torch::Tensor forward(const GraphOperators& ops, const torch::Tensor& x);
   const torch::Tensor& last_attention() const { return last_attention_; }
-  void set_attention_point(AttentionPoint p) { point_ = p; }
+  void set_quant_site(QuantSite s) { site_ = s; }
 
   torch::Tensor beta;  // [1]
 
  private:
   torch::Tensor last_attention_;
-  AttentionPoint point_;
+  QuantSite site_;
 };
 TORCH_MODULE(AGNNConv);
 
@@ -111,10 +121,14 @@ class QGNN_API SAGEConvImpl : public torch::nn::Module {
  public:
   SAGEConvImpl(int64_t in_channels, int64_t out_channels, bool bias = true);
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+  void set_quant_site(QuantSite s) { site_ = s; }
 
   torch::Tensor weight_neighbors;  // W_l [out, in]
   torch::Tensor weight_root;       // W_r [out, in]
   torch::Tensor bias;              // [out] or undefined
+
+ private:
+  QuantSite site_;
 };
 TORCH_MODULE(SAGEConv);
 
@@ -126,10 +140,14 @@ class QGNN_API GINConvImpl : public torch::nn::Module {
   GINConvImpl(int64_t in_channels, int64_t hidden_channels, int64_t out_channels,
               bool train_eps = true);
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+  void set_quant_site(QuantSite s) { site_ = s; }
 
   torch::Tensor eps;             // [1], initial 0
   torch::Tensor weight1, bias1;  // [hidden, in], [hidden]
   torch::Tensor weight2, bias2;  // [out, hidden], [out]
+
+ private:
+  QuantSite site_;
 };
 TORCH_MODULE(GINConv);
 

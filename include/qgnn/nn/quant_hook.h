@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/ops/features.h"
@@ -14,6 +15,15 @@
 namespace qgnn {
 
 class GraphOperators;
+
+// The role of a quantization point (qgnn/quant/bit_policy.h names them in policies).
+//   kEmbedding  a layer's input embedding h^k (SGQuant, and QAT's layer input)
+//   kAttention  attention coefficients alpha^k (GAT, AGNN)
+//   kWeight     a layer's weight matrix (QAT; symmetric, per output channel)
+//   kLinear     a layer's linear output X W, the messages (QAT)
+//   kAggregate  the aggregated messages (QAT)
+//   kHidden     the hidden layer of GIN's MLP (QAT)
+enum class QuantRole { kEmbedding, kAttention, kWeight, kLinear, kAggregate, kHidden };
 
 class QGNN_API QuantHook {
  public:
@@ -28,6 +38,39 @@ class QGNN_API QuantHook {
   // `g` (the graph the layer attends over, e.g. A + I); row e belongs to target node
   // g.row_ids()[e].
   virtual at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) = 0;
+
+  // Quantization-aware training (Degree-Quant) also quantizes weights and the activations
+  // inside a layer. Layers call these only when quantizes_layers() is true; otherwise
+  // they keep their fastest float path. Defaults pass values through.
+  virtual bool quantizes_layers() const { return false; }
+  // Called by the model at the start of every forward (e.g. to draw per-node masks).
+  virtual void begin_forward(const GraphOperators& /*ops*/, bool /*training*/) {}
+  // A weight of layer `layer` ([out, in]); `index` numbers a layer's weights from 0.
+  virtual at::Tensor weight(int64_t /*layer*/, int64_t /*index*/, const at::Tensor& w) {
+    return w;
+  }
+  // A node-wise activation [N, ...] of layer `layer` in role kLinear, kAggregate or kHidden.
+  virtual at::Tensor activation(int64_t /*layer*/, QuantRole /*role*/, const at::Tensor& h) {
+    return h;
+  }
+  // Learned state besides the model's parameters (e.g. observed ranges) as text, so that
+  // training can keep the best epoch's and checkpoints can store it. Stateless: "".
+  virtual std::string save_state() const { return {}; }
+  virtual void load_state(const std::string& /*state*/) {}
+};
+
+// Where a layer hands its quantization points: the model's hook (null = none) and the
+// layer index the model gave it.
+struct QuantSite {
+  QuantHook* hook = nullptr;
+  int64_t layer = 0;
+  bool quantizes_layers() const { return hook != nullptr && hook->quantizes_layers(); }
+  at::Tensor weight(int64_t index, const at::Tensor& w) const {
+    return quantizes_layers() ? hook->weight(layer, index, w) : w;
+  }
+  at::Tensor activation(QuantRole role, const at::Tensor& h) const {
+    return quantizes_layers() ? hook->activation(layer, role, h) : h;
+  }
 };
 
 }  // namespace qgnn

@@ -16,6 +16,10 @@
 //            emb.taq=... / att.taq=... restrict TAQ to one component.
 //   gran     range granularity: gran=row|tensor|bucket, or emb.gran=..., att.gran=...
 //            (defaults: row for embeddings, tensor for attention).
+// Integer QAT (Degree-Quant, quant/qat.h) adds four components with the same clauses:
+//   w (weights, symmetric per output channel), lin (linear outputs = messages),
+//   agg (aggregated messages), hid (GIN's MLP hidden layer); e.g. "bits=4;w=8".
+//   TAQ and gran apply to emb and att only.
 // Bits are 1..8, 16 (half) or 32 (full precision, the default). Clauses are separated by
 // ';', white space is ignored. to_string() prints the canonical form, which parses back
 // to an equal policy.
@@ -27,12 +31,11 @@
 #include <string>
 #include <vector>
 
+#include "qgnn/nn/quant_hook.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {
-
-enum class QuantRole { kEmbedding, kAttention };
 
 struct QuantPoint {
   int64_t layer = 0;
@@ -92,5 +95,10 @@ class QGNN_API BitPolicy {
 
 // True for 1..8, 16, 32.
 QGNN_API bool is_valid_bits(int bits);
+
+// A role's name in policies ("emb", "att", "w", "lin", "agg", "hid") and back; parsing
+// throws c10::Error naming the bad value.
+QGNN_API std::string to_string(QuantRole role);
+QGNN_API QuantRole parse_quant_role(const std::string& name);
 
 }  // namespace qgnn

@@ -1,0 +1,83 @@
+#pragma once
+// Integer inference for models trained with quantization-aware training (quant/qat.h):
+// the INT8 / INT4 models Degree-Quant (Tailor et al., ICLR 2021) trains, run with integer
+// kernels (quant/int8_ops.h) instead of being simulated.
+//
+// Conversion reads the QAT model's weights, its observed activation ranges and its bits,
+// and computes every layer as the fake-quantized model does (nn/layers.h lists the
+// points), with int8 codes between layers, int32 accumulation in the linear maps and the
+// aggregations, and fixed-point requantization:
+//   GCN   q_lin = RQ(x_q W_q^T; s_in s_w[o] r_j d_j / s_lin)            (linear kernel)
+//         q_agg = RQ(sum_{j in N(i) + i} q_lin_j; d_i s_lin / s_agg)       (SpMM kernel)
+//   SAGE  q_lin = RQ(x_q [W_l; W_r]_q^T; s_in s_w[o] r_j / s_lin)
+//         q_agg = RQ(sum_j q_lin,l_j + deg_i q_lin,r_i; s_lin / (deg_i s_agg))
+//   GIN   q_lin as SAGE with W1; q_agg = RQ(2^k sum_j q_lin_j + c q_lin_i; s_lin / (2^k s_agg))
+//         with c = round((1 + eps) 2^k); q_hid = RQ(2^8 q_agg + b1'; s_agg / (2^8 s_hid), relu)
+//         and the second linear with its bias folded into the accumulator
+//   between layers q_in' = RQ(2^8 q_agg + b'; s_agg / (2^8 s_in'), relu) (bias, ReLU and the
+//   next layer's input scale in one requantization; the last layer dequantizes to float
+//   logits), where RQ(acc; M) = clamp(round(acc * M), qmin, qmax) with M a fixed-point
+//   multiplier, d = (in-degree + 1)^-1/2, r_j the input row normalization (if the model
+//   has one) and b' the bias in accumulator units, rounded.
+// INT4 activations are stored packed two per byte (quant/int8_ops.h) between kernels and
+// computed through int8; INT4 weights are int8 codes in [-7, 7].
+// Supported: GCN, SAGE, GIN trained with --qat int8 or int4 (every activation point and
+// the weights at the same 8 or 4 bits). GAT and AGNN stay fake-quantized (attention
+// softmax has no integer kernel here); convert() rejects them with an error.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qgnn/nn/models.h"
+#include "qgnn/quant/qat.h"
+#include "qgnn/util/export.h"
+
+namespace qgnn {
+
+// Input features quantized once (point 0): codes and, for models that row-normalize
+// their input, the per-row factor 1 / sum_k x^_jk of the dequantized rows.
+struct QGNN_API QuantizedInput {
+  at::Tensor codes;      // [N, F] int8, or [N, ceil(F / 2)] uint8 (INT4 packed)
+  at::Tensor row_scale;  // [N] float32 or undefined
+  int64_t num_features = 0;
+  int64_t nbytes() const;
+};
+
+// Wall time of the last forward by kernel class, milliseconds.
+struct IntegerTiming {
+  double linear_ms = 0;     // integer GEMMs with their fused requantization
+  double aggregate_ms = 0;  // integer SpMMs with their fused requantization
+  double other_ms = 0;      // glue requantizations, INT4 packing, dequantized logits
+  double total_ms() const { return linear_ms + aggregate_ms + other_ms; }
+};
+
+class QGNN_API IntegerModel {
+ public:
+  // Converts a QAT-trained model (weights + the hook's observed ranges). Throws
+  // c10::Error for an unsupported model kind, mixed or unsupported bits, or a point that
+  // was never observed.
+  static IntegerModel convert(GnnModel& model, const QatHook& hook);
+
+  int bits() const { return bits_; }
+  // Quantizes x (dense or sparse, as the model's input) with the input point's scale.
+  QuantizedInput quantize_input(const NodeFeatures& x) const;
+  // Full-graph inference: logits [N, C] float32. `timing` (optional) gets the breakdown.
+  at::Tensor forward(const GraphOperators& ops, const QuantizedInput& x,
+                     IntegerTiming* timing = nullptr) const;
+  // Bytes of the packed integer weights.
+  int64_t weight_bytes() const;
+
+  struct Layer;  // per-layer integer parameters (int_model.cpp)
+
+ private:
+  ModelKind kind_ = ModelKind::kGCN;
+  int bits_ = 8;
+  bool row_normalize_ = false;
+  float input_scale_ = 1;
+  std::vector<std::shared_ptr<const Layer>> layers_;
+};
+
+}  // namespace qgnn

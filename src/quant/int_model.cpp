@@ -1,0 +1,349 @@
+#include "qgnn/quant/int_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "qgnn/nn/layers.h"
+#include "qgnn/quant/int8_ops.h"
+
+namespace qgnn {
+
+struct IntegerModel::Layer {
+  bool last = false;
+  int64_t out = 0;         // output channels of the layer
+  float s_in = 1;          // input codes' scale
+  float s_lin = 1, s_agg = 1, s_hid = 1;
+  float s_next = 1;        // next layer's input scale (unused for the last layer)
+  Int8Linear w1;           // GCN W, SAGE [W_l; W_r], GIN W1
+  at::Tensor col1;         // [O1, 2] fixed-point s_in s_w[o] / s_lin
+  at::Tensor bias_glue;    // [out] int32: 2^8 b / s_agg (GCN, SAGE; GIN: b1)
+  at::Tensor glue_mult;    // [1, 2]: s_agg / (2^8 s_next) (GIN: s_agg / (2^8 s_hid))
+  at::Tensor bias;         // [out] float32 (last layer's logits), or undefined
+  at::Tensor s_w1;         // [O1] float32
+  // GIN
+  float eps = 0;
+  Int8Linear w2;
+  at::Tensor s_w2;         // [out] float32
+  at::Tensor col2;         // [out, 2]: s_hid s_w2[o] / s_next
+  at::Tensor bias2_acc;    // [out] int32: b2 / (s_hid s_w2[o])
+  at::Tensor bias2;        // [out] float32
+};
+
+namespace {
+
+constexpr int kGlueShift = 8;  // bias precision of the glue requantizations: 2^-8 code
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+QuantRange range_for(int bits, bool relu) {
+  return bits == 4 ? QuantRange::int4(relu) : QuantRange::int8(relu);
+}
+
+// Symmetric integer codes of w per output channel (QatHook's weight quantization).
+at::Tensor weight_codes(const at::Tensor& w, const at::Tensor& scale, int bits) {
+  const double qmax = symmetric_qmax(bits);
+  return at::clamp(at::round(w.detach() / scale.unsqueeze(1)), -qmax, qmax).to(at::kChar);
+}
+
+at::Tensor multipliers(const at::Tensor& real) {
+  return fixed_point_multipliers(real.to(at::kDouble).reshape({-1}));
+}
+
+at::Tensor scalar_multiplier(double m) { return multipliers(at::full({1}, m, at::kDouble)); }
+
+// out[n, f] = RQ((acc[n, f] << pre_shift) + self[n, f] * self_weight + bias[f]; M_n)
+// with requantize()'s rounding (round half away from zero) and range; acc int32 or int8
+// [N, F]; self int8 [N, F] or undefined; bias [F] int32 or undefined; mult [N, 2] or
+// [1, 2]. Integer glue between the fused kernels (bias, ReLU, GIN's self term).
+at::Tensor requantize_rows(const at::Tensor& acc, int pre_shift, const at::Tensor& self,
+                           int32_t self_weight, const at::Tensor& bias, const at::Tensor& mult,
+                           const QuantRange& r) {
+  const int64_t n = acc.size(0), f = acc.size(1);
+  at::Tensor a32 = acc.scalar_type() == at::kInt ? acc.contiguous() : acc.to(at::kInt);
+  at::Tensor out = at::empty({n, f}, at::kChar);
+  const int32_t* ap = a32.data_ptr<int32_t>();
+  const int8_t* sp = self.defined() ? self.data_ptr<int8_t>() : nullptr;
+  const int32_t* bp = bias.defined() ? bias.data_ptr<int32_t>() : nullptr;
+  const int32_t* mp = mult.data_ptr<int32_t>();
+  const bool per_row = mult.size(0) == n && n != 1;
+  int8_t* op = out.data_ptr<int8_t>();
+  const int32_t lo = r.relu ? std::max(r.qmin, r.zero_point) : r.qmin;
+  const int32_t hi = r.qmax, zp = r.zero_point;
+  at::parallel_for(0, n, 1024, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t m = mp[per_row ? 2 * i : 0];
+      const int s = 31 - mp[per_row ? 2 * i + 1 : 1];
+      const int64_t half = int64_t{1} << (s - 1);
+      const int32_t* arow = ap + i * f;
+      int8_t* orow = op + i * f;
+      for (int64_t k = 0; k < f; ++k) {
+        int64_t v = static_cast<int64_t>(arow[k]) << pre_shift;
+        if (sp) v += static_cast<int64_t>(sp[i * f + k]) * self_weight;
+        if (bp) v += bp[k];
+        const int64_t p = v * m;
+        const int64_t q = ((p + half - (p < 0 ? 1 : 0)) >> s) + zp;
+        orow[k] = static_cast<int8_t>(std::clamp<int64_t>(q, lo, hi));
+      }
+    }
+  });
+  return out;
+}
+
+// Activation codes as stored between kernels: int8, or INT4 packed.
+at::Tensor store(const at::Tensor& codes, int bits) {
+  return bits == 4 ? pack_int4(codes) : codes;
+}
+
+at::Tensor linear_s32(const at::Tensor& x, const Int8Linear& w, int bits) {
+  return bits == 4 ? int4_linear_s32(x, w) : int8_linear_s32(x, w);
+}
+
+at::Tensor linear_rq(const at::Tensor& x, const Int8Linear& w, int bits, const LinearRequant& rq) {
+  return bits == 4 ? int4_linear(x, w, rq) : int8_linear(x, w, rq);
+}
+
+at::Tensor spmm_s32(const CsrGraph& g, const at::Tensor& x, int64_t f, int bits) {
+  return bits == 4 ? int4_spmm_s32(g, x, f) : int8_spmm_s32(g, x);
+}
+
+at::Tensor spmm_rq(const CsrGraph& g, const at::Tensor& x, int64_t f, int bits,
+                   const SpmmRequant& rq) {
+  return bits == 4 ? int4_spmm(g, x, f, rq) : int8_spmm(g, x, rq);
+}
+
+int uniform_bits(const QatHook& hook, const GnnModel& model) {
+  const ModelConfig& c = model.config();
+  int bits = -1;
+  auto check = [&](int64_t layer, QuantRole role) {
+    const int b = hook.bits(layer, role);
+    TORCH_CHECK(b == 8 || b == 4, "IntegerModel: point layer", layer, ".", to_string(role),
+                " has ", b, " bits; integer inference needs 8 or 4");
+    TORCH_CHECK(bits < 0 || bits == b, "IntegerModel: mixed bits (", bits, " and ", b,
+                "); integer inference needs one width for every point");
+    bits = b;
+  };
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    check(l, QuantRole::kEmbedding);
+    check(l, QuantRole::kWeight);
+    check(l, QuantRole::kLinear);
+    check(l, QuantRole::kAggregate);
+    if (c.kind == ModelKind::kGIN) check(l, QuantRole::kHidden);
+  }
+  return bits;
+}
+
+}  // namespace
+
+int64_t QuantizedInput::nbytes() const {
+  return codes.nbytes() + (row_scale.defined() ? row_scale.nbytes() : 0);
+}
+
+IntegerModel IntegerModel::convert(GnnModel& model, const QatHook& hook) {
+  const ModelConfig& c = model.config();
+  TORCH_CHECK(c.kind == ModelKind::kGCN || c.kind == ModelKind::kSAGE || c.kind == ModelKind::kGIN,
+              "IntegerModel: integer kernels cover GCN, SAGE and GIN, not ", to_string(c.kind),
+              " (its attention stays fake-quantized)");
+  at::NoGradGuard no_grad;
+  IntegerModel m;
+  m.kind_ = c.kind;
+  m.bits_ = uniform_bits(hook, model);
+  m.row_normalize_ = c.row_normalize_input;
+  m.input_scale_ = hook.scale(0, QuantRole::kEmbedding);
+  const int bits = m.bits_;
+  const auto params = model.named_parameters();
+  auto param = [&](int64_t l, const std::string& name) {
+    const std::string key = "conv" + std::to_string(l) + "." + name;
+    TORCH_CHECK(params.contains(key), "IntegerModel: model has no parameter ", key);
+    return params[key].detach();
+  };
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    auto L = std::make_shared<Layer>();
+    L->last = l + 1 == c.num_layers;
+    L->s_in = hook.scale(l, QuantRole::kEmbedding);
+    L->s_lin = hook.scale(l, QuantRole::kLinear);
+    L->s_agg = hook.scale(l, QuantRole::kAggregate);
+    L->s_next = L->last ? 1.0f : hook.scale(l + 1, QuantRole::kEmbedding);
+    at::Tensor w1, b;
+    switch (c.kind) {
+      case ModelKind::kGCN:
+        w1 = param(l, "weight");
+        b = param(l, "bias");
+        break;
+      case ModelKind::kSAGE:
+        w1 = at::cat({param(l, "weight_neighbors"), param(l, "weight_root")}, 0);
+        b = param(l, "bias");
+        break;
+      case ModelKind::kGIN:
+        w1 = param(l, "weight1");
+        b = param(l, "bias1");
+        L->eps = param(l, "eps").item<float>();
+        L->s_hid = hook.scale(l, QuantRole::kHidden);
+        break;
+      default:
+        TORCH_INTERNAL_ASSERT(false);
+    }
+    L->out = c.kind == ModelKind::kSAGE ? w1.size(0) / 2 : w1.size(0);
+    L->s_w1 = weight_scale(w1, bits);
+    L->w1 = pack_int8_linear(weight_codes(w1, L->s_w1, bits));
+    L->col1 = multipliers(L->s_w1.to(at::kDouble) * (double(L->s_in) / L->s_lin));
+    const double glue_to = c.kind == ModelKind::kGIN ? L->s_hid : L->s_next;
+    L->bias_glue = at::round(b.to(at::kDouble) * ((1 << kGlueShift) / double(L->s_agg))).to(at::kInt);
+    L->glue_mult = scalar_multiplier(L->s_agg / (double(1 << kGlueShift) * glue_to));
+    L->bias = b.to(at::kFloat).contiguous();
+    if (c.kind == ModelKind::kGIN) {
+      const at::Tensor w2 = param(l, "weight2");
+      L->bias2 = param(l, "bias2").to(at::kFloat).contiguous();
+      L->s_w2 = weight_scale(w2, bits);
+      L->w2 = pack_int8_linear(weight_codes(w2, L->s_w2, bits));
+      const at::Tensor acc_unit = L->s_w2.to(at::kDouble) * double(L->s_hid);
+      L->bias2_acc = at::round(L->bias2.to(at::kDouble) / acc_unit).to(at::kInt);
+      L->col2 = multipliers(acc_unit / double(L->s_next));
+      L->out = w2.size(0);
+    }
+    m.layers_.push_back(L);
+  }
+  return m;
+}
+
+QuantizedInput IntegerModel::quantize_input(const NodeFeatures& x) const {
+  at::NoGradGuard no_grad;
+  const at::Tensor dense = x.to_dense();
+  const double qmax = symmetric_qmax(bits_);
+  const at::Tensor codes = at::clamp(at::round(dense / input_scale_), -qmax, qmax).to(at::kChar);
+  QuantizedInput q;
+  q.num_features = dense.size(1);
+  q.codes = store(codes, bits_);
+  if (row_normalize_) {
+    const at::Tensor sums = codes.sum(1, /*keepdim=*/false, at::kDouble) * double(input_scale_);
+    q.row_scale = at::where(sums == 0, at::zeros_like(sums), sums.reciprocal()).to(at::kFloat);
+  }
+  return q;
+}
+
+at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput& x,
+                                 IntegerTiming* timing) const {
+  at::NoGradGuard no_grad;
+  IntegerTiming t;
+  const int bits = bits_;
+  const int64_t n = ops.num_nodes();
+  TORCH_CHECK(x.codes.size(0) == n, "IntegerModel::forward: input has ", x.codes.size(0),
+              " rows, graph has ", n, " nodes");
+  const CsrGraph& a = ops.graph();
+  TORCH_CHECK(!a.has_weights(), "IntegerModel::forward: weighted graphs are not supported");
+  // Per-row factors of the first linear: the input row normalization (rows summing to 0
+  // are all-zero, so any factor works: 1), times GCN's d_j.
+  at::Tensor in_rows;  // [N] float64 or undefined
+  if (x.row_scale.defined()) {
+    in_rows = at::where(x.row_scale > 0, x.row_scale, at::ones_like(x.row_scale)).to(at::kDouble);
+  }
+  const at::Tensor in_deg = (a.indptr().narrow(0, 1, n) - a.indptr().narrow(0, 0, n));
+  at::Tensor h = x.codes;  // current layer input: int8 codes or INT4 packed
+  int64_t f = x.num_features;
+  at::Tensor logits;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = *layers_[l];
+    const bool first = l == 0;
+    auto t0 = Clock::now();
+    LinearRequant rq;
+    rq.col_multiplier = L.col1;
+    rq.out = range_for(bits, false);
+    at::Tensor agg;  // q_agg codes, int8 [N, out]
+    if (kind_ == ModelKind::kGCN) {
+      at::Tensor rows = ops.gcn_scale().to(at::kDouble);
+      if (first && in_rows.defined()) rows = rows * in_rows;
+      rq.row_multiplier = multipliers(rows);
+      const at::Tensor lin = store(linear_rq(h, L.w1, bits, rq), bits);
+      t.linear_ms += ms_since(t0);
+      t0 = Clock::now();
+      SpmmRequant srq;
+      srq.row_multiplier = multipliers(ops.gcn_scale().to(at::kDouble) * (double(L.s_lin) / L.s_agg));
+      srq.out = range_for(bits, false);
+      agg = spmm_rq(ops.self_loops(), lin, L.out, bits, srq);
+      t.aggregate_ms += ms_since(t0);
+    } else {
+      if (first && in_rows.defined()) rq.row_multiplier = multipliers(in_rows);
+      const at::Tensor lin = linear_rq(h, L.w1, bits, rq);  // int8 [N, O1]
+      t.linear_ms += ms_since(t0);
+      t0 = Clock::now();
+      if (kind_ == ModelKind::kSAGE) {
+        const at::Tensor left = store(lin.narrow(1, 0, L.out).contiguous(), bits);
+        const at::Tensor root = lin.narrow(1, L.out, L.out).contiguous();
+        const at::Tensor s = spmm_s32(a, left, L.out, bits);
+        t.aggregate_ms += ms_since(t0);
+        t0 = Clock::now();
+        // sum_j lin_l,j + deg_i lin_r,i at scale s_lin / deg_i (deg 0: the root alone).
+        const at::Tensor deg = in_deg.clamp_min(1);
+        const at::Tensor acc = s + root.to(at::kInt) * deg.to(at::kInt).unsqueeze(1);
+        const at::Tensor mult =
+            multipliers(double(L.s_lin) / (deg.to(at::kDouble) * double(L.s_agg)));
+        agg = requantize_rows(acc, 0, {}, 0, {}, mult, range_for(bits, false));
+        t.other_ms += ms_since(t0);
+      } else {  // GIN: 2^k sum_j lin_j + round((1 + eps) 2^k) lin_i
+        const at::Tensor s = spmm_s32(a, store(lin, bits), lin.size(1), bits);
+        t.aggregate_ms += ms_since(t0);
+        t0 = Clock::now();
+        const int64_t max_deg = in_deg.numel() ? in_deg.max().item<int64_t>() : 0;
+        int k = 8;
+        while (k > 0 && (int64_t{128} * (max_deg + 2)) << k >= (int64_t{1} << 31)) --k;
+        const int32_t c = static_cast<int32_t>(std::lround((1.0 + L.eps) * (1 << k)));
+        agg = requantize_rows(s, k, lin, c, {},
+                              scalar_multiplier(L.s_lin / (double(1 << k) * L.s_agg)),
+                              range_for(bits, false));
+        t.other_ms += ms_since(t0);
+      }
+    }
+    t0 = Clock::now();
+    if (kind_ == ModelKind::kGIN) {
+      // hid = Q(relu(agg + b1)); then W2 with b2 folded in and the next input scale.
+      const at::Tensor hid =
+          requantize_rows(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult, range_for(bits, true));
+      t.other_ms += ms_since(t0);
+      t0 = Clock::now();
+      const at::Tensor hid_in = store(hid, bits);
+      if (L.last) {
+        const at::Tensor acc = linear_s32(hid_in, L.w2, bits);
+        t.linear_ms += ms_since(t0);
+        t0 = Clock::now();
+        logits = acc.to(at::kFloat) * (L.s_w2 * L.s_hid) + L.bias2;
+        t.other_ms += ms_since(t0);
+      } else {
+        LinearRequant rq2;
+        rq2.col_multiplier = L.col2;
+        rq2.bias = L.bias2_acc;
+        rq2.out = range_for(bits, true);
+        h = store(linear_rq(hid_in, L.w2, bits, rq2), bits);
+        t.linear_ms += ms_since(t0);
+      }
+    } else if (L.last) {
+      logits = agg.to(at::kFloat) * L.s_agg + L.bias;
+      t.other_ms += ms_since(t0);
+    } else {
+      h = store(requantize_rows(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult,
+                                range_for(bits, true)),
+                bits);
+      t.other_ms += ms_since(t0);
+    }
+    f = L.out;
+  }
+  (void)f;
+  if (timing != nullptr) *timing = t;
+  return logits;
+}
+
+int64_t IntegerModel::weight_bytes() const {
+  int64_t b = 0;
+  for (const auto& L : layers_) {
+    b += L->w1.weight.nbytes();
+    if (L->w2.defined()) b += L->w2.weight.nbytes();
+  }
+  return b;
+}
+
+}  // namespace qgnn
