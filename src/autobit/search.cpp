@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -51,6 +53,14 @@ PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32, const Trai
     }
   }
   return r;
+}
+
+SearchGranularity parse_search_granularity(const std::string& s) {
+  if (s == "uniform") return SearchGranularity::kUniform;
+  if (s == "cwq") return SearchGranularity::kComponent;
+  if (s == "lwq") return SearchGranularity::kLayer;
+  if (s == "taq") return SearchGranularity::kTopology;
+  TORCH_CHECK(false, "granularity: expected uniform, cwq, lwq or taq, got '", s, "'");
 }
 
 SearchSpace search_space(const GnnModel& model, const GraphOperators& ops) {
@@ -102,11 +112,23 @@ std::vector<float> features(const Config& c) {
   return f;
 }
 
-Config random_config(const SearchSpace& s, std::mt19937_64& rng) {
+Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranularity level) {
   auto pick = [&](const std::vector<int>& v) {
     return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
   };
   Config c;
+  if (level == SearchGranularity::kUniform || level == SearchGranularity::kComponent) {
+    const int e = pick(s.bits);
+    const int a = level == SearchGranularity::kUniform ? e : pick(s.bits);
+    c.emb.assign(s.embedding_layers, e);
+    c.att.assign(s.attention_layers.size(), a);
+    return c;
+  }
+  if (level == SearchGranularity::kLayer) {
+    for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(s.bits));
+    for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
+    return c;
+  }
   for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(s.bits));
   for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
   c.taq = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
@@ -144,6 +166,22 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
   const int64_t total = opt.n_measure * (opt.n_iter + 1);
   std::set<std::string> seen;  // policies measured or queued (each is measured once)
 
+  // A random configuration of the level within the memory budget, or nullopt after many
+  // rejections (the budget admits almost nothing at this level). Average bits are
+  // memoized by policy: restricted levels have few distinct configurations.
+  std::map<std::string, double> avg_bits;
+  auto sample_config = [&]() -> std::optional<Config> {
+    for (int tries = 0; tries < 1000; ++tries) {
+      Config c = random_config(space, rng, opt.granularity);
+      if (opt.max_avg_bits <= 0) return c;
+      const BitPolicy p = to_policy(c, space);
+      auto [it, fresh] = avg_bits.try_emplace(p.to_string(), 0.0);
+      if (fresh) it->second = memory_report(model, data.ops, p).average_bits();
+      if (it->second <= opt.max_avg_bits) return c;
+    }
+    return std::nullopt;
+  };
+
   auto measure = [&](const Config& c, int64_t round, bool from_model, double predicted) {
     SearchPoint pt;
     pt.round = round;
@@ -161,9 +199,10 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
   for (int64_t round = 0; round <= opt.n_iter; ++round) {
     if (round == 0 || opt.random_search) {
       for (int64_t i = 0, tries = 0; i < opt.n_measure && tries < 100 * opt.n_measure; ++tries) {
-        Config c = random_config(space, rng);
-        if (seen.count(to_policy(c, space).to_string())) continue;
-        measure(c, round, false, 0);
+        const std::optional<Config> c = sample_config();
+        if (!c) break;
+        if (seen.count(to_policy(*c, space).to_string())) continue;
+        measure(*c, round, false, 0);
         ++i;
       }
       continue;
@@ -175,7 +214,9 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     std::set<std::string> in_pool;
     for (int64_t i = 0; i < opt.n_sample * 4 && static_cast<int64_t>(cand.size()) < opt.n_sample;
          ++i) {
-      Config c = random_config(space, rng);
+      std::optional<Config> sampled = sample_config();
+      if (!sampled) break;
+      Config c = std::move(*sampled);
       const BitPolicy p = to_policy(c, space);
       const std::string key = p.to_string();
       if (seen.count(key) || !in_pool.insert(key).second) continue;
@@ -203,7 +244,8 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     std::vector<double> gain(cand.size());
     for (size_t i = 0; i < cand.size(); ++i) {
       const double p_ok = 1.0 / (1.0 + std::exp(-(pred[i] - floor) / kFeasibilityScale));
-      gain[i] = p_ok * std::max(0.0, saving[i] - incumbent);
+      // With a memory budget every candidate is feasible: the most accurate predicted.
+      gain[i] = opt.max_avg_bits > 0 ? pred[i] : p_ok * std::max(0.0, saving[i] - incumbent);
     }
     std::vector<int64_t> order(cand.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
@@ -217,6 +259,14 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
   }
   for (size_t i = 0; i < result.points.size(); ++i) {
     const PolicyResult& r = result.points[i].result;
+    if (opt.max_avg_bits > 0) {
+      const PolicyResult* b = result.best >= 0 ? &result.points[result.best].result : nullptr;
+      if (b == nullptr || r.val_acc > b->val_acc ||
+          (r.val_acc == b->val_acc && r.memory.saving() > b->memory.saving())) {
+        result.best = static_cast<int64_t>(i);
+      }
+      continue;
+    }
     if (r.val_acc < floor) continue;
     if (result.best < 0 || r.memory.saving() > result.points[result.best].result.memory.saving()) {
       result.best = static_cast<int64_t>(i);

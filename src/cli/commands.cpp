@@ -15,6 +15,9 @@
 #include "qgnn/io/dataset.h"
 #include "qgnn/io/text_file.h"
 #include "qgnn/nn/models.h"
+#include "qgnn/quant/int8_ops.h"
+#include "qgnn/quant/int_model.h"
+#include "qgnn/quant/qat.h"
 #include "qgnn/train/checkpoint.h"
 #include "qgnn/train/trainer.h"
 #include "qgnn/util/threads.h"
@@ -120,6 +123,8 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
     so.max_drop = o.max_drop;
     so.finetune_epochs = o.search_finetune_epochs;
     so.random_search = o.random_search;
+    so.granularity = parse_search_granularity(o.granularity);
+    so.max_avg_bits = o.max_avg_bits;
     so.seed = static_cast<uint64_t>(o.seed);
     SearchProgress cb;
     if (progress) {
@@ -133,6 +138,8 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
     out.search = search_bits(model, fp32, data, out.fp32.val_acc, optim, so, cb);
     if (progress) std::fprintf(stderr, "\r\033[K");
     out.searched = true;
+    TORCH_CHECK(out.search.best >= 0 || o.max_avg_bits <= 0, "quantize: no ", o.granularity,
+                " configuration fits ", o.max_avg_bits, " average bits; raise --max-avg-bits");
     TORCH_CHECK(out.search.best >= 0, "quantize: no configuration kept validation accuracy within ",
                 o.max_drop, " points of fp32 (", out.fp32.val_acc,
                 "); raise --max-drop or the search budget");
@@ -258,12 +265,29 @@ int run_train(const TrainOptions& o) {
   if (o.lr > 0) preset.optim.lr = o.lr;
   preset.model.row_normalize_input = norm == FeatureNorm::kRow;
 
+  TORCH_CHECK(o.qat.empty() || o.qat == "int8" || o.qat == "int4",
+              "train: --qat must be int8 or int4, got '", o.qat, "'");
+  TORCH_CHECK(!o.qat.empty() || !o.degree_quant, "train: --degree-quant needs --qat int8|int4");
+  TORCH_CHECK(o.p_min <= o.p_max, "train: --dq-pmin (", o.p_min, ") must not exceed --dq-pmax (",
+              o.p_max, ")");
+  QatConfig qat;
+  if (!o.qat.empty()) {
+    qat = QatConfig::preset(o.qat);
+    qat.observer = parse_observer(o.observer);
+    qat.degree_quant = o.degree_quant;
+    qat.p_min = o.p_min;
+    qat.p_max = o.p_max;
+  }
   const bool progress = show_progress(o.common);
   std::vector<double> test_acc, val_acc, epoch_ms, infer_ms;
   std::vector<int64_t> seeds, best_epochs;
   std::cout << "dataset " << d.name << ", model " << o.model << ", preset " << preset.name
-            << ", features " << feature_norm_name(norm) << ", threads " << get_num_threads()
-            << "\n";
+            << ", features " << feature_norm_name(norm) << ", threads " << get_num_threads();
+  if (!o.qat.empty()) {
+    std::cout << ", QAT " << o.qat << (o.degree_quant ? " Degree-Quant" : " plain") << " ("
+              << o.observer << " observer)";
+  }
+  std::cout << "\n";
   std::cout << "run  seed  best_epoch  epochs  val_acc  test_acc  epoch_ms  infer_ms\n";
   for (int64_t r = 0; r < o.runs; ++r) {
     const int64_t seed = o.seed + r;
@@ -271,6 +295,7 @@ int run_train(const TrainOptions& o) {
     TrainData data = make_train_data(d, norm);
     manual_seed(static_cast<uint64_t>(seed));
     GnnModel model(preset.model);
+    if (!o.qat.empty()) model.set_quant_hook(std::make_shared<QatHook>(qat));
     ProgressCallback cb;
     if (progress) {
       cb = [&](const EpochReport& e) {
@@ -305,6 +330,7 @@ int run_train(const TrainOptions& o) {
       meta.seed = seed;
       meta.val_acc = res.best_val_acc;
       meta.test_acc = res.test_acc;
+      if (!o.qat.empty()) meta.extra["qat"] = model.quant_hook()->save_state();
       save_checkpoint(o.save, model, meta);
     }
   }
@@ -333,7 +359,10 @@ int run_train(const TrainOptions& o) {
                         {"lr", preset.optim.lr},
                         {"weight_decay", preset.optim.weight_decay},
                         {"epochs", preset.optim.epochs},
-                        {"patience", preset.optim.patience}});
+                        {"patience", preset.optim.patience},
+                        {"qat", o.qat.empty() ? "none" : o.qat},
+                        {"degree_quant", o.degree_quant},
+                        {"observer", o.qat.empty() ? "" : o.observer}});
   return 0;
 }
 
@@ -380,7 +409,13 @@ int quantize_and_report(GnnModel& model, const TrainData& data, const OptimConfi
     save_checkpoint(o.save, model, meta);
     std::cout << "saved " << o.save << "\n";
   }
-  write_json(o.common, quantize_json(dataset, model_name, preset, q));
+  nlohmann::json j = quantize_json(dataset, model_name, preset, q);
+  if (q.searched) {
+    j["search"]["granularity"] = o.granularity;
+    j["search"]["max_avg_bits"] = o.max_avg_bits;
+    j["search"]["random_search"] = o.random_search;
+  }
+  write_json(o.common, j);
   return 0;
 }
 
@@ -390,6 +425,8 @@ int run_quantize(const QuantizeOptions& o) {
   apply_threads(o.common);
   if (o.policy != "auto") BitPolicy::parse(o.policy);  // fail fast on a bad spec
   LoadedCheckpoint ck = load_checkpoint(o.checkpoint);
+  TORCH_CHECK(ck.meta.extra.count("qat") == 0, "quantize: ", o.checkpoint,
+              " was trained with QAT; SGQuant starts from an fp32 checkpoint");
   TORCH_CHECK(ck.meta.extra.count("policy") == 0, "quantize: ", o.checkpoint,
               " is already quantized (policy ", ck.meta.extra["policy"],
               "); start from an fp32 checkpoint");
@@ -436,6 +473,11 @@ int run_eval(const EvalOptions& o) {
   Dataset d;
   TrainData data = data_for_checkpoint(ck, o.dataset, &d);
   const ModelConfig& cfg = ck.model->config();
+  if (auto qat = ck.meta.extra.find("qat"); qat != ck.meta.extra.end()) {
+    auto hook = std::make_shared<QatHook>(QatConfig{});
+    hook->load_state(qat->second);
+    ck.model->set_quant_hook(hook);
+  }
   const auto policy_it = ck.meta.extra.find("policy");
   const bool quantized = policy_it != ck.meta.extra.end();
   BitPolicy policy = quantized ? BitPolicy::parse(policy_it->second) : BitPolicy();
@@ -473,6 +515,138 @@ int run_eval(const EvalOptions& o) {
                         {"saving", mem.saving()},
                         {"infer_ms_median", median(times)},
                         {"threads", get_num_threads()}});
+  return 0;
+}
+
+namespace {
+
+double accuracy(const at::Tensor& pred, const at::Tensor& y, const at::Tensor& mask) {
+  const int64_t n = count(mask);
+  return n ? 100.0 * pred.masked_select(mask).eq(y.masked_select(mask)).sum().item<double>() / n
+           : 0.0;
+}
+
+}  // namespace
+
+int run_infer(const InferOptions& o) {
+  apply_threads(o.common);
+  TORCH_CHECK(o.precision == "fp32" || o.precision == "int8" || o.precision == "int4",
+              "infer: --precision must be fp32, int8 or int4, got '", o.precision, "'");
+  TORCH_CHECK(o.repeat >= 1, "infer: --repeat must be >= 1, got ", o.repeat);
+  LoadedCheckpoint ck = load_checkpoint(o.checkpoint);
+  Dataset d;
+  TrainData data = data_for_checkpoint(ck, o.dataset, &d);
+  GnnModel& model = *ck.model;
+  model.eval();
+  std::shared_ptr<QatHook> hook;
+  if (auto it = ck.meta.extra.find("qat"); it != ck.meta.extra.end()) {
+    hook = std::make_shared<QatHook>(QatConfig{});
+    hook->load_state(it->second);
+  }
+  const bool integer = o.precision != "fp32";
+  if (integer) {
+    TORCH_CHECK(hook, "infer: ", o.checkpoint, " was not trained with --qat; --precision ",
+                o.precision, " needs a checkpoint from qgnn train --qat ", o.precision);
+    const int want = o.precision == "int8" ? 8 : 4;
+    const int have = hook->bits(0, QuantRole::kEmbedding);
+    TORCH_CHECK(have == want, "infer: ", o.checkpoint, " was trained with --qat int", have,
+                "; run it with --precision int", have);
+  }
+  torch::NoGradGuard no_grad;
+  // The fake-quantized model's predictions: what the integer model must reproduce.
+  at::Tensor fake_pred;
+  if (hook) {
+    model.set_quant_hook(hook);
+    fake_pred = model.forward(data.ops, data.x).argmax(1);
+    model.set_quant_hook(nullptr);
+  }
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+  std::vector<double> total, linear, aggregate, other;
+  at::Tensor logits;
+  double quantize_ms = 0;
+  int64_t input_bytes = 0, weight_bytes = 0;
+  if (integer) {
+    const IntegerModel im = IntegerModel::convert(model, *hook);
+    auto t0 = Clock::now();
+    const QuantizedInput qx = im.quantize_input(data.x);
+    quantize_ms = ms_since(t0);
+    input_bytes = qx.nbytes();
+    weight_bytes = im.weight_bytes();
+    for (int64_t r = 0; r <= o.repeat; ++r) {
+      IntegerTiming t;
+      t0 = Clock::now();
+      logits = im.forward(data.ops, qx, &t);
+      const double ms = ms_since(t0);
+      if (r == 0) continue;  // warm-up
+      total.push_back(ms);
+      linear.push_back(t.linear_ms);
+      aggregate.push_back(t.aggregate_ms);
+      other.push_back(t.other_ms);
+    }
+  } else {
+    input_bytes = data.x.is_sparse()
+                      ? data.x.sparse().indices().nbytes() + data.x.sparse().indptr().nbytes() +
+                            (data.x.sparse().has_weights() ? data.x.sparse().weights().nbytes() : 0)
+                      : data.x.to_dense().nbytes();
+    for (const auto& p : model.parameters()) weight_bytes += p.nbytes();
+    for (int64_t r = 0; r <= o.repeat; ++r) {
+      const auto t0 = Clock::now();
+      logits = model.forward(data.ops, data.x);
+      const double ms = ms_since(t0);
+      if (r > 0) total.push_back(ms);
+    }
+  }
+  const at::Tensor pred = logits.argmax(1);
+  const double test_acc = accuracy(pred, data.y, data.test_mask);
+  const double val_acc = accuracy(pred, data.y, data.val_mask);
+  double agreement = -1, fake_test_acc = -1;
+  if (fake_pred.defined()) {
+    agreement = 100.0 * pred.eq(fake_pred).sum().item<double>() / pred.numel();
+    fake_test_acc = accuracy(fake_pred, data.y, data.test_mask);
+  }
+  std::cout << "checkpoint " << o.checkpoint << ": " << to_string(model.config().kind) << " on "
+            << d.name << ", precision " << o.precision
+            << (integer ? std::string(" (integer kernels: ") + int8_kernel_isa() + ")" : "")
+            << ", threads " << get_num_threads() << "\n"
+            << "val_acc " << fmt(val_acc) << "  test_acc " << fmt(test_acc);
+  if (agreement >= 0) {
+    std::cout << "  (fake-quant model: test " << fmt(fake_test_acc) << ", same prediction on "
+              << fmt(agreement, 3) << "% of nodes)";
+  }
+  std::cout << "\nlatency " << fmt(median(total), 3) << " ms (median of " << o.repeat << ")";
+  if (integer) {
+    std::cout << ": linear " << fmt(median(linear), 3) << ", aggregation "
+              << fmt(median(aggregate), 3) << ", other " << fmt(median(other), 3)
+              << " ms; input quantized once in " << fmt(quantize_ms, 1) << " ms";
+  }
+  std::cout << "\n";
+  nlohmann::json j = {{"dataset", d.name},
+                      {"model", to_string(model.config().kind)},
+                      {"checkpoint", o.checkpoint},
+                      {"precision", o.precision},
+                      {"threads", get_num_threads()},
+                      {"repeat", o.repeat},
+                      {"val_acc", val_acc},
+                      {"test_acc", test_acc},
+                      {"latency_ms_median", median(total)},
+                      {"latency_ms", total},
+                      {"input_bytes", input_bytes},
+                      {"weight_bytes", weight_bytes}};
+  if (integer) {
+    j["isa"] = int8_kernel_isa();
+    j["linear_ms_median"] = median(linear);
+    j["aggregate_ms_median"] = median(aggregate);
+    j["other_ms_median"] = median(other);
+    j["quantize_input_ms"] = quantize_ms;
+  }
+  if (agreement >= 0) {
+    j["fake_quant_test_acc"] = fake_test_acc;
+    j["agreement_pct"] = agreement;
+  }
+  write_json(o.common, j);
   return 0;
 }
 

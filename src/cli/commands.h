@@ -31,6 +31,11 @@ struct TrainOptions {
   int64_t hidden = 0;    // 0: the preset's
   double lr = 0;         // 0: the preset's
   std::string save;
+  // Quantization-aware training (quant/qat.h): "" (off), "int8" or "int4".
+  std::string qat;
+  bool degree_quant = false;
+  std::string observer = "momentum";
+  double p_min = 0.0, p_max = 0.2;
 };
 
 struct EvalOptions {
@@ -51,6 +56,8 @@ struct QuantizeOptions {
   int64_t sample = 2000;  // N_sample
   int64_t rounds = 5;     // N_iter
   bool random_search = false;
+  std::string granularity = "taq";  // search space: uniform, cwq, lwq or taq (all)
+  double max_avg_bits = 0;          // > 0: best accuracy within this memory instead
   int64_t seed = 0;
   std::string save;
   std::string csv;
@@ -64,6 +71,16 @@ struct RunOptions {
   std::string preset = "sgquant";
   int64_t seed = 0;
   QuantizeOptions quantize;
+};
+
+// Full-graph inference at a precision: the float model, or a QAT checkpoint converted to
+// an integer model (quant/int_model.h).
+struct InferOptions {
+  CommonOptions common;
+  std::string checkpoint;
+  std::string dataset;
+  std::string precision = "fp32";  // fp32, int8 or int4
+  int64_t repeat = 20;             // timed forwards after one warm-up
 };
 
 // Peak memory of full-graph inference: one child process per policy (commands_memory.cpp).
@@ -87,5 +104,6 @@ int run_quantize(const QuantizeOptions& o);
 int run_main_job(const RunOptions& o);
 int run_train(const TrainOptions& o);
 int run_eval(const EvalOptions& o);
+int run_infer(const InferOptions& o);
 
 }  // namespace qgnn::cli

@@ -54,6 +54,19 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--feature-norm", train.feature_norm, "auto, none, row or binarize")
       ->capture_default_str();
   train_cmd->add_option("--save", train.save, "write the first run's best model here");
+  train_cmd->add_option("--qat", train.qat, "quantization-aware training: int8 or int4")
+      ->check(CLI::IsMember({"int8", "int4"}));
+  train_cmd->add_flag("--degree-quant", train.degree_quant,
+                      "with --qat: Degree-Quant's protective masking by in-degree");
+  train_cmd->add_option("--observer", train.observer, "with --qat: momentum or percentile")
+      ->check(CLI::IsMember({"momentum", "percentile"}))
+      ->capture_default_str();
+  train_cmd->add_option("--dq-pmin", train.p_min, "Degree-Quant: protection probability at the lowest in-degree")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  train_cmd->add_option("--dq-pmax", train.p_max, "Degree-Quant: protection probability at the highest in-degree")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   add_common(train_cmd, train.common);
 
   qgnn::cli::EvalOptions eval;
@@ -88,6 +101,13 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     cmd->add_flag("--random-search", q.random_search, "auto: random search baseline");
+    cmd->add_option("--granularity", q.granularity,
+                    "auto: granularities the search may combine: uniform, cwq, lwq or taq (all)")
+        ->check(CLI::IsMember({"uniform", "cwq", "lwq", "taq"}))
+        ->capture_default_str();
+    cmd->add_option("--max-avg-bits", q.max_avg_bits,
+                    "auto: memory budget in average bits; picks the most accurate policy within it")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--csv", q.csv, "auto: write the measured configurations here");
     cmd->add_option("--save", q.save, "write the quantized model (weights + policy) here");
   };
@@ -134,6 +154,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   add_common(mem_cmd, mem.common);
 
+  qgnn::cli::InferOptions infer;
+  auto* infer_cmd = app.add_subcommand(
+      "infer", "full-graph inference latency and accuracy at fp32, int8 or int4 (integer kernels)");
+  infer_cmd->add_option("--checkpoint", infer.checkpoint, "checkpoint (from train; --qat for int8/int4)")
+      ->required();
+  infer_cmd->add_option("--dataset", infer.dataset, "bundled name (cora) or .npz path")->required();
+  infer_cmd->add_option("--precision", infer.precision, "fp32, int8 or int4")
+      ->check(CLI::IsMember({"fp32", "int8", "int4"}))
+      ->capture_default_str();
+  infer_cmd->add_option("--repeat", infer.repeat, "timed forwards (after one warm-up)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  add_common(infer_cmd, infer.common);
+
   qgnn::cli::GenerateOptions gen;
   auto* gen_cmd = qgnn::cli::add_generate_command(app, gen);
   add_common(gen_cmd, gen.common);
@@ -158,6 +192,7 @@ int main(int argc, char** argv) {
     if (*quant_cmd) return qgnn::cli::run_quantize(quant);
     if (*run_cmd) return qgnn::cli::run_main_job(run);
     if (*mem_cmd) return qgnn::cli::run_memory(mem);
+    if (*infer_cmd) return qgnn::cli::run_infer(infer);
     if (*gen_cmd) return qgnn::cli::run_generate(gen);
   } catch (const c10::Error& e) {
     std::cerr << "qgnn: error: " << first_line(e.what_without_backtrace()) << "\n";

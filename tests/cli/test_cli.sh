@@ -111,5 +111,23 @@ if "$QGNN" generate --nodes 300 --edges 2000 --features 8 --classes 3 --seed 5 \
    jq -e '.num_edges == 2000 and .max_in_degree > 20' "$TMP/gen.json" >/dev/null; then ok; else
   fail "generate: $(cat "$TMP/out" "$TMP/err")"; fi
 
+# QAT and integer inference: a QAT checkpoint saves, evaluates and runs as an integer
+# model that predicts like its fake-quantized self; precision mismatches are one line.
+if "$QGNN" train --dataset cora --model gcn --qat int8 --degree-quant --observer percentile \
+     --epochs 30 --save "$TMP/qat.ckpt" --json "$TMP/qat.json" --quiet >/dev/null 2>"$TMP/err" &&
+   "$QGNN" infer --checkpoint "$TMP/qat.ckpt" --dataset cora --precision int8 --repeat 2 \
+     --json "$TMP/infer.json" >/dev/null 2>>"$TMP/err" &&
+   "$QGNN" eval --checkpoint "$TMP/qat.ckpt" --dataset cora --json "$TMP/qeval.json" \
+     >/dev/null 2>>"$TMP/err" &&
+   jq -e --slurpfile t "$TMP/qat.json" '.agreement_pct >= 99.5 and
+          (.test_acc - $t[0].test_acc[0] | fabs) <= 0.2' "$TMP/infer.json" >/dev/null &&
+   jq -e --slurpfile t "$TMP/qat.json" '.test_acc == $t[0].test_acc[0]' "$TMP/qeval.json" \
+     >/dev/null; then ok; else
+  fail "qat int8 train / infer / eval: $(cat "$TMP/err")"; fi
+expect_error "infer: int4 on an int8 checkpoint" "int8" "--precision int8" -- \
+  infer --checkpoint "$TMP/qat.ckpt" --dataset cora --precision int4
+expect_error "train: degree-quant without qat" "--degree-quant" -- \
+  train --dataset cora --model gcn --degree-quant --epochs 1
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -51,6 +51,14 @@ struct SearchSpace {
 };
 QGNN_API SearchSpace search_space(const GnnModel& model, const GraphOperators& ops);
 
+// Which of SGQuant's granularities a search may combine (Fig. 7): one width for every
+// point (uniform); one width per component, embeddings vs. attention (CWQ); per layer and
+// component (CWQ+LWQ); and in-degree buckets on top (CWQ+LWQ+TAQ, the full space, which
+// also chooses the range granularity). Restricted levels keep per-row ranges.
+enum class SearchGranularity { kUniform, kComponent, kLayer, kTopology };
+// "uniform", "cwq", "lwq", "taq"; throws c10::Error naming the bad value.
+QGNN_API SearchGranularity parse_search_granularity(const std::string& s);
+
 struct SearchOptions {
   int64_t n_measure = 10;        // N_mea: configurations measured per round
   int64_t n_sample = 2000;       // N_sample: candidates scored by the cost model per round
@@ -59,6 +67,11 @@ struct SearchOptions {
   int64_t finetune_epochs = 20;  // fine-tuning of each measured configuration
   bool random_search = false;    // baseline: every round random, no cost model
   uint64_t seed = 0;
+  SearchGranularity granularity = SearchGranularity::kTopology;
+  // > 0: a memory budget instead of an accuracy budget. Only configurations of at most
+  // this many average bits are sampled, and the objective is the highest validation
+  // accuracy (ties: the larger saving); max_drop is then unused.
+  double max_avg_bits = 0;
 };
 
 // One measured configuration.
@@ -84,7 +97,9 @@ using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int6
 // P(feasible) * max(0, exact saving - best feasible saving so far), P(feasible) a
 // logistic of the predicted accuracy's margin over the floor (scale 1 point).
 // Objective: the largest saving whose measured validation accuracy is at least
-// fp32_val_acc - max_drop. Deterministic for a seed and thread count.
+// fp32_val_acc - max_drop (or, with max_avg_bits, the best validation accuracy within
+// that memory; the cost model then proposes the candidates it predicts most accurate).
+// Deterministic for a seed and thread count.
 QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,
                                   double fp32_val_acc, const OptimConfig& optim,
                                   const SearchOptions& options,
