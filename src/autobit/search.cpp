@@ -235,7 +235,9 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     // P(feasible) = sigmoid((predicted - floor) / tau). A candidate that cannot beat the
     // incumbent is worth nothing, however safe; a large saving predicted just below the
     // floor is still worth a look, since the prediction is uncertain.
-    double incumbent = 1.0;
+    // Until some configuration is feasible, the most likely feasible ones (ties: larger
+    // saving) come first.
+    double incumbent = 0.0;  // 0: nothing feasible measured yet
     for (const SearchPoint& pt : result.points) {
       if (pt.result.val_acc >= floor) {
         incumbent = std::max(incumbent, pt.result.memory.saving());
@@ -244,8 +246,13 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     std::vector<double> gain(cand.size());
     for (size_t i = 0; i < cand.size(); ++i) {
       const double p_ok = 1.0 / (1.0 + std::exp(-(pred[i] - floor) / kFeasibilityScale));
-      // With a memory budget every candidate is feasible: the most accurate predicted.
-      gain[i] = opt.max_avg_bits > 0 ? pred[i] : p_ok * std::max(0.0, saving[i] - incumbent);
+      if (opt.max_avg_bits > 0) {
+        gain[i] = pred[i];  // memory budget: every candidate fits; the most accurate
+      } else if (incumbent == 0.0) {
+        gain[i] = p_ok + 1e-6 * saving[i];
+      } else {
+        gain[i] = p_ok * std::max(0.0, saving[i] - incumbent);
+      }
     }
     std::vector<int64_t> order(cand.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
@@ -270,6 +277,17 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     if (r.val_acc < floor) continue;
     if (result.best < 0 || r.memory.saving() > result.points[result.best].result.memory.saving()) {
       result.best = static_cast<int64_t>(i);
+    }
+  }
+  result.within_budget = result.best >= 0 || opt.max_avg_bits > 0;
+  if (result.best < 0) {  // nothing within the drop budget: the most accurate measured
+    for (size_t i = 0; i < result.points.size(); ++i) {
+      const PolicyResult& r = result.points[i].result;
+      const PolicyResult* b = result.best >= 0 ? &result.points[result.best].result : nullptr;
+      if (b == nullptr || r.val_acc > b->val_acc ||
+          (r.val_acc == b->val_acc && r.memory.saving() > b->memory.saving())) {
+        result.best = static_cast<int64_t>(i);
+      }
     }
   }
   return result;

@@ -138,11 +138,14 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
     out.search = search_bits(model, fp32, data, out.fp32.val_acc, optim, so, cb);
     if (progress) std::fprintf(stderr, "\r\033[K");
     out.searched = true;
-    TORCH_CHECK(out.search.best >= 0 || o.max_avg_bits <= 0, "quantize: no ", o.granularity,
-                " configuration fits ", o.max_avg_bits, " average bits; raise --max-avg-bits");
-    TORCH_CHECK(out.search.best >= 0, "quantize: no configuration kept validation accuracy within ",
-                o.max_drop, " points of fp32 (", out.fp32.val_acc,
-                "); raise --max-drop or the search budget");
+    TORCH_CHECK(out.search.best >= 0, "quantize: no ", o.granularity, " configuration fits ",
+                o.max_avg_bits, " average bits; raise --max-avg-bits");
+    if (!out.search.within_budget) {
+      std::cout << "note: no configuration kept validation accuracy within " << o.max_drop
+                << " points of fp32 (" << fmt(out.fp32.val_acc)
+                << "); using the most accurate measured one (raise --max-drop, --rounds or "
+                   "--measure to search further)\n";
+    }
     policy = out.search.points[out.search.best].result.policy;
   } else {
     policy = BitPolicy::parse(o.policy);
@@ -414,6 +417,7 @@ int quantize_and_report(GnnModel& model, const TrainData& data, const OptimConfi
     j["search"]["granularity"] = o.granularity;
     j["search"]["max_avg_bits"] = o.max_avg_bits;
     j["search"]["random_search"] = o.random_search;
+    j["search"]["within_budget"] = q.search.within_budget;
   }
   write_json(o.common, j);
   return 0;

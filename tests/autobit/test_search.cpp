@@ -71,6 +71,26 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
   }
 }
 
+TEST(SearchBits, WithoutAFeasibleConfigurationReturnsTheMostAccurateAndSaysSo) {
+  TrainData data = small_problem();
+  torch::manual_seed(0);
+  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  p.optim.epochs = 20;
+  GnnModel model(p.model);
+  TrainResult fp32 = train_full_batch(model, data, p.optim);
+  ModelState state = capture_state(model);
+  SearchOptions o;
+  o.n_measure = 3;
+  o.n_iter = 1;
+  o.n_sample = 32;
+  o.finetune_epochs = 2;
+  o.max_drop = -101;  // floor above 100%: nothing can be feasible
+  SearchResult r = search_bits(model, state, data, fp32.best_val_acc, p.optim, o);
+  EXPECT_FALSE(r.within_budget);
+  ASSERT_GE(r.best, 0);
+  for (const auto& pt : r.points) EXPECT_LE(pt.result.val_acc, r.points[r.best].result.val_acc);
+}
+
 TEST(EvaluatePolicy, SeededFineTuningIsAPrefixOfLongerFineTuning) {
   TrainData data = small_problem();
   torch::manual_seed(2);

@@ -86,6 +86,9 @@ struct SearchResult {
   std::vector<SearchPoint> points;
   double fp32_val_acc = 0;
   int64_t best = -1;  // index in points of the largest saving within the drop budget
+  // False when no measured configuration met the drop budget; best is then the most
+  // accurate one (the caller decides whether to accept it).
+  bool within_budget = true;
   std::vector<double> cost_model_ms;  // fit + predict time per model-guided round
 };
 
@@ -95,7 +98,8 @@ using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int6
 // XGBoost cost model on all measured (features -> validation accuracy), score n_sample
 // random candidates, and measure the n_measure most promising: the largest expected gain
 // P(feasible) * max(0, exact saving - best feasible saving so far), P(feasible) a
-// logistic of the predicted accuracy's margin over the floor (scale 1 point).
+// logistic of the predicted accuracy's margin over the floor (scale 1 point); while
+// nothing measured is feasible, the largest P(feasible).
 // Objective: the largest saving whose measured validation accuracy is at least
 // fp32_val_acc - max_drop (or, with max_avg_bits, the best validation accuracy within
 // that memory; the cost model then proposes the candidates it predicts most accurate).
