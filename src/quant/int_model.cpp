@@ -33,6 +33,23 @@ struct IntegerModel::Layer {
   at::Tensor bias2;        // [out] float32
 };
 
+struct IntegerModel::RowPlan {
+  // The graph and input row scales the plan was made for, held so that is_same() can
+  // never match a later tensor that reuses their memory.
+  at::Tensor graph;      // ops.graph().indptr()
+  at::Tensor row_scale;  // x.row_scale (may be undefined)
+  std::vector<at::Tensor> lin_rows;  // [N, 2] per layer, or undefined (no row factor)
+  std::vector<at::Tensor> agg_rows;  // [N, 2] per layer (GCN, SAGE), or undefined
+  at::Tensor in_deg;                 // [N] int64
+  at::Tensor sage_deg;               // [N, 1] int32, max(in-degree, 1)
+  int gin_shift = 8;                 // GIN's 2^k self-term precision
+};
+
+struct IntegerModel::PlanCache {
+  std::mutex mu;
+  std::shared_ptr<const RowPlan> plan;
+};
+
 namespace {
 
 constexpr int kGlueShift = 8;  // bias precision of the glue requantizations: 2^-8 code
@@ -152,6 +169,7 @@ IntegerModel IntegerModel::convert(GnnModel& model, const QatHook& hook) {
               " (its attention stays fake-quantized)");
   at::NoGradGuard no_grad;
   IntegerModel m;
+  m.cache_ = std::make_shared<PlanCache>();
   m.kind_ = c.kind;
   m.bits_ = uniform_bits(hook, model);
   m.row_normalize_ = c.row_normalize_input;
@@ -237,38 +255,28 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
               " rows, graph has ", n, " nodes");
   const CsrGraph& a = ops.graph();
   TORCH_CHECK(!a.has_weights(), "IntegerModel::forward: weighted graphs are not supported");
-  // Per-row factors of the first linear: the input row normalization (rows summing to 0
-  // are all-zero, so any factor works: 1), times GCN's d_j.
-  at::Tensor in_rows;  // [N] float64 or undefined
-  if (x.row_scale.defined()) {
-    in_rows = at::where(x.row_scale > 0, x.row_scale, at::ones_like(x.row_scale)).to(at::kDouble);
-  }
-  const at::Tensor in_deg = (a.indptr().narrow(0, 1, n) - a.indptr().narrow(0, 0, n));
+  const std::shared_ptr<const RowPlan> plan = plan_for(ops, x);
   at::Tensor h = x.codes;  // current layer input: int8 codes or INT4 packed
   int64_t f = x.num_features;
   at::Tensor logits;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = *layers_[l];
-    const bool first = l == 0;
     auto t0 = Clock::now();
     LinearRequant rq;
     rq.col_multiplier = L.col1;
     rq.out = range_for(bits, false);
     at::Tensor agg;  // q_agg codes, int8 [N, out]
+    rq.row_multiplier = plan->lin_rows[l];
     if (kind_ == ModelKind::kGCN) {
-      at::Tensor rows = ops.gcn_scale().to(at::kDouble);
-      if (first && in_rows.defined()) rows = rows * in_rows;
-      rq.row_multiplier = multipliers(rows);
       const at::Tensor lin = store(linear_rq(h, L.w1, bits, rq), bits);
       t.linear_ms += ms_since(t0);
       t0 = Clock::now();
       SpmmRequant srq;
-      srq.row_multiplier = multipliers(ops.gcn_scale().to(at::kDouble) * (double(L.s_lin) / L.s_agg));
+      srq.row_multiplier = plan->agg_rows[l];
       srq.out = range_for(bits, false);
       agg = spmm_rq(ops.self_loops(), lin, L.out, bits, srq);
       t.aggregate_ms += ms_since(t0);
     } else {
-      if (first && in_rows.defined()) rq.row_multiplier = multipliers(in_rows);
       const at::Tensor lin = linear_rq(h, L.w1, bits, rq);  // int8 [N, O1]
       t.linear_ms += ms_since(t0);
       t0 = Clock::now();
@@ -279,19 +287,14 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
         t.aggregate_ms += ms_since(t0);
         t0 = Clock::now();
         // sum_j lin_l,j + deg_i lin_r,i at scale s_lin / deg_i (deg 0: the root alone).
-        const at::Tensor deg = in_deg.clamp_min(1);
-        const at::Tensor acc = s + root.to(at::kInt) * deg.to(at::kInt).unsqueeze(1);
-        const at::Tensor mult =
-            multipliers(double(L.s_lin) / (deg.to(at::kDouble) * double(L.s_agg)));
-        agg = requantize_rows(acc, 0, {}, 0, {}, mult, range_for(bits, false));
+        const at::Tensor acc = s + root.to(at::kInt) * plan->sage_deg;
+        agg = requantize_rows(acc, 0, {}, 0, {}, plan->agg_rows[l], range_for(bits, false));
         t.other_ms += ms_since(t0);
       } else {  // GIN: 2^k sum_j lin_j + round((1 + eps) 2^k) lin_i
         const at::Tensor s = spmm_s32(a, store(lin, bits), lin.size(1), bits);
         t.aggregate_ms += ms_since(t0);
         t0 = Clock::now();
-        const int64_t max_deg = in_deg.numel() ? in_deg.max().item<int64_t>() : 0;
-        int k = 8;
-        while (k > 0 && (int64_t{128} * (max_deg + 2)) << k >= (int64_t{1} << 31)) --k;
+        const int k = plan->gin_shift;
         const int32_t c = static_cast<int32_t>(std::lround((1.0 + L.eps) * (1 << k)));
         agg = requantize_rows(s, k, lin, c, {},
                               scalar_multiplier(L.s_lin / (double(1 << k) * L.s_agg)),
@@ -335,6 +338,51 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
   (void)f;
   if (timing != nullptr) *timing = t;
   return logits;
+}
+
+std::shared_ptr<const IntegerModel::RowPlan> IntegerModel::plan_for(const GraphOperators& ops,
+                                                                   const QuantizedInput& x) const {
+  const at::Tensor& graph = ops.graph().indptr();
+  std::lock_guard<std::mutex> lock(cache_->mu);
+  if (cache_->plan && cache_->plan->graph.is_same(graph) &&
+      (x.row_scale.defined() ? cache_->plan->row_scale.is_same(x.row_scale)
+                             : !cache_->plan->row_scale.defined())) {
+    return cache_->plan;
+  }
+  auto plan = std::make_shared<RowPlan>();
+  plan->graph = graph;
+  plan->row_scale = x.row_scale;
+  const int64_t n = ops.num_nodes();
+  const at::Tensor indptr = ops.graph().indptr();
+  plan->in_deg = indptr.narrow(0, 1, n) - indptr.narrow(0, 0, n);
+  // The input row normalization (rows summing to 0 are all-zero: any factor works, 1).
+  at::Tensor in_rows;
+  if (x.row_scale.defined()) {
+    in_rows = at::where(x.row_scale > 0, x.row_scale, at::ones_like(x.row_scale)).to(at::kDouble);
+  }
+  const at::Tensor dinv = kind_ == ModelKind::kGCN ? ops.gcn_scale().to(at::kDouble) : at::Tensor();
+  const at::Tensor deg = plan->in_deg.clamp_min(1);
+  plan->sage_deg = deg.to(at::kInt).unsqueeze(1);
+  const int64_t max_deg = n ? plan->in_deg.max().item<int64_t>() : 0;
+  while (plan->gin_shift > 0 &&
+         (int64_t{128} * (max_deg + 2)) << plan->gin_shift >= (int64_t{1} << 31)) {
+    --plan->gin_shift;
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = *layers_[l];
+    at::Tensor lin = l == 0 ? in_rows : at::Tensor();
+    at::Tensor agg;
+    if (kind_ == ModelKind::kGCN) {
+      lin = lin.defined() ? lin * dinv : dinv;
+      agg = multipliers(dinv * (double(L.s_lin) / L.s_agg));
+    } else if (kind_ == ModelKind::kSAGE) {
+      agg = multipliers(double(L.s_lin) / (deg.to(at::kDouble) * double(L.s_agg)));
+    }
+    plan->lin_rows.push_back(lin.defined() ? multipliers(lin) : at::Tensor());
+    plan->agg_rows.push_back(agg);
+  }
+  cache_->plan = plan;
+  return plan;
 }
 
 int64_t IntegerModel::weight_bytes() const {

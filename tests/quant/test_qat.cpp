@@ -179,7 +179,13 @@ TEST(IntegerModel, AgreesWithTheFakeQuantizedModelItWasConvertedFrom) {
       const at::Tensor fake = model.forward(data.ops, data.x);
       model.set_quant_hook(nullptr);
       const IntegerModel im = IntegerModel::convert(model, *hook);
-      const at::Tensor logits = im.forward(data.ops, im.quantize_input(data.x));
+      const QuantizedInput qx = im.quantize_input(data.x);
+      const at::Tensor logits = im.forward(data.ops, qx);
+      // Cached per-graph multipliers: a second forward, and one over a rebuilt graph.
+      EXPECT_TRUE(im.forward(data.ops, qx).equal(logits));
+      const CsrGraph& g0 = data.ops.graph();
+      GraphOperators rebuilt(CsrGraph(g0.indptr().clone(), g0.indices().clone()));
+      EXPECT_TRUE(im.forward(rebuilt, qx).equal(logits));
       const double agree = logits.argmax(1).eq(fake.argmax(1)).to(torch::kDouble).mean().item<double>();
       const std::string what = to_string(c.kind) + " " + c.precision + " on " + cpu::isa_name(isa);
       EXPECT_GE(agree, 0.995) << what;

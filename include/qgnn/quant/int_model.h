@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -65,19 +66,28 @@ class QGNN_API IntegerModel {
   // Quantizes x (dense or sparse, as the model's input) with the input point's scale.
   QuantizedInput quantize_input(const NodeFeatures& x) const;
   // Full-graph inference: logits [N, C] float32. `timing` (optional) gets the breakdown.
+  // The per-row fixed-point multipliers of a graph (degree normalizations, input row
+  // scales) are computed on the first forward over it and cached, as GraphOperators
+  // caches its normalized adjacency; later forwards over the same graph and input reuse
+  // them. Thread-safe.
   at::Tensor forward(const GraphOperators& ops, const QuantizedInput& x,
                      IntegerTiming* timing = nullptr) const;
   // Bytes of the packed integer weights.
   int64_t weight_bytes() const;
 
-  struct Layer;  // per-layer integer parameters (int_model.cpp)
+  struct Layer;     // per-layer integer parameters (int_model.cpp)
+  struct RowPlan;   // per-graph row multipliers (int_model.cpp)
 
  private:
+  std::shared_ptr<const RowPlan> plan_for(const GraphOperators& ops,
+                                          const QuantizedInput& x) const;
   ModelKind kind_ = ModelKind::kGCN;
   int bits_ = 8;
   bool row_normalize_ = false;
   float input_scale_ = 1;
   std::vector<std::shared_ptr<const Layer>> layers_;
+  struct PlanCache;
+  std::shared_ptr<PlanCache> cache_;
 };
 
 }  // namespace qgnn
