@@ -8,7 +8,7 @@ D=${1:-cora}
 SEEDS=${2:-3}
 MODELS=${MODELS:-"gcn agnn gat"}
 THREADS=${THREADS:-2}
-OUT=bench/out/fig8
+OUT=${OUT:-bench/out/fig8}
 mkdir -p "$OUT"
 echo "| dataset | model | seed | cost model: saving (val %) | random: saving (val %) |"
 echo "| --- | --- | --- | --- | --- |"
@@ -21,8 +21,10 @@ for m in $MODELS; do
         --quiet --finetune-epochs 0 "${extra[@]}" --json "$OUT/$D-$m-$s-$mode.json" \
         --csv "$OUT/$D-$m-$s-$mode.csv" >/dev/null
     done
-    a=$(jq -r '"\(.search.best_saving*100|round/100)x (\(.search.best_val_acc))"' "$OUT/$D-$m-$s-model.json")
-    b=$(jq -r '"\(.search.best_saving*100|round/100)x (\(.search.best_val_acc))"' "$OUT/$D-$m-$s-random.json")
+    cell='if .search.within_budget == false then "none within budget"
+          else "\(.search.best_saving*100|round/100)x (\(.search.best_val_acc))" end'
+    a=$(jq -r "$cell" "$OUT/$D-$m-$s-model.json")
+    b=$(jq -r "$cell" "$OUT/$D-$m-$s-random.json")
     echo "| $D | $m | $s | $a | $b |"
   done
 done

@@ -63,8 +63,24 @@ SearchGranularity parse_search_granularity(const std::string& s) {
   TORCH_CHECK(false, "granularity: expected uniform, cwq, lwq or taq, got '", s, "'");
 }
 
-SearchSpace search_space(const GnnModel& model, const GraphOperators& ops) {
+bool is_binary(const NodeFeatures& x) {
+  torch::NoGradGuard no_grad;
+  if (x.is_packed()) return false;
+  if (x.is_sparse()) {
+    const CsrGraph& g = x.sparse();
+    if (!g.has_weights() || g.num_edges() == 0) return true;
+    const at::Tensor w = g.weights();
+    return w.eq(w[0]).all().item<bool>() && w[0].item<float>() != 0.0f;
+  }
+  const at::Tensor d = x.dense();
+  const at::Tensor nz = d.masked_select(d.ne(0));
+  return nz.numel() == 0 || nz.eq(nz[0]).all().item<bool>();
+}
+
+SearchSpace search_space(const GnnModel& model, const GraphOperators& ops, const NodeFeatures* x) {
   SearchSpace s;
+  s.input_max_bits = s.bits.back();
+  if (x != nullptr && is_binary(*x)) s.input_max_bits = 1;
   for (const QuantPointInfo& p : model.quant_points(ops)) {
     if (p.attention) {
       s.attention_layers.push_back(p.layer);
@@ -124,12 +140,16 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
     c.att.assign(s.attention_layers.size(), a);
     return c;
   }
+  std::vector<int> input_bits;
+  for (int b : s.bits) {
+    if (b <= s.input_max_bits) input_bits.push_back(b);
+  }
   if (level == SearchGranularity::kLayer) {
-    for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(s.bits));
+    for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
     for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
     return c;
   }
-  for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(s.bits));
+  for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
   for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
   c.taq = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   if (c.taq) {
@@ -156,7 +176,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
                          const SearchProgress& progress) {
   TORCH_CHECK(opt.n_measure >= 1 && opt.n_iter >= 0 && opt.n_sample >= opt.n_measure,
               "search_bits: need n_measure >= 1, n_iter >= 0, n_sample >= n_measure");
-  const SearchSpace space = search_space(model, data.ops);
+  const SearchSpace space = search_space(model, data.ops, &data.x);
   std::mt19937_64 rng(opt.seed);
   SearchResult result;
   result.fp32_val_acc = fp32_val_acc;

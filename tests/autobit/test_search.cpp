@@ -91,6 +91,19 @@ TEST(SearchBits, WithoutAFeasibleConfigurationReturnsTheMostAccurateAndSaysSo) {
   for (const auto& pt : r.points) EXPECT_LE(pt.result.val_acc, r.points[r.best].result.val_acc);
 }
 
+TEST(SearchSpace, BinaryInputsAreSearchedOnlyAtTheirLosslessWidth) {
+  auto x = (torch::rand({40, 12}) < 0.3).to(torch::kFloat) * 0.25f;
+  EXPECT_TRUE(is_binary(NodeFeatures(x)));
+  EXPECT_TRUE(is_binary(NodeFeatures::from_dense(x, 1.0)));  // sparse storage
+  EXPECT_FALSE(is_binary(NodeFeatures(x + torch::rand({40, 12}) * 0.1)));
+  TrainData data = small_problem();  // continuous features
+  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  GnnModel model(p.model);
+  EXPECT_EQ(search_space(model, data.ops, &data.x).input_max_bits, 8);
+  const NodeFeatures binary(torch::ones({80, 10}));
+  EXPECT_EQ(search_space(model, data.ops, &binary).input_max_bits, 1);
+}
+
 TEST(EvaluatePolicy, SeededFineTuningIsAPrefixOfLongerFineTuning) {
   TrainData data = small_problem();
   torch::manual_seed(2);

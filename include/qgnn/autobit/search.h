@@ -48,8 +48,20 @@ struct SearchSpace {
   int64_t embedding_layers = 0;
   std::vector<int64_t> attention_layers;
   std::vector<int> bits = {1, 2, 3, 4, 5, 6, 8};
+  // Widest useful width of the input features (quantization point 0): 1 when they are
+  // binary ({0, c}: one bit per value holds them exactly, so any wider width only
+  // costs memory), else the widest of `bits`. Levels that tie every point to one
+  // width (uniform, CWQ) ignore it.
+  int input_max_bits = 8;
 };
-QGNN_API SearchSpace search_space(const GnnModel& model, const GraphOperators& ops);
+// The search space of `model`; `x` (the model's input, optional) caps the input width
+// when it is binary.
+QGNN_API SearchSpace search_space(const GnnModel& model, const GraphOperators& ops,
+                                  const NodeFeatures* x = nullptr);
+
+// True when every value of x is 0 or one common non-zero value c (then 1-bit codes with
+// any range granularity reproduce x exactly).
+QGNN_API bool is_binary(const NodeFeatures& x);
 
 // Which of SGQuant's granularities a search may combine (Fig. 7): one width for every
 // point (uniform); one width per component, embeddings vs. attention (CWQ); per layer and
