@@ -58,7 +58,9 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
     std::string line;
     int lines = 0;
     while (std::getline(csv, line)) {
-      if (lines++ > 0) EXPECT_EQ(line.back(), '"') << line;
+      if (lines++ > 0) {
+        EXPECT_EQ(line.back(), '"') << line;
+      }
     }
     EXPECT_EQ(lines, 13);
 
