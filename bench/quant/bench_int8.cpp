@@ -1,7 +1,9 @@
 // Integer kernels (qgnn/quant/int8_ops.h) against the float32 operations they replace, at 1
 // and 2 threads in one run; prints one markdown table.
 //
-//   bench_int8 [reps]                                  (default 7 timed calls per cell)
+//   bench_int8 [reps] [filter] [threads]   (default 7 timed calls per cell; filter: run only
+//                                           the groups whose name contains it, e.g. "spmm";
+//                                           threads: a comma list, default 1,2)
 //   QGNN_BENCH_DATASET=/path/amazon_computers.npz      (default: /work/shared/datasets/...)
 //   QGNN_ISA=avx2 bench_int8                           (the AVX2 paths)
 //
@@ -15,6 +17,7 @@
 //   spmm:    fp32 = qgnn::spmm (unweighted sum, our AVX-512 kernel); int8_s32 = int8_spmm_s32,
 //            int8 = int8_spmm (per-row requantization), int4 = int4_spmm (packed rows).
 //   gcn layer: linear then aggregation over A + I, D^-1/2 on both sides (bench_gcn_layer).
+//   requantize_rows: the integer model's glue; "speedup" is against the former scalar loop.
 // GB/s counts compulsory bytes: linear = x + y + W; spmm = per edge the gathered row and its
 // int64 index, per row the output row and indptr entry.
 #include <ATen/ATen.h>
@@ -30,6 +33,7 @@
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,6 +46,11 @@
 namespace {
 
 int g_reps = 7;
+std::string g_filter;
+
+bool selected(const std::string& name) {
+  return g_filter.empty() || name.find(g_filter) != std::string::npos;
+}
 
 struct Timing {
   double best = 0, median = 0;  // ms
@@ -104,7 +113,7 @@ void print_rows() {
       "| op | shape | threads | variant | best ms | median ms | speedup vs fp32 | GB/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : g_rows) {
-    std::printf("| %s | %s | %d | %s | %.2f | %.2f | %.2fx | %.1f |\n", r.op.c_str(),
+    std::printf("| %s | %s | %d | %s | %.3f | %.3f | %.2fx | %.1f |\n", r.op.c_str(),
                 r.shape.c_str(), r.threads, r.variant.c_str(), r.t.best, r.t.median,
                 r.fp32_ms / r.t.best, r.bytes / (r.t.best * 1e6));
   }
@@ -115,6 +124,7 @@ at::Tensor codes(int64_t n, int64_t f, int lo, int hi) {
 }
 
 void bench_linear(const std::string& name, int64_t n, int64_t k, int64_t o, int threads) {
+  if (!selected(name)) return;
   torch::NoGradGuard no_grad;
   at::manual_seed(0);
   const at::Tensor xq = codes(n, k, -127, 127), wq = codes(o, k, -127, 127);
@@ -144,6 +154,7 @@ void bench_linear(const std::string& name, int64_t n, int64_t k, int64_t o, int 
 }
 
 void bench_spmm(const std::string& name, const qgnn::CsrGraph& g, int64_t f, int threads) {
+  if (!selected(name)) return;
   torch::NoGradGuard no_grad;
   at::manual_seed(1);
   const int64_t r = g.num_rows(), e = g.num_edges();
@@ -178,6 +189,7 @@ void bench_spmm(const std::string& name, const qgnn::CsrGraph& g, int64_t f, int
 //         then int8_spmm over A + I with per-row multipliers (s_h d_i^-1/2 / s_y), ReLU.
 void bench_gcn_layer(const std::string& name, const qgnn::CsrGraph& a, int64_t k, int64_t o,
                      int threads) {
+  if (!selected(name)) return;
   torch::NoGradGuard no_grad;
   at::manual_seed(2);
   const qgnn::CsrGraph g = a.with_self_loops();
@@ -203,10 +215,97 @@ void bench_gcn_layer(const std::string& name, const qgnn::CsrGraph& a, int64_t k
           1.0 * n * k + 2.0 * n * o + static_cast<double>(e) * (1.0 * o + 8));
 }
 
+// The integer model's former glue: a scalar int64 loop (int8 input converted to int32 first).
+at::Tensor scalar_requantize_rows(const at::Tensor& acc, const qgnn::RowRequant& rq) {
+  const int64_t n = acc.size(0), f = acc.size(1);
+  const at::Tensor a32 = acc.scalar_type() == at::kInt ? acc.contiguous() : acc.to(at::kInt);
+  at::Tensor out = at::empty({n, f}, at::kChar);
+  const int32_t* ap = a32.data_ptr<int32_t>();
+  const int8_t* sp = rq.self_weight != 0 ? rq.self.data_ptr<int8_t>() : nullptr;
+  const int32_t* bp = rq.bias.defined() ? rq.bias.data_ptr<int32_t>() : nullptr;
+  const int32_t* mp = rq.row_multiplier.data_ptr<int32_t>();
+  const bool per_row = rq.row_multiplier.size(0) == n && n != 1;
+  int8_t* op = out.data_ptr<int8_t>();
+  const qgnn::QuantRange& r = rq.out;
+  const int32_t lo = r.relu ? std::max(r.qmin, r.zero_point) : r.qmin;
+  const int32_t hi = r.qmax, zp = r.zero_point;
+  at::parallel_for(0, n, 1024, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t m = mp[per_row ? 2 * i : 0];
+      const int s = 31 - mp[per_row ? 2 * i + 1 : 1];
+      const int64_t half = int64_t{1} << (s - 1);
+      for (int64_t k = 0; k < f; ++k) {
+        int64_t v = static_cast<int64_t>(ap[i * f + k]) << rq.pre_shift;
+        if (sp) v += static_cast<int64_t>(sp[i * f + k]) * rq.self_weight;
+        if (bp) v += bp[k];
+        const int64_t p = v * m;
+        const int64_t q = ((p + half - (p < 0 ? 1 : 0)) >> s) + zp;
+        op[i * f + k] = static_cast<int8_t>(std::clamp<int64_t>(q, lo, hi));
+      }
+    }
+  });
+  return out;
+}
+
+// requantize_rows as the integer model uses it (glue between the fused kernels):
+//   gcn glue: int8 acc << 8 + bias, per-tensor multiplier, ReLU (bias + ReLU + next scale);
+//   gin self: int32 acc << 8 + c * self (GIN's (1 + eps) term), per-tensor multiplier;
+//   per-row:  int32 acc + bias with per-row multipliers.
+// Baseline: the former scalar loop. GB/s counts acc + self + out.
+void bench_requant(const std::string& name, int64_t n, int64_t f, int threads) {
+  if (!selected(name)) return;
+  torch::NoGradGuard no_grad;
+  at::manual_seed(3);
+  const at::Tensor acc8 = codes(n, f, -127, 127);
+  const at::Tensor acc32 = at::randint(-(1 << 20), 1 << 20, {n, f}, at::kInt);
+  const at::Tensor self = codes(n, f, -127, 127);
+  const std::string shape = "N=" + std::to_string(n) + " F=" + std::to_string(f);
+  struct Case {
+    std::string variant;
+    at::Tensor acc;
+    qgnn::RowRequant rq;
+  };
+  std::vector<Case> cases(3);
+  cases[0].variant = "gcn glue (int8)";
+  cases[0].acc = acc8;
+  cases[0].rq.pre_shift = 8;
+  cases[0].rq.bias = at::randint(-3000, 3000, {f}, at::kInt);
+  cases[0].rq.row_multiplier = qgnn::fixed_point_multipliers(at::full({1}, 1.0 / 512, at::kDouble));
+  cases[0].rq.out = qgnn::QuantRange::int8(true);
+  cases[1].variant = "gin self (int32)";
+  cases[1].acc = acc32;
+  cases[1].rq.pre_shift = 8;
+  cases[1].rq.self = self;
+  cases[1].rq.self_weight = 300;
+  cases[1].rq.row_multiplier = qgnn::fixed_point_multipliers(at::full({1}, 1e-7, at::kDouble));
+  cases[2].variant = "per-row (int32)";
+  cases[2].acc = acc32;
+  cases[2].rq.bias = at::randint(-3000, 3000, {f}, at::kInt);
+  cases[2].rq.row_multiplier =
+      qgnn::fixed_point_multipliers(at::rand({n}, at::kDouble) * 1e-4 + 1e-5);
+  for (const Case& c : cases) {
+    const double bytes = static_cast<double>(n * f) * (static_cast<double>(c.acc.element_size()) +
+                                                       1.0 + (c.rq.self_weight ? 1 : 0));
+    const Timing ref = time_ms([&] { scalar_requantize_rows(c.acc, c.rq); });
+    add_row(name, shape, c.variant + ": scalar loop", threads, ref, ref, bytes);
+    add_row(name, shape, c.variant + ": requantize_rows", threads, ref,
+            time_ms([&] { qgnn::requantize_rows(c.acc, c.rq); }), bytes);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1) g_reps = std::max(1, std::atoi(argv[1]));
+  if (argc > 2) g_filter = argv[2];
+  std::vector<int> thread_counts{1, 2};
+  if (argc > 3) {
+    thread_counts.clear();
+    std::stringstream list(argv[3]);
+    for (std::string t; std::getline(list, t, ',');) {
+      thread_counts.push_back(std::max(1, std::atoi(t.c_str())));
+    }
+  }
   if (std::getenv("QGNN_BENCH_LIBC_MALLOC") == nullptr) {
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
@@ -222,12 +321,17 @@ int main(int argc, char** argv) {
   std::printf("int8 kernel path: %s; powerlaw graph: %lld nodes, %lld edges; %d reps\n\n",
               qgnn::int8_kernel_isa(), static_cast<long long>(big.num_rows()),
               static_cast<long long>(big.num_edges()), g_reps);
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     qgnn::set_num_threads(threads);
     bench_linear("linear amazon_computers", 13752, 767, 64, threads);
     bench_linear("linear 1M", 1000000, 128, 64, threads);
-    if (amazon.defined()) bench_spmm("spmm amazon_computers", amazon, 64, threads);
-    bench_spmm("spmm powerlaw 1M", big, 64, threads);
+    // F = 10 and 16: the last GCN layer aggregates C classes (per-edge cost dominates).
+    for (int64_t f : {10, 16, 64}) {
+      if (amazon.defined()) bench_spmm("spmm amazon_computers", amazon, f, threads);
+      bench_spmm("spmm powerlaw 1M", big, f, threads);
+    }
+    bench_requant("requantize_rows amazon_computers", 13752, 64, threads);
+    bench_requant("requantize_rows 1M", 1000000, 64, threads);
     if (amazon.defined()) bench_gcn_layer("gcn layer amazon_computers", amazon, 767, 64, threads);
     bench_gcn_layer("gcn layer powerlaw 1M", big, 128, 64, threads);
   }

@@ -357,6 +357,79 @@ at::Tensor int4_spmm(const CsrGraph& g, const at::Tensor& x_packed, int64_t num_
   return run_spmm("int4_spmm", g, x_packed, true, num_features, &rq);
 }
 
+at::Tensor requantize_rows(const at::Tensor& acc_in, const RowRequant& rq) {
+  const char* fn = "requantize_rows";
+  TORCH_CHECK(acc_in.defined(), fn, ": acc is undefined");
+  TORCH_CHECK(acc_in.device().is_cpu() && acc_in.dim() == 2 &&
+                  (acc_in.scalar_type() == at::kInt || acc_in.scalar_type() == at::kChar),
+              fn, ": acc must be a 2-D CPU int32 or int8 tensor, got ", acc_in.scalar_type(), " ",
+              acc_in.sizes(), " on ", acc_in.device());
+  const at::Tensor acc = acc_in.contiguous();
+  const int64_t n = acc.size(0), f = acc.size(1);
+  const bool acc8 = acc.scalar_type() == at::kChar;
+  check_range(rq.out, fn);
+  TORCH_CHECK(rq.pre_shift >= 0 && rq.pre_shift <= 31, fn, ": pre_shift must be in [0, 31], got ",
+              rq.pre_shift);
+  // A [1, 2] multiplier is read once (not expanded to N rows); any other shape is checked
+  // against N.
+  const bool per_tensor =
+      rq.row_multiplier.defined() && rq.row_multiplier.dim() == 2 && rq.row_multiplier.size(0) == 1;
+  const Multipliers row = per_tensor
+                              ? read_multipliers(rq.row_multiplier, 1, 1, fn, "row_multiplier")
+                              : read_multipliers(rq.row_multiplier, n, n, fn, "row_multiplier");
+  at::Tensor self;
+  if (rq.self_weight != 0) {
+    TORCH_CHECK(rq.self.defined(), fn, ": self_weight = ", rq.self_weight, " needs a self tensor");
+    check_matrix(rq.self, at::kChar, f, fn, "self");
+    TORCH_CHECK(rq.self.size(0) == n, fn, ": self has ", rq.self.size(0), " rows, acc has ", n);
+    self = rq.self.contiguous();
+  }
+  at::Tensor bias;
+  int64_t max_bias = 0;
+  if (rq.bias.defined()) {
+    const at::Tensor& b = rq.bias;
+    TORCH_CHECK(
+        b.device().is_cpu() && b.scalar_type() == at::kInt && b.dim() == 1 && b.size(0) == f, fn,
+        ": bias must be a CPU int32 [", f, "] tensor, got ", b.scalar_type(), " ", b.sizes());
+    bias = at::zeros({ceil_div(f, 16) * 16}, at::kInt);
+    bias.narrow(0, 0, f).copy_(b);
+    const int32_t* bp = bias.data_ptr<int32_t>();
+    for (int64_t c = 0; c < f; ++c) max_bias = std::max(max_bias, std::abs(int64_t{bp[c]}));
+  }
+  const int64_t self_bound = 128 * std::abs(int64_t{rq.self_weight});
+  TORCH_CHECK(self_bound + max_bias <= kInt32Max, fn,
+              ": 128 |self_weight| + max|bias| = ", self_bound + max_bias,
+              " must be < 2^31 (self_weight = ", rq.self_weight, ")");
+  if (acc8 && !row.m.empty()) {
+    const int64_t max_m = *std::max_element(row.m.begin(), row.m.end());
+    const int64_t max_v = (int64_t{128} << rq.pre_shift) + self_bound + max_bias;
+    TORCH_CHECK(max_m == 0 || max_v <= ((int64_t{1} << 62) - 1) / max_m, fn,
+                ": |v * m| may reach 2^62 (|v| <= ", max_v, " with pre_shift = ", rq.pre_shift,
+                ", max m = ", max_m, ")");
+  }
+  at::Tensor out = at::empty({n, f}, at::kChar);
+  if (n == 0 || f == 0) return out;
+  quant_cpu::RowRequantArgs a;
+  a.acc = acc.data_ptr();
+  a.acc8 = acc8;
+  a.f = f;
+  a.pre_shift = rq.pre_shift;
+  a.self = self.defined() ? self.data_ptr<int8_t>() : nullptr;
+  a.self_weight = rq.self_weight;
+  a.per_row = !per_tensor;
+  a.out = out.data_ptr<int8_t>();
+  a.rq.bias = bias.defined() ? bias.data_ptr<int32_t>() : nullptr;
+  a.rq.row_m = row.m.data();
+  a.rq.row_s = row.s.data();
+  a.rq.zero_point = rq.out.zero_point;
+  a.rq.lo = lower_bound(rq.out);
+  a.rq.hi = rq.out.qmax;
+  const Int8Kernels& kern = quant_cpu::int8_kernels();
+  at::parallel_for(0, n, std::max<int64_t>(1, (int64_t{1} << 15) / f),
+                   [&](int64_t b, int64_t e) { kern.requant_rows(a, b, e); });
+  return out;
+}
+
 at::Tensor pack_int4(const at::Tensor& q) {
   TORCH_CHECK(q.defined() && q.device().is_cpu() && q.dim() == 2 && q.scalar_type() == at::kChar,
               "pack_int4: q must be a 2-D CPU int8 tensor, got ",

@@ -1,9 +1,7 @@
 #include "qgnn/quant/int_model.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -75,42 +73,18 @@ at::Tensor multipliers(const at::Tensor& real) {
 
 at::Tensor scalar_multiplier(double m) { return multipliers(at::full({1}, m, at::kDouble)); }
 
-// out[n, f] = RQ((acc[n, f] << pre_shift) + self[n, f] * self_weight + bias[f]; M_n)
-// with requantize()'s rounding (round half away from zero) and range; acc int32 or int8
-// [N, F]; self int8 [N, F] or undefined; bias [F] int32 or undefined; mult [N, 2] or
-// [1, 2]. Integer glue between the fused kernels (bias, ReLU, GIN's self term).
-at::Tensor requantize_rows(const at::Tensor& acc, int pre_shift, const at::Tensor& self,
-                           int32_t self_weight, const at::Tensor& bias, const at::Tensor& mult,
-                           const QuantRange& r) {
-  const int64_t n = acc.size(0), f = acc.size(1);
-  at::Tensor a32 = acc.scalar_type() == at::kInt ? acc.contiguous() : acc.to(at::kInt);
-  at::Tensor out = at::empty({n, f}, at::kChar);
-  const int32_t* ap = a32.data_ptr<int32_t>();
-  const int8_t* sp = self.defined() ? self.data_ptr<int8_t>() : nullptr;
-  const int32_t* bp = bias.defined() ? bias.data_ptr<int32_t>() : nullptr;
-  const int32_t* mp = mult.data_ptr<int32_t>();
-  const bool per_row = mult.size(0) == n && n != 1;
-  int8_t* op = out.data_ptr<int8_t>();
-  const int32_t lo = r.relu ? std::max(r.qmin, r.zero_point) : r.qmin;
-  const int32_t hi = r.qmax, zp = r.zero_point;
-  at::parallel_for(0, n, 1024, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t m = mp[per_row ? 2 * i : 0];
-      const int s = 31 - mp[per_row ? 2 * i + 1 : 1];
-      const int64_t half = int64_t{1} << (s - 1);
-      const int32_t* arow = ap + i * f;
-      int8_t* orow = op + i * f;
-      for (int64_t k = 0; k < f; ++k) {
-        int64_t v = static_cast<int64_t>(arow[k]) << pre_shift;
-        if (sp) v += static_cast<int64_t>(sp[i * f + k]) * self_weight;
-        if (bp) v += bp[k];
-        const int64_t p = v * m;
-        const int64_t q = ((p + half - (p < 0 ? 1 : 0)) >> s) + zp;
-        orow[k] = static_cast<int8_t>(std::clamp<int64_t>(q, lo, hi));
-      }
-    }
-  });
-  return out;
+// Integer glue between the fused kernels (bias, ReLU, GIN's self term, SAGE's root term):
+// requantize_rows() of acc (int32 or int8 [N, F]) with the given terms.
+at::Tensor glue(const at::Tensor& acc, int pre_shift, const at::Tensor& self, int32_t self_weight,
+                const at::Tensor& bias, const at::Tensor& mult, const QuantRange& r) {
+  RowRequant rq;
+  rq.pre_shift = pre_shift;
+  rq.self = self;
+  rq.self_weight = self_weight;
+  rq.bias = bias;
+  rq.row_multiplier = mult;
+  rq.out = r;
+  return requantize_rows(acc, rq);
 }
 
 // Activation codes as stored between kernels: int8, or INT4 packed.
@@ -288,7 +262,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
         t0 = Clock::now();
         // sum_j lin_l,j + deg_i lin_r,i at scale s_lin / deg_i (deg 0: the root alone).
         const at::Tensor acc = s + root.to(at::kInt) * plan->sage_deg;
-        agg = requantize_rows(acc, 0, {}, 0, {}, plan->agg_rows[l], range_for(bits, false));
+        agg = glue(acc, 0, {}, 0, {}, plan->agg_rows[l], range_for(bits, false));
         t.other_ms += ms_since(t0);
       } else {  // GIN: 2^k sum_j lin_j + round((1 + eps) 2^k) lin_i
         const at::Tensor s = spmm_s32(a, store(lin, bits), lin.size(1), bits);
@@ -296,9 +270,8 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
         t0 = Clock::now();
         const int k = plan->gin_shift;
         const int32_t c = static_cast<int32_t>(std::lround((1.0 + L.eps) * (1 << k)));
-        agg = requantize_rows(s, k, lin, c, {},
-                              scalar_multiplier(L.s_lin / (double(1 << k) * L.s_agg)),
-                              range_for(bits, false));
+        agg = glue(s, k, lin, c, {}, scalar_multiplier(L.s_lin / (double(1 << k) * L.s_agg)),
+                   range_for(bits, false));
         t.other_ms += ms_since(t0);
       }
     }
@@ -306,7 +279,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
     if (kind_ == ModelKind::kGIN) {
       // hid = Q(relu(agg + b1)); then W2 with b2 folded in and the next input scale.
       const at::Tensor hid =
-          requantize_rows(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult, range_for(bits, true));
+          glue(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult, range_for(bits, true));
       t.other_ms += ms_since(t0);
       t0 = Clock::now();
       const at::Tensor hid_in = store(hid, bits);
@@ -328,8 +301,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
       logits = agg.to(at::kFloat) * L.s_agg + L.bias;
       t.other_ms += ms_since(t0);
     } else {
-      h = store(requantize_rows(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult,
-                                range_for(bits, true)),
+      h = store(glue(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult, range_for(bits, true)),
                 bits);
       t.other_ms += ms_since(t0);
     }

@@ -324,11 +324,82 @@ TEST(Int8Spmm, S32EqualsDenseReference) {
 TEST(Int8Spmm, HubAtTheExtremes) {
   const CsrGraph g = random_graph(1100, 2, 8, 0);  // hub in-degree 1099
   for (int v : {-128, 127}) {
-    const at::Tensor x = at::full({1100, 64}, v, at::kChar);
-    const at::Tensor got = expect_same_on_all_paths([&] { return int8_spmm_s32(g, x); }, "hub");
-    EXPECT_TRUE(at::equal(got.to(at::kLong), dense_sum(g, x)));
-    EXPECT_EQ(got[0][0].item<int32_t>(), v * g.indptr()[1].item<int64_t>());
+    for (int64_t f : {10, 16, 64}) {  // the narrow kernel (F <= 16) and the general one
+      const at::Tensor x = at::full({1100, f}, v, at::kChar);
+      const at::Tensor got = expect_same_on_all_paths([&] { return int8_spmm_s32(g, x); }, "hub");
+      EXPECT_TRUE(at::equal(got.to(at::kLong), dense_sum(g, x)));
+      EXPECT_EQ(got[0][0].item<int32_t>(), v * g.indptr()[1].item<int64_t>());
+    }
   }
+}
+
+// Rows of at most 16 bytes (int8 F <= 16, int4 F <= 32) take the narrow kernel: two source
+// rows per vector, four edges per step, the last 0-3 edges of a row in one step. Every width,
+// in-degrees 0..9 (every residue mod 4), a hub above the int16 flush (597 edges), and edges
+// from the last rows of x (read through a copy when 16 bytes would pass the end of x).
+TEST(Int8Spmm, NarrowRowsEveryWidth) {
+  const CsrGraph g = random_graph(600, 4.5, 14, 3);
+  const at::Tensor mult = random_multipliers(600, 0.005, 0.5, 15);
+  SpmmRequant rq8;
+  rq8.row_multiplier = mult;
+  rq8.self_weight = -3;
+  rq8.out = QuantRange{1, -127, 127, true};
+  SpmmRequant rq4;
+  rq4.row_multiplier = mult;
+  rq4.self_weight = 2;
+  rq4.out = QuantRange::int4();
+  for (int64_t f = 1; f <= 32; ++f) {
+    const std::string what = "F " + std::to_string(f);
+    const at::Tensor x = random_codes(600, std::min<int64_t>(f, 16), -128, 127, f + 20);
+    const at::Tensor q = random_codes(600, f, -8, 7, f + 40);
+    const at::Tensor p = pack_int4(q);
+    // One comparison across paths of: int8 s32 and requantized (F <= 16), int4 s32 and
+    // requantized, all widened to int32 and flattened.
+    const at::Tensor all = expect_same_on_all_paths(
+        [&] {
+          std::vector<at::Tensor> v{int4_spmm_s32(g, p, f).reshape({-1}),
+                                    int4_spmm(g, p, f, rq4).to(at::kInt).reshape({-1})};
+          if (f <= 16) {
+            v.push_back(int8_spmm_s32(g, x).reshape({-1}));
+            v.push_back(int8_spmm(g, x, rq8).to(at::kInt).reshape({-1}));
+          }
+          return at::cat(v);
+        },
+        what);
+    const int64_t numel = 600 * f;
+    EXPECT_TRUE(at::equal(all.narrow(0, 0, numel).view({600, f}).to(at::kLong), dense_sum(g, q)))
+        << what;
+    EXPECT_TRUE(
+        at::equal(all.narrow(0, numel, numel).view({600, f}), int8_spmm(g, q, rq4).to(at::kInt)))
+        << what;
+    if (f > 16) continue;
+    const at::Tensor sums = all.narrow(0, 2 * numel, numel).view({600, f}).to(at::kLong);
+    EXPECT_TRUE(at::equal(sums, dense_sum(g, x))) << what;
+    const at::Tensor got_q = all.narrow(0, 3 * numel, numel).view({600, f});
+    const at::Tensor v = sums + x.to(at::kLong) * rq8.self_weight;
+    const auto pm = mult.accessor<int32_t, 2>();
+    const auto pv = v.accessor<int64_t, 2>();
+    const auto pg = got_q.accessor<int32_t, 2>();
+    for (int64_t i = 0; i < 600; ++i) {
+      const FixedPointMultiplier m{pm[i][0], static_cast<int>(pm[i][1])};
+      for (int64_t t = 0; t < f; ++t) {
+        ASSERT_EQ(pg[i][t], requantize(static_cast<int32_t>(pv[i][t]), m, rq8.out)) << what;
+      }
+    }
+  }
+}
+
+// The narrow kernel's software-prefetch variant (x above 4 MB), against the scalar reference.
+TEST(Int8Spmm, NarrowRowsWithPrefetch) {
+  const int64_t n = 300000;  // 16-byte rows: 4.8 MB
+  const CsrGraph g = random_graph(n, 1.5, 16, 2);
+  for (int64_t f : {15, 16}) {
+    const at::Tensor x = random_codes(n, f, -128, 127, f + 60);
+    expect_same_on_all_paths([&] { return int8_spmm_s32(g, x); },
+                             "prefetch F " + std::to_string(f));
+  }
+  const at::Tensor p = pack_int4(random_codes(n, 32, -8, 7, 61));
+  expect_same_on_all_paths([&] { return int4_spmm_s32(g, p, 32); }, "prefetch int4");
 }
 
 // A rectangular CSR whose rows read the last rows of x (loads past the end of x must not
@@ -534,6 +605,224 @@ TEST(Int4, LinearEqualsInt8PathOnUnpackedValues) {
           expect_same_on_all_paths([&] { return int4_linear(p, lin, rq); }, what + " requant");
       EXPECT_TRUE(bitwise_equal(got_q, int8_linear(q, lin, rq))) << what;
     }
+  }
+}
+
+// The code requantize_rows must give for v = acc 2^k + c self + bias under multiplier m:
+// requantize() when v fits int32, else the exact product v m (< 2^62: exact in long double)
+// scaled and rounded half away from zero.
+int32_t expected_code(int64_t v, FixedPointMultiplier m, const QuantRange& r) {
+  if (v >= INT32_MIN && v <= INT32_MAX) return requantize(static_cast<int32_t>(v), m, r);
+  const long double x =
+      std::ldexp(static_cast<long double>(v) * static_cast<long double>(m.m), m.shift - 31);
+  const long double lo = r.relu ? std::max(r.qmin, r.zero_point) : r.qmin;
+  return static_cast<int32_t>(std::clamp<long double>(std::round(x) + r.zero_point, lo, r.qmax));
+}
+
+// The bytes requantize_rows must give, element by element (expected_code).
+void expect_rows_match_rule(const at::Tensor& acc, const RowRequant& rq, const at::Tensor& got,
+                            const std::string& what) {
+  ASSERT_EQ(got.scalar_type(), at::kChar);
+  ASSERT_EQ(got.sizes(), acc.sizes());
+  const at::Tensor a = acc.to(at::kLong);
+  const auto pa = a.accessor<int64_t, 2>();
+  const auto pm = rq.row_multiplier.accessor<int32_t, 2>();
+  const auto pg = got.accessor<int8_t, 2>();
+  const bool self = rq.self_weight != 0;
+  const at::Tensor s = self ? rq.self.to(at::kLong) : at::zeros({1, 1}, at::kLong);
+  const auto ps = s.accessor<int64_t, 2>();
+  const at::Tensor b = rq.bias.defined() ? rq.bias.to(at::kLong) : at::zeros({1}, at::kLong);
+  const auto pb = b.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < acc.size(0); ++i) {
+    const int64_t r = rq.row_multiplier.size(0) == 1 ? 0 : i;
+    const FixedPointMultiplier m{pm[r][0], static_cast<int>(pm[r][1])};
+    for (int64_t t = 0; t < acc.size(1); ++t) {
+      const int64_t v = pa[i][t] * (int64_t{1} << rq.pre_shift) +
+                        (self ? ps[i][t] * rq.self_weight : 0) + (rq.bias.defined() ? pb[t] : 0);
+      ASSERT_EQ(pg[i][t], expected_code(v, m, rq.out)) << what << " at " << i << ", " << t;
+    }
+  }
+}
+
+// requantize_rows of several (acc, rq) cases on every path (1 and 2 threads) against the
+// scalar reference (one comparison of all outputs concatenated), and the reference against
+// expected_code element by element.
+void check_requantize_rows(const std::vector<at::Tensor>& accs, const std::vector<RowRequant>& rqs,
+                           const std::vector<std::string>& whats, const std::string& group) {
+  const at::Tensor all = expect_same_on_all_paths(
+      [&] {
+        std::vector<at::Tensor> outs;
+        for (size_t c = 0; c < accs.size(); ++c) {
+          outs.push_back(requantize_rows(accs[c], rqs[c]).reshape({-1}));
+        }
+        return at::cat(outs);
+      },
+      group);
+  int64_t off = 0;
+  for (size_t c = 0; c < accs.size(); ++c) {
+    const int64_t numel = accs[c].numel();
+    expect_rows_match_rule(accs[c], rqs[c], all.narrow(0, off, numel).view(accs[c].sizes()),
+                           whats[c]);
+    off += numel;
+  }
+}
+
+void check_requantize_rows(const at::Tensor& acc, const RowRequant& rq, const std::string& what) {
+  check_requantize_rows({acc}, {rq}, {what}, what);
+}
+
+TEST(Int8RequantRows, MatchesRequantizeOnEveryPath) {
+  const int64_t n = 37;
+  int cases = 0;
+  for (bool acc8 : {false, true}) {
+    for (int pre_shift : {0, 8}) {
+      for (int variant = 0; variant < 8; ++variant) {
+        const bool self = (variant & 1) != 0, bias = (variant & 2) != 0;
+        const bool per_row = (variant & 4) != 0;
+        std::vector<at::Tensor> accs;
+        std::vector<RowRequant> rqs;
+        std::vector<std::string> whats;
+        const std::string group = std::string(acc8 ? "int8" : "int32") + " pre_shift " +
+                                  std::to_string(pre_shift) + " variant " + std::to_string(variant);
+        for (int64_t f : {1, 7, 16, 64, 65, 100}) {
+          const uint64_t seed = static_cast<uint64_t>(f * 100 + pre_shift * 10 + variant + acc8);
+          // |acc 2^k| <= 2^30 (int32) or 2^15 (int8); self and bias of a similar size.
+          const int64_t amax = acc8 ? 127 : (int64_t{1} << (30 - pre_shift));
+          at::manual_seed(static_cast<int64_t>(seed));
+          accs.push_back(acc8 ? random_codes(n, f, -128, 127, seed)
+                              : at::randint(-amax, amax + 1, {n, f}, at::kInt));
+          const int64_t vmax = (amax + 1) << pre_shift;
+          RowRequant rq;
+          rq.pre_shift = pre_shift;
+          if (self) {
+            rq.self = random_codes(n, f, -128, 127, seed + 1);
+            rq.self_weight = static_cast<int32_t>(-(vmax / 512) - 3);
+          }
+          if (bias) rq.bias = at::randint(-vmax / 4, vmax / 4 + 1, {f}, at::kInt);
+          // Outputs spread over about [-300, 300] before the clamp.
+          rq.row_multiplier = random_multipliers(per_row ? n : 1, 50.0 / static_cast<double>(vmax),
+                                                 300.0 / static_cast<double>(vmax), seed + 2);
+          rq.out = variant % 3 == 0   ? QuantRange::int8(true)
+                   : variant % 3 == 1 ? QuantRange::int8()
+                                      : QuantRange{-2, -7, 7, variant > 4};
+          rqs.push_back(rq);
+          whats.push_back(group + " F " + std::to_string(f));
+          ++cases;
+        }
+        check_requantize_rows(accs, rqs, whats, group);
+      }
+    }
+  }
+  EXPECT_EQ(cases, 192);
+}
+
+// Many rows: chunks split over threads (1 and 2 threads give the same bytes).
+TEST(Int8RequantRows, ManyRowsAndThreads) {
+  const int64_t n = 5000, f = 65;
+  at::manual_seed(51);
+  const at::Tensor acc = at::randint(-(1 << 22), 1 << 22, {n, f}, at::kInt);
+  RowRequant rq;
+  rq.pre_shift = 8;
+  rq.self = random_codes(n, f, -127, 127, 52);
+  rq.self_weight = 300;
+  rq.bias = at::randint(-(1 << 28), 1 << 28, {f}, at::kInt);
+  rq.row_multiplier = random_multipliers(n, 1e-8, 1e-6, 53);
+  rq.out = QuantRange::int8(true);
+  check_requantize_rows(acc, rq, "5000 rows");
+}
+
+// The int32 extremes (|v| up to 2^31 + 2^30 with m = 2^30: |v m| < 2^61), exact ties,
+// large and zero multipliers, pre_shift 31 on int8 codes.
+TEST(Int8RequantRows, ExtremeValues) {
+  const int64_t f = 33;
+  at::Tensor acc = at::empty({4, f}, at::kInt);
+  acc[0].fill_(INT32_MIN);
+  acc[1].fill_(INT32_MAX);
+  acc[2] = at::arange(-16, 17, at::kInt);  // odd values: ties under M = 1/2
+  acc[3] = at::arange(-16, 17, at::kInt) * 1000;
+  const at::Tensor self = at::full({4, f}, -128, at::kChar);
+  const at::Tensor bias = at::full({f}, -(1 << 30), at::kInt);
+  const int32_t half = int32_t{1} << 30;  // m of 2^-k multipliers
+  for (int32_t shift : {0, -20, -31}) {
+    for (bool with_terms : {false, true}) {
+      RowRequant rq;
+      rq.row_multiplier = at::tensor({half, shift}, at::kInt).view({1, 2});
+      rq.out = QuantRange{0, -128, 127, false};
+      if (with_terms) {
+        rq.self = self;
+        rq.self_weight = 1 << 20;
+        rq.bias = bias;
+      }
+      check_requantize_rows(acc, rq, "extreme shift " + std::to_string(shift));
+    }
+  }
+  {
+    RowRequant rq;  // per row: the zero multiplier, M = 2^16 - eps, M = 1/2, a small raw m
+    rq.row_multiplier =
+        at::tensor({0, -31, INT32_MAX, 16, half, 0, 12345, -5}, at::kInt).view({4, 2});
+    check_requantize_rows(at::clamp(acc, -70000, 70000), rq, "extreme per-row");
+  }
+  for (int v : {-128, 127}) {
+    RowRequant rq;
+    rq.pre_shift = 31;
+    rq.row_multiplier = at::tensor({1 << 20, -20}, at::kInt).view({1, 2});
+    rq.out = QuantRange::int4(true);
+    check_requantize_rows(at::full({3, 17}, v, at::kChar), rq, "int8 << 31");
+    rq.pre_shift = 0;
+    rq.self = at::full({3, 17}, v, at::kChar);
+    rq.self_weight = -(1 << 23);
+    check_requantize_rows(at::full({3, 17}, v, at::kChar), rq, "int8 self");
+  }
+}
+
+TEST(Int8RequantRows, RejectsBadInput) {
+  const at::Tensor acc = at::zeros({4, 3}, at::kInt);
+  RowRequant rq;
+  EXPECT_THROW(requantize_rows(acc, rq), c10::Error);  // no multiplier
+  rq.row_multiplier = at::tensor({int32_t{1} << 30, 1}, at::kInt).view({1, 2});
+  EXPECT_NO_THROW(requantize_rows(acc, rq));
+  EXPECT_TRUE(
+      at::equal(requantize_rows(at::zeros({0, 3}, at::kInt), rq), at::zeros({0, 3}, at::kChar)));
+  EXPECT_THROW(requantize_rows(acc.to(at::kFloat), rq), c10::Error);
+  EXPECT_THROW(requantize_rows(acc.view({12}), rq), c10::Error);
+  EXPECT_THROW(requantize_rows(at::Tensor(), rq), c10::Error);
+  RowRequant bad = rq;
+  bad.row_multiplier = rq.row_multiplier.repeat({3, 1});  // 3 rows for 4
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad = rq;
+  bad.pre_shift = 32;
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad.pre_shift = -1;
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad = rq;
+  bad.bias = at::zeros({4}, at::kInt);
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad.bias = at::zeros({3}, at::kLong);
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad = rq;
+  bad.self_weight = 2;  // no self
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad.self = at::zeros({4, 4}, at::kChar);
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad.self = at::zeros({3, 3}, at::kChar);
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad.self = at::zeros({4, 3}, at::kChar);
+  EXPECT_NO_THROW(requantize_rows(acc, bad));
+  bad.self_weight = 1 << 24;  // 128 |c| = 2^31
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  bad = rq;
+  bad.out = QuantRange{5, -7, 7, false};
+  bad.out.qmax = 4;
+  EXPECT_THROW(requantize_rows(acc, bad), c10::Error);
+  // int8 acc: (128 2^31) m >= 2^62 for m = 2^30.
+  bad = rq;
+  bad.pre_shift = 31;
+  try {
+    requantize_rows(at::zeros({4, 3}, at::kChar), bad);
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("pre_shift = 31"), std::string::npos)
+        << e.what_without_backtrace();
   }
 }
 

@@ -145,7 +145,9 @@ QGNN_API at::Tensor int4_linear(const at::Tensor& x_packed, const Int8Linear& w,
 //   x_q: [C, F] int8, CPU. returns [R, F] int32; rows without edges are 0.
 // Kernel: rows gathered into int16 accumulators flushed to int32 every 256 edges (exact for
 // every int8 value), the rows of the next 96 edges prefetched when x exceeds 4 MB,
-// edge-balanced row chunks per thread.
+// edge-balanced row chunks per thread. Rows of at most 16 bytes (F <= 16; INT4 F <= 32 on
+// AVX-512) take a narrow kernel: one 16-byte load per source row, two rows per AVX-512
+// vector, four edges per step.
 // Throws c10::Error naming the bad argument.
 QGNN_API at::Tensor int8_spmm_s32(const CsrGraph& g, const at::Tensor& x_q);
 
@@ -174,6 +176,40 @@ QGNN_API at::Tensor int4_spmm_s32(const CsrGraph& g, const at::Tensor& x_packed,
                                   int64_t num_features);
 QGNN_API at::Tensor int4_spmm(const CsrGraph& g, const at::Tensor& x_packed, int64_t num_features,
                               const SpmmRequant& rq);
+
+// Requantization of integer rows with a shift, a self term and a bias: the glue between the
+// fused kernels (bias + ReLU + rescale to the next layer's codes, GIN's (1 + eps) self term,
+// SAGE's combined neighbour and root terms).
+//   pre_shift:      left shift k of acc (a 2^k fixed-point precision of the terms added),
+//                   0 <= k <= 31.
+//   self:           [N, F] int8 codes; self_weight: the integer c of c * self (0 = no self
+//                   term: self is not read).
+//   bias:           [F] int32, optional (per column, in units of the shifted accumulator).
+//   row_multiplier: [N, 2] (per row) or [1, 2] (per tensor) int32 rows (m, shift); required.
+//   out:            output code range (int8 or int4 codes, optional ReLU).
+struct QGNN_API RowRequant {
+  int pre_shift = 0;
+  at::Tensor self;
+  int32_t self_weight = 0;
+  at::Tensor bias;
+  at::Tensor row_multiplier;
+  QuantRange out;
+};
+
+// out[n, f] = clamp(round(v[n, f] * M_n) + zero_point, lo, hi),
+//   v[n, f] = acc[n, f] * 2^pre_shift + self_weight * self[n, f] + bias[f]   (exact, int64),
+// with M_n the multiplier of row n (or the single one) and the rounding of requantize()
+// (round half away from zero of the 64-bit product v * m).
+//   acc:     [N, F] int32 or int8, CPU (int8 is read as is, without a conversion pass).
+//   returns: [N, F] int8 codes in [lo, hi].
+// The SIMD paths give the scalar reference's bytes for any thread count (parallel over rows).
+// REQUIRES: |v * m| < 2^62 for every element (implied by |v| <= 2^31). Checked: shapes and
+//   dtypes, the multipliers and range, 0 <= pre_shift <= 31, self given when self_weight != 0,
+//   128 |self_weight| + max|bias| < 2^31, and for int8 acc the whole bound
+//   (128 * 2^pre_shift + 128 |self_weight| + max|bias|) * max m < 2^62; for int32 acc the
+//   bound on acc * 2^pre_shift is the caller's (e.g. 128 * max in-degree * 2^pre_shift).
+// Throws c10::Error naming the bad argument and its value.
+QGNN_API at::Tensor requantize_rows(const at::Tensor& acc, const RowRequant& rq);
 
 // Packs INT4 codes two per byte (nibble order above).
 //   q: [N, F] int8 with values in [-8, 7] (symmetric INT4 uses [-7, 7]); F >= 1.

@@ -130,7 +130,25 @@ void unpack_int4_row(const uint8_t* p, int64_t n, int8_t* out) {
   for (int64_t t = 0; t < n; ++t) out[t] = nibble(p, t);
 }
 
-constexpr Int8Kernels kKernels{&linear_rows, &spmm_rows, &pack_int4_row, &unpack_int4_row};
+void requant_rows(const RowRequantArgs& a, int64_t rb, int64_t re) {
+  const int64_t scale = int64_t{1} << a.pre_shift;
+  for (int64_t i = rb; i < re; ++i) {
+    const int64_t k = a.per_row ? i : 0;
+    for (int64_t t = 0; t < a.f; ++t) {
+      const int64_t at = i * a.f + t;
+      int64_t v = (a.acc8 ? int64_t{static_cast<const int8_t*>(a.acc)[at]}
+                          : int64_t{static_cast<const int32_t*>(a.acc)[at]}) *
+                  scale;
+      if (a.self != nullptr) v += int64_t{a.self[at]} * a.self_weight;
+      if (a.rq.bias != nullptr) v += a.rq.bias[t];
+      a.out[at] = static_cast<int8_t>(
+          requant_ref64(v, a.rq.row_m[k], a.rq.row_s[k], a.rq.zero_point, a.rq.lo, a.rq.hi));
+    }
+  }
+}
+
+constexpr Int8Kernels kKernels{&linear_rows, &spmm_rows, &pack_int4_row, &unpack_int4_row,
+                               &requant_rows};
 
 }  // namespace reference
 

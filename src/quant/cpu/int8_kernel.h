@@ -72,6 +72,20 @@ struct SpmmArgs {
   RequantView rq;              // row_m / row_s used
 };
 
+// requantize_rows (int8_ops.h): out[n, f] = requant((acc[n, f] << pre_shift) +
+// self_weight * self[n, f] + bias[f]) with the multiplier of row n (per_row) or row 0.
+struct RowRequantArgs {
+  const void* acc = nullptr;  // [N, F] int32, or int8 when acc8
+  bool acc8 = false;
+  int64_t f = 0;
+  int pre_shift = 0;             // 0..31
+  const int8_t* self = nullptr;  // [N, F], or nullptr
+  int32_t self_weight = 0;
+  bool per_row = false;   // rq.row_m / row_s have N entries (else 1)
+  int8_t* out = nullptr;  // [N, F]
+  RequantView rq;         // row_m / row_s, bias ([ceil(F / 16) * 16], zero padded)
+};
+
 // Row kernels of one path; process output rows [rb, re).
 struct Int8Kernels {
   void (*linear_rows)(const LinearArgs& a, int64_t rb, int64_t re);
@@ -79,17 +93,23 @@ struct Int8Kernels {
   // int4 <-> int8 rows: n values; pack returns false when a value is outside [-8, 7].
   bool (*pack_int4_row)(const int8_t* q, int64_t n, uint8_t* out);
   void (*unpack_int4_row)(const uint8_t* p, int64_t n, int8_t* out);
+  void (*requant_rows)(const RowRequantArgs& a, int64_t rb, int64_t re);
 };
 
 // The kernels of the active path (re-read on every call: tests switch paths).
 const Int8Kernels& int8_kernels();
 
-// Scalar requantization with (m, s): the reference rule of int8_ops.h.
-inline int32_t requant_ref(int32_t acc, int32_t m, int s, int32_t zp, int32_t lo, int32_t hi) {
-  const int64_t p = static_cast<int64_t>(acc) * m;
-  const int64_t v = (p + (int64_t{1} << (s - 1)) - (p < 0 ? 1 : 0)) >> s;
-  const int64_t q = v + zp;
+// Scalar requantization with (m, s): the reference rule of int8_ops.h, for a 64-bit value
+// v with |v * m| < 2^62.
+inline int32_t requant_ref64(int64_t v, int32_t m, int s, int32_t zp, int32_t lo, int32_t hi) {
+  const int64_t p = v * m;
+  const int64_t r = (p + (int64_t{1} << (s - 1)) - (p < 0 ? 1 : 0)) >> s;
+  const int64_t q = r + zp;
   return static_cast<int32_t>(q < lo ? lo : (q > hi ? hi : q));
+}
+
+inline int32_t requant_ref(int32_t acc, int32_t m, int s, int32_t zp, int32_t lo, int32_t hi) {
+  return requant_ref64(acc, m, s, zp, lo, hi);
 }
 
 // Combined multiplier of (m_a, s_a) and (m_b, s_b) in (m, s) form (FixedPointMultiplier::
