@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/io/text_file.h"
 #include "qgnn/nn/models.h"
@@ -39,29 +40,6 @@ double ms_since(Clock::time_point t) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
-}
-
-// Best-of-N triad bandwidth in GB/s (10^9 bytes), counting 3 arrays x 4 bytes per element
-// (STREAM's convention: no write-allocate traffic).
-double triad_gbs(int64_t n, int reps) {
-  std::vector<float> a(n), b(n, 1.0f), c(n, 2.0f);
-  const float s = 3.0f;
-  at::parallel_for(0, n, 1 << 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) a[i] = 0.0f;
-  });
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t = Clock::now();
-    float* __restrict pa = a.data();
-    const float* __restrict pb = b.data();
-    const float* __restrict pc = c.data();
-    at::parallel_for(0, n, 1 << 16, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) pa[i] = pb[i] + s * pc[i];
-    });
-    best = std::min(best, ms_since(t));
-  }
-  if (a[n / 2] != 7.0f) std::fprintf(stderr, "triad: wrong result\n");
-  return 3.0 * 4.0 * static_cast<double>(n) / (best * 1e6);
 }
 
 struct SpmmPoint {
@@ -144,7 +122,7 @@ int main(int argc, char** argv) {
               << "| --- | --- |\n";
     for (int t : thread_counts) {
       qgnn::set_num_threads(t);
-      triad[t] = triad_gbs(int64_t{32} << 20, 10);
+      triad[t] = qgnn::bench::triad_gbs(int64_t{32} << 20, 10);
       std::cout << "| " << t << " | " << triad[t] << " |\n";
       report["triad_gbs"][std::to_string(t)] = triad[t];
     }

@@ -41,6 +41,7 @@
 #include "qgnn/io/dataset.h"
 #include "qgnn/ops/spmm.h"
 #include "qgnn/quant/int8_ops.h"
+#include "../bench_util.h"
 #include "qgnn/util/threads.h"
 
 namespace {
@@ -321,6 +322,13 @@ int main(int argc, char** argv) {
   std::printf("int8 kernel path: %s; powerlaw graph: %lld nodes, %lld edges; %d reps\n\n",
               qgnn::int8_kernel_isa(), static_cast<long long>(big.num_rows()),
               static_cast<long long>(big.num_edges()), g_reps);
+  // Memory bandwidth of the same run, to read the GB/s columns against.
+  std::printf("| threads | triad GB/s (3 x 128 MiB) |\n| --- | --- |\n");
+  for (int threads : thread_counts) {
+    qgnn::set_num_threads(threads);
+    std::printf("| %d | %.1f |\n", threads, qgnn::bench::triad_gbs(int64_t{32} << 20, 10));
+  }
+  std::printf("\n");
   for (int threads : thread_counts) {
     qgnn::set_num_threads(threads);
     bench_linear("linear amazon_computers", 13752, 767, 64, threads);
