@@ -16,6 +16,7 @@
 #include <sstream>
 #include <vector>
 
+#include "io/random_internal.h"
 #include "qgnn/io/npz.h"
 #include "qgnn_build_config.h"
 
@@ -107,17 +108,7 @@ std::string file_stem(const std::string& path) {
   return stem;
 }
 
-// Uniform integer in [0, n) from mt19937_64 by rejection; unlike
-// std::uniform_int_distribution, the result is the same on every standard library.
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit =
-      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
-  uint64_t v;
-  do {
-    v = rng();
-  } while (v >= limit);
-  return v % n;
-}
+using detail::uniform_below;
 
 template <typename T>
 int64_t first_non_finite(const at::Tensor& x) {

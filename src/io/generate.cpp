@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "io/random_internal.h"
 #include "qgnn/io/npz.h"
 
 namespace qgnn {
@@ -48,16 +49,7 @@ struct SplitMix64 {
 // Uniform double in [0, 1) from the top 53 bits.
 inline double unit(uint64_t x) { return static_cast<double>(x >> 11) * 0x1.0p-53; }
 
-// Uniform integer in [0, n) from mt19937_64 by rejection (same result on every library).
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit =
-      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
-  uint64_t v;
-  do {
-    v = rng();
-  } while (v >= limit);
-  return v % n;
-}
+using detail::uniform_below;
 
 std::vector<int64_t> random_permutation(int64_t n, std::mt19937_64& rng) {
   std::vector<int64_t> p(static_cast<size_t>(n));
