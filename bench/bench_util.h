@@ -6,6 +6,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <thread>
 #include <vector>
 
 namespace qgnn::bench {
@@ -33,6 +37,26 @@ inline double triad_gbs(int64_t n, int reps) {
   }
   if (a[n / 2] != 7.0f) std::fprintf(stderr, "triad: wrong result\n");
   return 3.0 * 4.0 * static_cast<double>(n) / (best * 1e6);
+}
+
+// Intra-op threads from QGNN_BENCH_THREADS, else one per hardware thread.
+inline void set_threads_from_env() {
+  const char* threads = std::getenv("QGNN_BENCH_THREADS");
+  at::set_num_threads(threads ? std::atoi(threads)
+                              : static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+// The dataset paths of QGNN_BENCH_DATASET (comma-separated; empty entries skipped).
+inline std::vector<std::string> dataset_paths_from_env() {
+  std::vector<std::string> paths;
+  if (const char* env = std::getenv("QGNN_BENCH_DATASET")) {
+    std::stringstream ss(env);
+    std::string path;
+    while (std::getline(ss, path, ',')) {
+      if (!path.empty()) paths.push_back(path);
+    }
+  }
+  return paths;
 }
 
 }  // namespace qgnn::bench

@@ -27,6 +27,7 @@
 #include <vector>
 
 // Internal header (run-time ISA switch); bench_ops has no src/ include directory.
+#include "../bench_util.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/io/dataset.h"
@@ -40,26 +41,6 @@ namespace {
 double g_stream_bytes_per_s = 0;  // best STREAM triad rate, bytes / s
 
 // STREAM triad a = b + s * c over 3 x 64 MiB arrays, parallel like the kernels; best of 8.
-double measure_stream_triad() {
-  const int64_t n = int64_t{1} << 24;
-  std::vector<float> a(n), b(n, 1.0f), c(n, 2.0f);
-  const float s = 3.0f;
-  double best = 0;
-  for (int rep = 0; rep < 8; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    at::parallel_for(0, n, 1 << 16, [&](int64_t lo, int64_t hi) {
-      float* __restrict pa = a.data();
-      const float* __restrict pb = b.data();
-      const float* __restrict pc = c.data();
-      for (int64_t i = lo; i < hi; ++i) pa[i] = pb[i] + s * pc[i];
-    });
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 3.0 * 4.0 * static_cast<double>(n) / sec);
-  }
-  benchmark::DoNotOptimize(a.data());
-  return best;
-}
-
 // Power-law-ish directed graph: in-degrees Pareto(alpha = 2, mean avg_deg) capped at
 // 4096; sources drawn with density ~ 1 / sqrt(rank) (hot nodes) under a random relabeling,
 // rows unsorted.
@@ -240,19 +221,12 @@ int main(int argc, char** argv) {
   }
   benchmark::AddCustomContext("malloc", keep_heap ? "mmap/trim threshold 1 GiB" : "libc default");
   // Threads: QGNN_BENCH_THREADS, else one per hardware thread (REFERENCE.md uses 2).
-  const char* threads = std::getenv("QGNN_BENCH_THREADS");
-  at::set_num_threads(threads ? std::atoi(threads)
-                              : static_cast<int>(std::thread::hardware_concurrency()));
-  g_stream_bytes_per_s = measure_stream_triad();
+  qgnn::bench::set_threads_from_env();
+  g_stream_bytes_per_s = qgnn::bench::triad_gbs(int64_t{1} << 24, 8) * 1e9;
   g_graphs.push_back(make_bench_graph("powerlaw_n131072_d16", power_law_graph(131072, 16, 1)));
-  if (const char* env = std::getenv("QGNN_BENCH_DATASET")) {
-    std::stringstream ss(env);
-    std::string path;
-    while (std::getline(ss, path, ',')) {
-      if (path.empty()) continue;
-      const qgnn::Dataset d = qgnn::read_dataset(path);
-      g_graphs.push_back(make_bench_graph(d.name, d.graph));
-    }
+  for (const std::string& path : qgnn::bench::dataset_paths_from_env()) {
+    const qgnn::Dataset d = qgnn::read_dataset(path);
+    g_graphs.push_back(make_bench_graph(d.name, d.graph));
   }
   benchmark::AddCustomContext("threads", std::to_string(at::get_num_threads()));
   benchmark::AddCustomContext("isa", qgnn::cpu::isa_name(qgnn::cpu::active_isa()));

@@ -37,11 +37,11 @@
 #include <string>
 #include <vector>
 
+#include "../bench_util.h"
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/ops/spmm.h"
 #include "qgnn/quant/int8_ops.h"
-#include "../bench_util.h"
 #include "qgnn/util/threads.h"
 
 namespace {

@@ -28,6 +28,7 @@
 
 // Internal headers (run-time ISA switch, packed_linear's GEMM switch); bench_quant has no
 // src/ include directory.
+#include "../bench_util.h"
 #include "ops/cpu/kernels.h"
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/io/dataset.h"
@@ -211,20 +212,12 @@ void register_all() {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  const char* threads = std::getenv("QGNN_BENCH_THREADS");
-  at::set_num_threads(threads ? std::atoi(threads)
-                              : static_cast<int>(std::thread::hardware_concurrency()));
+  qgnn::bench::set_threads_from_env();
   g_graphs.push_back(std::make_shared<BenchGraph>(
       BenchGraph{"random_n13752_d36", random_graph(kNodes, kAvgDeg, 1)}));
-  if (const char* env = std::getenv("QGNN_BENCH_DATASET")) {
-    std::stringstream ss(env);
-    std::string path;
-    while (std::getline(ss, path, ',')) {
-      if (path.empty()) continue;
-      const qgnn::Dataset d = qgnn::read_dataset(path);
-      g_graphs.push_back(
-          std::make_shared<BenchGraph>(BenchGraph{d.name, d.graph.gcn_normalized()}));
-    }
+  for (const std::string& path : qgnn::bench::dataset_paths_from_env()) {
+    const qgnn::Dataset d = qgnn::read_dataset(path);
+    g_graphs.push_back(std::make_shared<BenchGraph>(BenchGraph{d.name, d.graph.gcn_normalized()}));
   }
   benchmark::AddCustomContext("threads", std::to_string(at::get_num_threads()));
   benchmark::AddCustomContext("isa", qgnn::cpu::isa_name(qgnn::cpu::active_isa()));
