@@ -145,11 +145,13 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
     if (b <= s.input_max_bits) input_bits.push_back(b);
   }
   if (level == SearchGranularity::kLayer) {
-    for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
+    for (int64_t l = 0; l < s.embedding_layers; ++l)
+      c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
     for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
     return c;
   }
-  for (int64_t l = 0; l < s.embedding_layers; ++l) c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
+  for (int64_t l = 0; l < s.embedding_layers; ++l)
+    c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
   for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
   c.taq = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   if (c.taq) {

@@ -158,8 +158,8 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
   const int64_t epochs = o.finetune_epochs >= 0 ? o.finetune_epochs
                          : o.policy == "auto"   ? o.search_finetune_epochs
                                                 : 100;
-  out.chosen = evaluate_policy(model, fp32, data, policy, epochs, optim,
-                               static_cast<uint64_t>(o.seed));
+  out.chosen =
+      evaluate_policy(model, fp32, data, policy, epochs, optim, static_cast<uint64_t>(o.seed));
   out.packed = evaluate_packed(model, data, policy);
   return out;
 }

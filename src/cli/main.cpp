@@ -61,10 +61,14 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--observer", train.observer, "with --qat: momentum or percentile")
       ->check(CLI::IsMember({"momentum", "percentile"}))
       ->capture_default_str();
-  train_cmd->add_option("--dq-pmin", train.p_min, "Degree-Quant: protection probability at the lowest in-degree")
+  train_cmd
+      ->add_option("--dq-pmin", train.p_min,
+                   "Degree-Quant: protection probability at the lowest in-degree")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  train_cmd->add_option("--dq-pmax", train.p_max, "Degree-Quant: protection probability at the highest in-degree")
+  train_cmd
+      ->add_option("--dq-pmax", train.p_max,
+                   "Degree-Quant: protection probability at the highest in-degree")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   add_common(train_cmd, train.common);
@@ -157,7 +161,8 @@ int main(int argc, char** argv) {
   qgnn::cli::InferOptions infer;
   auto* infer_cmd = app.add_subcommand(
       "infer", "full-graph inference latency and accuracy at fp32, int8 or int4 (integer kernels)");
-  infer_cmd->add_option("--checkpoint", infer.checkpoint, "checkpoint (from train; --qat for int8/int4)")
+  infer_cmd
+      ->add_option("--checkpoint", infer.checkpoint, "checkpoint (from train; --qat for int8/int4)")
       ->required();
   infer_cmd->add_option("--dataset", infer.dataset, "bundled name (cora) or .npz path")->required();
   infer_cmd->add_option("--precision", infer.precision, "fp32, int8 or int4")

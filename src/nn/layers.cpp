@@ -36,14 +36,14 @@ const at::Tensor& GraphOperators::gcn_scale() const {
   std::call_once(lazy_->scale_once, [&] {
     at::NoGradGuard no_grad;
     const CsrGraph& a = self_loops();
-    at::Tensor deg = a.has_weights()
-                         ? torch::zeros({a.num_rows()}).index_add_(0, a.row_ids(), a.weights())
-                         : (a.indptr().narrow(0, 1, a.num_rows()) -
-                            a.indptr().narrow(0, 0, a.num_rows()))
-                               .to(torch::kFloat);
-    lazy_->gcn_scale =
-        torch::where(deg > 0, deg.to(torch::kDouble).rsqrt(), torch::zeros_like(deg, torch::kDouble))
-            .to(torch::kFloat);
+    at::Tensor deg =
+        a.has_weights()
+            ? torch::zeros({a.num_rows()}).index_add_(0, a.row_ids(), a.weights())
+            : (a.indptr().narrow(0, 1, a.num_rows()) - a.indptr().narrow(0, 0, a.num_rows()))
+                  .to(torch::kFloat);
+    lazy_->gcn_scale = torch::where(deg > 0, deg.to(torch::kDouble).rsqrt(),
+                                    torch::zeros_like(deg, torch::kDouble))
+                           .to(torch::kFloat);
   });
   return lazy_->gcn_scale;
 }
@@ -163,10 +163,12 @@ SAGEConvImpl::SAGEConvImpl(int64_t in_channels, int64_t out_channels, bool use_b
 torch::Tensor SAGEConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
   const int64_t out_channels = weight_root.size(0);
   // One pass over X for both transforms: X [W_l; W_r]^T, then aggregate the W_l half.
-  auto h = site_.activation(
-      QuantRole::kLinear, x.linear(site_.weight(0, torch::cat({weight_neighbors, weight_root}, 0))));
+  auto h =
+      site_.activation(QuantRole::kLinear,
+                       x.linear(site_.weight(0, torch::cat({weight_neighbors, weight_root}, 0))));
   auto neighbors = spmm(ops.mean(), h.narrow(1, 0, out_channels).contiguous());
-  auto out = site_.activation(QuantRole::kAggregate, neighbors + h.narrow(1, out_channels, out_channels));
+  auto out =
+      site_.activation(QuantRole::kAggregate, neighbors + h.narrow(1, out_channels, out_channels));
   return bias.defined() ? out + bias : out;
 }
 

@@ -12,31 +12,31 @@ namespace qgnn {
 
 struct IntegerModel::Layer {
   bool last = false;
-  int64_t out = 0;         // output channels of the layer
-  float s_in = 1;          // input codes' scale
+  int64_t out = 0;  // output channels of the layer
+  float s_in = 1;   // input codes' scale
   float s_lin = 1, s_agg = 1, s_hid = 1;
-  float s_next = 1;        // next layer's input scale (unused for the last layer)
-  Int8Linear w1;           // GCN W, SAGE [W_l; W_r], GIN W1
-  at::Tensor col1;         // [O1, 2] fixed-point s_in s_w[o] / s_lin
-  at::Tensor bias_glue;    // [out] int32: 2^8 b / s_agg (GCN, SAGE; GIN: b1)
-  at::Tensor glue_mult;    // [1, 2]: s_agg / (2^8 s_next) (GIN: s_agg / (2^8 s_hid))
-  at::Tensor bias;         // [out] float32 (last layer's logits), or undefined
-  at::Tensor s_w1;         // [O1] float32
+  float s_next = 1;      // next layer's input scale (unused for the last layer)
+  Int8Linear w1;         // GCN W, SAGE [W_l; W_r], GIN W1
+  at::Tensor col1;       // [O1, 2] fixed-point s_in s_w[o] / s_lin
+  at::Tensor bias_glue;  // [out] int32: 2^8 b / s_agg (GCN, SAGE; GIN: b1)
+  at::Tensor glue_mult;  // [1, 2]: s_agg / (2^8 s_next) (GIN: s_agg / (2^8 s_hid))
+  at::Tensor bias;       // [out] float32 (last layer's logits), or undefined
+  at::Tensor s_w1;       // [O1] float32
   // GIN
   float eps = 0;
   Int8Linear w2;
-  at::Tensor s_w2;         // [out] float32
-  at::Tensor col2;         // [out, 2]: s_hid s_w2[o] / s_next
-  at::Tensor bias2_acc;    // [out] int32: b2 / (s_hid s_w2[o])
-  at::Tensor bias2;        // [out] float32
-  int w2_code_scale = 1;   // W2's stored codes are the weight codes times this
+  at::Tensor s_w2;        // [out] float32
+  at::Tensor col2;        // [out, 2]: s_hid s_w2[o] / s_next
+  at::Tensor bias2_acc;   // [out] int32: b2 / (s_hid s_w2[o])
+  at::Tensor bias2;       // [out] float32
+  int w2_code_scale = 1;  // W2's stored codes are the weight codes times this
 };
 
 struct IntegerModel::RowPlan {
   // The graph and input row scales the plan was made for, held so that is_same() can
   // never match a later tensor that reuses their memory.
-  at::Tensor graph;      // ops.graph().indptr()
-  at::Tensor row_scale;  // x.row_scale (may be undefined)
+  at::Tensor graph;                  // ops.graph().indptr()
+  at::Tensor row_scale;              // x.row_scale (may be undefined)
   std::vector<at::Tensor> lin_rows;  // [N, 2] per layer, or undefined (no row factor)
   std::vector<at::Tensor> agg_rows;  // [N, 2] per layer (GCN, SAGE), or undefined
   at::Tensor in_deg;                 // [N] int64
@@ -92,9 +92,7 @@ at::Tensor glue(const at::Tensor& acc, int pre_shift, const at::Tensor& self, in
 }
 
 // Activation codes as stored between kernels: int8, or INT4 packed.
-at::Tensor store(const at::Tensor& codes, int bits) {
-  return bits == 4 ? pack_int4(codes) : codes;
-}
+at::Tensor store(const at::Tensor& codes, int bits) { return bits == 4 ? pack_int4(codes) : codes; }
 
 at::Tensor linear_s32(const at::Tensor& x, const Int8Linear& w, int bits) {
   return bits == 4 ? int4_linear_s32(x, w) : int8_linear_s32(x, w);
@@ -118,8 +116,8 @@ int uniform_bits(const QatHook& hook, const GnnModel& model) {
   int bits = -1;
   auto check = [&](int64_t layer, QuantRole role) {
     const int b = hook.bits(layer, role);
-    TORCH_CHECK(b == 8 || b == 4, "IntegerModel: point layer", layer, ".", to_string(role),
-                " has ", b, " bits; integer inference needs 8 or 4");
+    TORCH_CHECK(b == 8 || b == 4, "IntegerModel: point layer", layer, ".", to_string(role), " has ",
+                b, " bits; integer inference needs 8 or 4");
     TORCH_CHECK(bits < 0 || bits == b, "IntegerModel: mixed bits (", bits, " and ", b,
                 "); integer inference needs one width for every point");
     bits = b;
@@ -191,8 +189,8 @@ IntegerModel IntegerModel::convert(GnnModel& model, const QatHook& hook) {
     L->col1 = multipliers(L->s_w1.to(at::kDouble) * (double(L->s_in) / L->s_lin));
     const double glue_to = c.kind == ModelKind::kGIN ? L->s_hid : L->s_next;
     const at::Tensor bias_codes = b.to(at::kDouble) / double(L->s_agg);
-    TORCH_CHECK(bias_codes.abs().max().item<double>() < 16384,
-                "IntegerModel: layer ", l, "'s bias is over 16384 codes of its aggregate scale");
+    TORCH_CHECK(bias_codes.abs().max().item<double>() < 16384, "IntegerModel: layer ", l,
+                "'s bias is over 16384 codes of its aggregate scale");
     L->bias_glue = at::round(bias_codes * double(1 << kGlueShift)).to(at::kInt);
     L->glue_mult = scalar_multiplier(L->s_agg / (double(1 << kGlueShift) * glue_to));
     L->bias = b.to(at::kFloat).contiguous();
@@ -326,7 +324,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
 }
 
 std::shared_ptr<const IntegerModel::RowPlan> IntegerModel::plan_for(const GraphOperators& ops,
-                                                                   const QuantizedInput& x) const {
+                                                                    const QuantizedInput& x) const {
   const at::Tensor& graph = ops.graph().indptr();
   std::lock_guard<std::mutex> lock(cache_->mu);
   if (cache_->plan && cache_->plan->graph.is_same(graph) &&

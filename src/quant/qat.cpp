@@ -33,10 +33,14 @@ QatConfig QatConfig::preset(const std::string& precision) {
 }
 
 std::string QatConfig::to_json() const {
-  nlohmann::json j = {{"policy", policy.to_string()},   {"observer", to_string(observer)},
-                      {"momentum", momentum},           {"percentile", percentile},
-                      {"sample_size", sample_size},     {"degree_quant", degree_quant},
-                      {"p_min", p_min},                 {"p_max", p_max}};
+  nlohmann::json j = {{"policy", policy.to_string()},
+                      {"observer", to_string(observer)},
+                      {"momentum", momentum},
+                      {"percentile", percentile},
+                      {"sample_size", sample_size},
+                      {"degree_quant", degree_quant},
+                      {"p_min", p_min},
+                      {"p_max", p_max}};
   return j.dump();
 }
 
@@ -85,8 +89,8 @@ at::Tensor fake_quantize_symmetric(const at::Tensor& x, const at::Tensor& scale,
   check_bits(bits, "fake_quantize_symmetric");
   TORCH_CHECK(x.scalar_type() == at::kFloat, "fake_quantize_symmetric: x must be float32");
   TORCH_CHECK(scale.dim() == 0 || (scale.dim() == 1 && x.dim() >= 1 && scale.size(0) == x.size(0)),
-              "fake_quantize_symmetric: scale must be a scalar or [x.size(0)], got ",
-              scale.sizes(), " for x ", x.sizes());
+              "fake_quantize_symmetric: scale must be a scalar or [x.size(0)], got ", scale.sizes(),
+              " for x ", x.sizes());
   const double qmax = symmetric_qmax(bits);
   at::Tensor s = scale.to(at::kFloat);
   if (s.dim() == 1) {
@@ -162,7 +166,8 @@ void QatHook::begin_forward(const GraphOperators& ops, bool training) {
   if (!training || !config_.degree_quant) return;
   const CsrGraph& g = ops.graph();
   if (prob_key_ != g.indptr().data_ptr() || prob_.numel() != g.num_rows()) {
-    const at::Tensor deg = g.indptr().narrow(0, 1, g.num_rows()) - g.indptr().narrow(0, 0, g.num_rows());
+    const at::Tensor deg =
+        g.indptr().narrow(0, 1, g.num_rows()) - g.indptr().narrow(0, 0, g.num_rows());
     prob_ = protective_mask_probabilities(deg, config_.p_min, config_.p_max);
     prob_key_ = g.indptr().data_ptr();
   }
@@ -230,7 +235,8 @@ NodeFeatures QatHook::embedding(int64_t layer, const NodeFeatures& h, const Grap
   if (mask_.defined()) {
     mask_ = at::cat({mask_.index_select(0, s.row_ids()), at::zeros({1}, at::kBool)});
   }
-  at::Tensor q = quantize_nodes(layer, QuantRole::kEmbedding, with_zero).narrow(0, 0, values.numel());
+  at::Tensor q =
+      quantize_nodes(layer, QuantRole::kEmbedding, with_zero).narrow(0, 0, values.numel());
   mask_ = saved_mask;
   return NodeFeatures(s.with_weights(q.contiguous()));
 }

@@ -63,8 +63,8 @@ TEST(RangeObserver, PercentileIgnoresOutliersThatMinMaxFollows) {
   EXPECT_NEAR(plo, -1.0, 0.02);
   EXPECT_NEAR(phi, 1.0, 0.02);
   // Small tensors use every value: the 100th percentile is the maximum.
-  const auto [alo, ahi] = observe_range(torch::tensor({3.f, -2.f, 7.f}), ObserverKind::kPercentile,
-                                        100.0, 4096);
+  const auto [alo, ahi] =
+      observe_range(torch::tensor({3.f, -2.f, 7.f}), ObserverKind::kPercentile, 100.0, 4096);
   EXPECT_FLOAT_EQ(alo, -2.0f);
   EXPECT_FLOAT_EQ(ahi, 7.0f);
 }
@@ -158,7 +158,7 @@ struct IntCase {
 
 TEST(IntegerModel, AgreesWithTheFakeQuantizedModelItWasConvertedFrom) {
   const std::vector<IntCase> cases = {
-      {ModelKind::kGCN, "int8", true},  {ModelKind::kGCN, "int4", false},
+      {ModelKind::kGCN, "int8", true},   {ModelKind::kGCN, "int4", false},
       {ModelKind::kSAGE, "int8", false}, {ModelKind::kSAGE, "int4", true},
       {ModelKind::kGIN, "int8", false},  {ModelKind::kGIN, "int4", false}};
   for (const IntCase& c : cases) {
@@ -186,7 +186,8 @@ TEST(IntegerModel, AgreesWithTheFakeQuantizedModelItWasConvertedFrom) {
       const CsrGraph& g0 = data.ops.graph();
       GraphOperators rebuilt(CsrGraph(g0.indptr().clone(), g0.indices().clone()));
       EXPECT_TRUE(im.forward(rebuilt, qx).equal(logits));
-      const double agree = logits.argmax(1).eq(fake.argmax(1)).to(torch::kDouble).mean().item<double>();
+      const double agree =
+          logits.argmax(1).eq(fake.argmax(1)).to(torch::kDouble).mean().item<double>();
       const std::string what = to_string(c.kind) + " " + c.precision + " on " + cpu::isa_name(isa);
       EXPECT_GE(agree, 0.995) << what;
       // The same arithmetic: logits equal to float rounding on almost every node; the rest

@@ -46,9 +46,7 @@ class QGNN_API QuantHook {
   // Called by the model at the start of every forward (e.g. to draw per-node masks).
   virtual void begin_forward(const GraphOperators& /*ops*/, bool /*training*/) {}
   // A weight of layer `layer` ([out, in]); `index` numbers a layer's weights from 0.
-  virtual at::Tensor weight(int64_t /*layer*/, int64_t /*index*/, const at::Tensor& w) {
-    return w;
-  }
+  virtual at::Tensor weight(int64_t /*layer*/, int64_t /*index*/, const at::Tensor& w) { return w; }
   // A node-wise activation [N, ...] of layer `layer` in role kLinear, kAggregate or kHidden.
   virtual at::Tensor activation(int64_t /*layer*/, QuantRole /*role*/, const at::Tensor& h) {
     return h;

@@ -75,12 +75,11 @@ class QGNN_API IntegerModel {
   // Bytes of the packed integer weights.
   int64_t weight_bytes() const;
 
-  struct Layer;     // per-layer integer parameters (int_model.cpp)
-  struct RowPlan;   // per-graph row multipliers (int_model.cpp)
+  struct Layer;    // per-layer integer parameters (int_model.cpp)
+  struct RowPlan;  // per-graph row multipliers (int_model.cpp)
 
  private:
-  std::shared_ptr<const RowPlan> plan_for(const GraphOperators& ops,
-                                          const QuantizedInput& x) const;
+  std::shared_ptr<const RowPlan> plan_for(const GraphOperators& ops, const QuantizedInput& x) const;
   ModelKind kind_ = ModelKind::kGCN;
   int bits_ = 8;
   bool row_normalize_ = false;
