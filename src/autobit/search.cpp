@@ -48,10 +48,12 @@ PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32, const Trai
       r.val_acc = t.best_val_acc;
       r.test_acc = t.test_acc;
       r.best_epoch = t.best_epoch;
-    } else {
-      restore_state(model, fp32);  // fine-tuning did not help on validation
+      r.val_pred = evaluate(model, data).val_pred;
+      return r;
     }
+    restore_state(model, fp32);  // fine-tuning did not help on validation
   }
+  r.val_pred = before.val_pred;
   return r;
 }
 
@@ -183,6 +185,12 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
   SearchResult result;
   result.fp32_val_acc = fp32_val_acc;
   const double floor = fp32_val_acc - opt.max_drop;
+  // The fp32 model's validation predictions, for the paired noise margin.
+  restore_state(model, fp32);
+  model.set_quant_hook(nullptr);
+  const torch::Tensor fp32_val_pred = evaluate(model, data).val_pred;
+  const int64_t n_val = fp32_val_pred.numel();
+  auto feasible = [&](const SearchPoint& pt) { return pt.result.val_acc - pt.val_margin >= floor; };
   std::vector<std::vector<float>> xs;
   std::vector<float> ys;
   const int64_t total = opt.n_measure * (opt.n_iter + 1);
@@ -211,6 +219,11 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     pt.predicted_val_acc = predicted;
     pt.result = evaluate_policy(model, fp32, data, to_policy(c, space), opt.finetune_epochs, optim,
                                 opt.seed);
+    pt.val_disagreements = pt.result.val_pred.ne(fp32_val_pred).sum().item<int64_t>();
+    pt.val_margin = n_val == 0 ? 0.0
+                               : opt.margin_sigmas * 100.0 *
+                                     std::sqrt(static_cast<double>(pt.val_disagreements)) /
+                                     static_cast<double>(n_val);
     xs.push_back(features(c));
     seen.insert(to_policy(c, space).to_string());
     ys.push_back(static_cast<float>(pt.result.val_acc));
@@ -259,15 +272,18 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     // floor is still worth a look, since the prediction is uncertain.
     // Until some configuration is feasible, the most likely feasible ones (ties: larger
     // saving) come first.
+    // A candidate's own margin is unknown before it is measured; the mean measured one
+    // stands in for it.
     double incumbent = 0.0;  // 0: nothing feasible measured yet
+    double mean_margin = 0.0;
     for (const SearchPoint& pt : result.points) {
-      if (pt.result.val_acc >= floor) {
-        incumbent = std::max(incumbent, pt.result.memory.saving());
-      }
+      if (feasible(pt)) incumbent = std::max(incumbent, pt.result.memory.saving());
+      mean_margin += pt.val_margin / static_cast<double>(result.points.size());
     }
+    const double model_floor = floor + mean_margin;
     std::vector<double> gain(cand.size());
     for (size_t i = 0; i < cand.size(); ++i) {
-      const double p_ok = 1.0 / (1.0 + std::exp(-(pred[i] - floor) / kFeasibilityScale));
+      const double p_ok = 1.0 / (1.0 + std::exp(-(pred[i] - model_floor) / kFeasibilityScale));
       if (opt.max_avg_bits > 0) {
         gain[i] = pred[i];  // memory budget: every candidate fits; the most accurate
       } else if (incumbent == 0.0) {
@@ -296,7 +312,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       }
       continue;
     }
-    if (r.val_acc < floor) continue;
+    if (!feasible(result.points[i])) continue;
     if (result.best < 0 || r.memory.saving() > result.points[result.best].result.memory.saving()) {
       result.best = static_cast<int64_t>(i);
     }
@@ -318,7 +334,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
 std::string search_points_csv(const SearchResult& r) {
   std::ostringstream os;
   os << "round,source,val_acc,test_acc,avg_bits,fp32_mb,quant_mb,saving,predicted_val_acc,pareto,"
-        "policy\n";
+        "val_disagreements,val_margin,policy\n";
   for (size_t i = 0; i < r.points.size(); ++i) {
     const SearchPoint& p = r.points[i];
     const MemoryReport& m = p.result.memory;
@@ -332,7 +348,8 @@ std::string search_points_csv(const SearchResult& r) {
     os << p.round << ',' << (p.from_model ? "model" : "random") << ',' << p.result.val_acc << ','
        << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ',' << m.stored_mb()
        << ',' << m.saving() << ',' << (p.from_model ? std::to_string(p.predicted_val_acc) : "")
-       << ',' << (dominated ? 0 : 1) << ",\"" << p.result.policy.to_string() << "\"\n";
+       << ',' << (dominated ? 0 : 1) << ',' << p.val_disagreements << ',' << p.val_margin << ",\""
+       << p.result.policy.to_string() << "\"\n";
   }
   return os.str();
 }

@@ -121,6 +121,7 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
     so.n_sample = o.sample;
     so.n_iter = o.rounds;
     so.max_drop = o.max_drop;
+    so.margin_sigmas = o.margin_sigmas;
     so.finetune_epochs = o.search_finetune_epochs;
     so.random_search = o.random_search;
     so.granularity = parse_search_granularity(o.granularity);
@@ -142,8 +143,10 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
                 o.max_avg_bits, " average bits; raise --max-avg-bits");
     if (!out.search.within_budget) {
       std::cout << "note: no configuration kept validation accuracy within " << o.max_drop
-                << " points of fp32 (" << fmt(out.fp32.val_acc)
-                << "); using the most accurate measured one (raise --max-drop, --rounds or "
+                << " points of fp32 (" << fmt(out.fp32.val_acc) << ") with a margin of "
+                << o.margin_sigmas
+                << " standard errors; using the most accurate measured one (raise --max-drop, "
+                   "--rounds or "
                    "--measure to search further)\n";
     }
     policy = out.search.points[out.search.best].result.policy;
@@ -210,6 +213,8 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
     j["search"] = {{"measured", q.search.points.size()},
                    {"cost_model_ms", q.search.cost_model_ms},
                    {"best_val_acc", q.search.points[q.search.best].result.val_acc},
+                   {"best_val_margin", q.search.points[q.search.best].val_margin},
+                   {"best_val_disagreements", q.search.points[q.search.best].val_disagreements},
                    {"best_saving", q.search.points[q.search.best].result.memory.saving()}};
   }
   return j;
@@ -418,6 +423,8 @@ int quantize_and_report(GnnModel& model, const TrainData& data, const OptimConfi
     j["search"]["max_avg_bits"] = o.max_avg_bits;
     j["search"]["random_search"] = o.random_search;
     j["search"]["within_budget"] = q.search.within_budget;
+    j["search"]["max_drop"] = o.max_drop;
+    j["search"]["margin_sigmas"] = o.margin_sigmas;
   }
   write_json(o.common, j);
   return 0;

@@ -50,6 +50,7 @@ struct QuantizeOptions {
   std::string dataset;
   std::string policy = "auto";
   double max_drop = 0.5;
+  double margin_sigmas = 1.0;    // auto: validation-noise margin, standard errors
   int64_t finetune_epochs = -1;  // -1: search_finetune_epochs for auto, else 100
   int64_t search_finetune_epochs = 20;
   int64_t measure = 10;   // N_mea

@@ -87,6 +87,12 @@ int main(int argc, char** argv) {
     cmd->add_option("--max-drop", q.max_drop, "auto: allowed validation-accuracy drop, points")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
+    cmd->add_option("--margin-sigmas", q.margin_sigmas,
+                    "auto: a configuration must clear the drop budget by this many standard "
+                    "errors of its validation accuracy difference, 100 sqrt(disagreements) / "
+                    "n_val points (0: a bare floor)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     cmd->add_option("--finetune-epochs", q.finetune_epochs,
                     "fine-tuning epochs of the final policy (default: 100; auto: the search's, "
                     "which rebuilds the measured model exactly)")

@@ -85,6 +85,7 @@ EvalResult evaluate(GnnModel& model, const TrainData& data) {
   r.val_acc = masked_accuracy(logits, data.y, data.val_mask);
   r.test_acc = masked_accuracy(logits, data.y, data.test_mask);
   auto val_idx = data.val_mask.nonzero().view({-1});
+  r.val_pred = logits.index_select(0, val_idx).argmax(1);
   if (val_idx.numel() > 0) {
     r.val_loss = torch::nn::functional::cross_entropy(logits.index_select(0, val_idx),
                                                       data.y.index_select(0, val_idx))

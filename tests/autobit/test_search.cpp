@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <set>
 #include <sstream>
 
@@ -47,9 +48,18 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
     }
     EXPECT_EQ(r.cost_model_ms.size(), random ? 0u : 2u);
     ASSERT_GE(r.best, 0);
+    // Within budget means clearing the floor by the paired noise margin,
+    // margin_sigmas * 100 sqrt(d) / n_val, d = validation nodes where the quantized model's
+    // class differs from the fp32 model's.
+    const int64_t n_val = data.val_mask.sum().item<int64_t>();
+    const double floor = fp32.best_val_acc - o.max_drop;
     const double best_saving = r.points[r.best].result.memory.saving();
+    ASSERT_TRUE(r.within_budget);
+    EXPECT_GE(r.points[r.best].result.val_acc - r.points[r.best].val_margin, floor);
     for (const auto& pt : r.points) {
-      if (pt.result.val_acc >= fp32.best_val_acc - o.max_drop) {
+      EXPECT_NEAR(pt.val_margin, o.margin_sigmas * 100.0 * std::sqrt(pt.val_disagreements) / n_val,
+                  1e-9);
+      if (pt.result.val_acc - pt.val_margin >= floor) {
         EXPECT_LE(pt.result.memory.saving(), best_saving);
       }
     }
@@ -70,6 +80,16 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
     EXPECT_DOUBLE_EQ(again.val_acc, r.points[r.best].result.val_acc);
     EXPECT_DOUBLE_EQ(again.test_acc, r.points[r.best].result.test_acc);
     EXPECT_EQ(again.best_epoch, r.points[r.best].result.best_epoch);
+    // Its disagreement count, recounted from the rebuilt model and the fp32 model.
+    const at::Tensor val_idx = data.val_mask.nonzero().view({-1});
+    torch::NoGradGuard no_grad;
+    model.eval();
+    const at::Tensor quant_pred =
+        model.forward(data.ops, data.x).index_select(0, val_idx).argmax(1);
+    restore_state(model, state);
+    model.set_quant_hook(nullptr);
+    const at::Tensor fp32_pred = model.forward(data.ops, data.x).index_select(0, val_idx).argmax(1);
+    EXPECT_EQ(quant_pred.ne(fp32_pred).sum().item<int64_t>(), r.points[r.best].val_disagreements);
   }
 }
 

@@ -27,6 +27,7 @@ struct PolicyResult {
   double val_acc = 0, test_acc = 0;  // percent, at the best-validation fine-tuning epoch
   int64_t best_epoch = 0;            // 0: the unfine-tuned model was best
   MemoryReport memory;
+  torch::Tensor val_pred;  // [n_val] int64: the chosen model's class for each validation node
 };
 
 // Evaluates `policy` on a model holding `fp32` weights: fake-quantizes every point,
@@ -80,6 +81,13 @@ struct SearchOptions {
   bool random_search = false;    // baseline: every round random, no cost model
   uint64_t seed = 0;
   SearchGranularity granularity = SearchGranularity::kTopology;
+  // Selection margin against validation noise, in standard errors: a configuration is
+  // within the drop budget when val_acc - margin_sigmas * se >= fp32_val_acc - max_drop,
+  // where se = 100 sqrt(d) / n_val points is the standard error of the paired accuracy
+  // difference (McNemar: d = validation nodes on which the quantized and the fp32 model
+  // disagree). With few validation nodes (Amazon: 300) the largest saving that passes a
+  // bare floor is mostly one that was lucky on validation; 0 restores the bare floor.
+  double margin_sigmas = 1.0;
   // > 0: a memory budget instead of an accuracy budget. Only configurations of at most
   // this many average bits are sampled, and the objective is the highest validation
   // accuracy (ties: the larger saving); max_drop is then unused.
@@ -92,6 +100,8 @@ struct SearchPoint {
   bool from_model = false;  // chosen by the cost model (else random)
   double predicted_val_acc = 0;
   PolicyResult result;
+  int64_t val_disagreements = 0;  // validation nodes where it and the fp32 model differ
+  double val_margin = 0;          // margin_sigmas * 100 sqrt(val_disagreements) / n_val, points
 };
 
 struct SearchResult {
@@ -112,8 +122,10 @@ using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int6
 // P(feasible) * max(0, exact saving - best feasible saving so far), P(feasible) a
 // logistic of the predicted accuracy's margin over the floor (scale 1 point); while
 // nothing measured is feasible, the largest P(feasible).
-// Objective: the largest saving whose measured validation accuracy is at least
-// fp32_val_acc - max_drop (or, with max_avg_bits, the best validation accuracy within
+// Objective: the largest saving whose measured validation accuracy, less its noise
+// margin (SearchOptions::margin_sigmas), is at least fp32_val_acc - max_drop (the
+// cost model's floor adds the mean margin measured so far) (or, with max_avg_bits, the
+// best validation accuracy within
 // that memory; the cost model then proposes the candidates it predicts most accurate).
 // Deterministic for a seed and thread count.
 QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,
@@ -123,7 +135,7 @@ QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const
 
 // CSV of the measured points: round, source, val_acc, test_acc, avg_bits, fp32_mb,
 // quant_mb, saving, predicted_val_acc, pareto (1 on the accuracy-vs-saving Pareto
-// front), policy (quoted, last: it contains commas).
+// front), val_disagreements, val_margin, policy (quoted, last: it contains commas).
 QGNN_API std::string search_points_csv(const SearchResult& r);
 
 }  // namespace qgnn

@@ -56,7 +56,8 @@ QGNN_API TrainData make_train_data(const Dataset& d, FeatureNorm norm);
 struct EvalResult {
   double train_acc = 0, val_acc = 0, test_acc = 0;  // percent
   double val_loss = 0;
-  double infer_ms = 0;  // one full-graph forward, eval mode, no autograd
+  double infer_ms = 0;     // one full-graph forward, eval mode, no autograd
+  torch::Tensor val_pred;  // [n_val] int64: argmax class of each validation node, in order
 };
 
 struct TrainResult {
