@@ -116,7 +116,9 @@ struct SearchResult {
 
 using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int64_t total)>;
 
-// SGQuant's ABS loop: measure n_measure random configurations, then n_iter times fit the
+// SGQuant's ABS loop: measure n_measure random configurations (with an accuracy budget,
+// the first is the widest configuration: every point at the widest width, the input at
+// its widest useful one, per-row ranges), then n_iter times fit the
 // XGBoost cost model on all measured (features -> validation accuracy), score n_sample
 // random candidates, and measure the n_measure most promising: the largest expected gain
 // P(feasible) * max(0, exact saving - best feasible saving so far), P(feasible) a
