@@ -13,6 +13,11 @@
 //   spmm/<graph>/packed_b<bits>: packed_spmm on the packed matrix (fused dequantization);
 //     Args = {F, bits}; bits 432 = row groups of 4, 3 and 2 bits (topology-aware).
 //   linear/float: at::linear on the decoded matrix; linear/packed: packed_linear.
+//   linear_sparse: a sparse 0/1 bag-of-words input at 1 bit, per-row ranges: Cora-like
+//     (data 0: N = 2708, F = 1433, 1.3% ones) and CiteSeer-like (data 1: 3327 x 3703,
+//     0.85%); Args = {data, out, layout}: layout 0 = packed_linear on the bitmap
+//     (PackLayoutChoice::kBitmap: decode tiles + GEMM), 1 = on the index list (what pack()
+//     chooses), 2 = at::linear on the dense float matrix. Counter nbytes_KB: stored bytes.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -172,6 +177,34 @@ void bm_linear(benchmark::State& st) {
       benchmark::Counter(2.0 * kNodes * f * o / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+struct SparseInput {
+  int64_t n, f;
+  double density;
+};
+constexpr SparseInput kSparseInputs[] = {{2708, 1433, 0.013}, {3327, 3703, 0.0085}};
+
+void bm_linear_sparse(benchmark::State& st) {
+  torch::NoGradGuard no_grad;
+  const SparseInput in = kSparseInputs[st.range(0)];
+  const int64_t o = st.range(1), layout = st.range(2);
+  at::manual_seed(0);
+  const at::Tensor xf = (at::rand({in.n, in.f}) < in.density).to(at::kFloat);
+  const at::Tensor w = at::randn({o, in.f});
+  const at::Tensor bias = at::randn({o});
+  const qgnn::PackedTensor x = qgnn::PackedTensor::pack(
+      xf, qgnn::RowBits::uniform(1), qgnn::Granularity::kRow,
+      layout == 1 ? qgnn::PackLayoutChoice::kAuto : qgnn::PackLayoutChoice::kBitmap);
+  if ((layout == 1) != (x.layout() == qgnn::PackedLayout::kIndexList)) {
+    st.SkipWithError("unexpected layout");
+    return;
+  }
+  for (auto _ : st) {
+    const at::Tensor y = layout == 2 ? at::linear(xf, w, bias) : qgnn::packed_linear(x, w, bias);
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  st.counters["nbytes_KB"] = static_cast<double>(layout == 2 ? 4 * xf.numel() : x.nbytes()) / 1e3;
+}
+
 void register_all() {
   for (const char* name : {"pack", "decode", "fake_quantize"}) {
     auto fn = std::string(name) == "pack"     ? bm_pack
@@ -206,6 +239,11 @@ void register_all() {
     lin->Args({f, 64, 4, 1});
   }
   lin->ArgNames({"F", "out", "bits", "blas"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+  auto* sparse = benchmark::RegisterBenchmark("linear_sparse", bm_linear_sparse);
+  for (int64_t data : {0, 1})
+    for (int64_t out : {16, 64})
+      for (int64_t layout : {0, 1, 2}) sparse->Args({data, out, layout});
+  sparse->ArgNames({"data", "out", "layout"})->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32, const Trai
   model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
   PolicyResult r;
   r.policy = policy;
-  r.memory = memory_report(model, data.ops, policy);
+  const InputCodeStats input(data.x);
+  r.memory = memory_report(model, data.ops, policy, &input);
   const EvalResult before = evaluate(model, data);
   r.val_acc = before.val_acc;
   r.test_acc = before.test_acc;
@@ -204,6 +205,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
   TORCH_CHECK(opt.n_measure >= 1 && opt.n_iter >= 0 && opt.n_sample >= opt.n_measure,
               "search_bits: need n_measure >= 1, n_iter >= 0, n_sample >= n_measure");
   const SearchSpace space = search_space(model, data.ops, &data.x);
+  const InputCodeStats input(data.x);  // exact input-point bytes (index-list layout)
   std::mt19937_64 rng(opt.seed);
   SearchResult result;
   result.fp32_val_acc = fp32_val_acc;
@@ -229,7 +231,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       if (opt.max_avg_bits <= 0) return c;
       const BitPolicy p = to_policy(c, space);
       auto [it, fresh] = avg_bits.try_emplace(p.to_string(), 0.0);
-      if (fresh) it->second = memory_report(model, data.ops, p).average_bits();
+      if (fresh) it->second = memory_report(model, data.ops, p, &input).average_bits();
       if (it->second <= opt.max_avg_bits) return c;
     }
     return std::nullopt;
@@ -283,7 +285,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       const BitPolicy p = to_policy(c, space);
       const std::string key = p.to_string();
       if (seen.count(key) || !in_pool.insert(key).second) continue;
-      saving.push_back(memory_report(model, data.ops, p).saving());
+      saving.push_back(memory_report(model, data.ops, p, &input).saving());
       cx.push_back(features(c));
       cand.push_back(std::move(c));
     }

@@ -167,6 +167,19 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
   return out;
 }
 
+// How the input point is stored, and what bitmaps alone would take, when an index list
+// is used ("" otherwise).
+std::string input_layout_line(const MemoryReport& m) {
+  for (const PointMemory& p : m.points) {
+    if (p.layout != PackedLayout::kIndexList) continue;
+    return "input x (layer " + std::to_string(p.point.layer) + "): index list, " +
+           fmt(p.stored_bytes / 1e6, 3) + " MB (bitmap " + fmt(p.stored_bytes_bitmap / 1e6, 3) +
+           " MB); all features as bitmaps: " + fmt(m.stored_mb_bitmap(), 3) + " MB, saving " +
+           fmt(m.saving_bitmap()) + "x\n";
+  }
+  return "";
+}
+
 void print_table_row(const std::string& dataset, const std::string& model,
                      const QuantizeOutcome& q) {
   const MemoryReport& m = q.chosen.memory;
@@ -176,7 +189,8 @@ void print_table_row(const std::string& dataset, const std::string& model,
       << "| " << dataset << " | " << model << " | " << fmt(q.fp32.test_acc) << " | "
       << fmt(q.packed.eval.test_acc) << " | " << fmt(m.average_bits()) << " | " << fmt(m.fp32_mb())
       << " | " << fmt(m.stored_mb(), 3) << " | " << fmt(m.saving()) << "x |\n"
-      << "policy: " << q.chosen.policy.to_string() << "\n";
+      << "policy: " << q.chosen.policy.to_string() << "\n"
+      << input_layout_line(m);
 }
 
 nlohmann::json quantize_json(const std::string& dataset, const std::string& model,
@@ -190,7 +204,9 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
                       {"cols", p.point.cols},
                       {"bits", p.bits},
                       {"fp32_bytes", p.fp32_bytes},
-                      {"stored_bytes", p.stored_bytes}});
+                      {"stored_bytes", p.stored_bytes},
+                      {"stored_bytes_bitmap", p.stored_bytes_bitmap},
+                      {"layout", p.layout == PackedLayout::kIndexList ? "index_list" : "bitmap"}});
   }
   nlohmann::json j = {{"dataset", dataset},
                       {"model", model},
@@ -205,8 +221,10 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
                       {"avg_bits", m.average_bits()},
                       {"fp32_feature_mb", m.fp32_mb()},
                       {"quant_feature_mb", m.stored_mb()},
+                      {"quant_feature_mb_bitmap", m.stored_mb_bitmap()},
                       {"packed_feature_mb", q.packed.stored_bytes / 1e6},
                       {"saving", m.saving()},
+                      {"saving_bitmap", m.saving_bitmap()},
                       {"points", points},
                       {"threads", get_num_threads()}};
   if (q.searched) {
@@ -494,7 +512,8 @@ int run_eval(const EvalOptions& o) {
   BitPolicy policy = quantized ? BitPolicy::parse(policy_it->second) : BitPolicy();
   EvalResult r;
   std::vector<double> times;
-  MemoryReport mem = memory_report(*ck.model, data.ops, policy);
+  const InputCodeStats input(data.x);
+  MemoryReport mem = memory_report(*ck.model, data.ops, policy, &input);
   for (int i = 0; i < 11; ++i) {
     EvalResult e =
         quantized ? evaluate_packed(*ck.model, data, policy).eval : evaluate(*ck.model, data);
@@ -508,9 +527,9 @@ int run_eval(const EvalOptions& o) {
             << "policy " << policy.to_string() << ": " << fmt(mem.average_bits())
             << " average bits, feature memory " << fmt(mem.stored_mb(), 3) << " MB (fp32 "
             << fmt(mem.fp32_mb()) << " MB, saving " << fmt(mem.saving()) << "x)\n"
-            << "val_acc " << fmt(r.val_acc) << "  test_acc " << fmt(r.test_acc)
-            << "  (at save: val " << fmt(ck.meta.val_acc) << ", test " << fmt(ck.meta.test_acc)
-            << ")  infer " << fmt(median(times), 3) << " ms\n";
+            << input_layout_line(mem) << "val_acc " << fmt(r.val_acc) << "  test_acc "
+            << fmt(r.test_acc) << "  (at save: val " << fmt(ck.meta.val_acc) << ", test "
+            << fmt(ck.meta.test_acc) << ")  infer " << fmt(median(times), 3) << " ms\n";
   write_json(o.common, {{"dataset", d.name},
                         {"model", to_string(cfg.kind)},
                         {"preset", ck.meta.preset},
@@ -523,7 +542,9 @@ int run_eval(const EvalOptions& o) {
                         {"avg_bits", mem.average_bits()},
                         {"fp32_feature_mb", mem.fp32_mb()},
                         {"quant_feature_mb", mem.stored_mb()},
+                        {"quant_feature_mb_bitmap", mem.stored_mb_bitmap()},
                         {"saving", mem.saving()},
+                        {"saving_bitmap", mem.saving_bitmap()},
                         {"infer_ms_median", median(times)},
                         {"threads", get_num_threads()}});
   return 0;

@@ -100,6 +100,7 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
   const int64_t n = d.num_nodes(), f = d.num_features();
   NodeFeatures x;
   int64_t x_bytes = 0;
+  InputCodeStats x_stats;  // packed x: exact input bytes in the memory report
   if (arg.storage == XStorage::kDense) {
     d.x.clamp_max_(1);  // in place: the reader's one copy is the only one
     x = NodeFeatures(d.x);
@@ -123,10 +124,12 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     std::vector<PackedTensor> parts;
     read_dataset_features(path, o.chunk_rows, [&](const at::Tensor& chunk, int64_t) {
       chunk.clamp_max_(1);
+      x_stats.append_rows(chunk);
       parts.push_back(PackedTensor::pack(chunk, rb, gran));
     });
     auto packed = std::make_shared<const PackedTensor>(PackedTensor::concat_rows(std::move(parts)));
     x_bytes = packed->nbytes();
+    j["x_layout"] = packed->layout() == PackedLayout::kIndexList ? "index list" : "bitmap";
     x = NodeFeatures(packed);
   }
   j["load_ms"] = ms_since(load_start);
@@ -151,13 +154,15 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     if (i > 0) times.push_back(ms_since(start));  // i == 0 is the warm-up
   }
   std::sort(times.begin(), times.end());
-  const MemoryReport mem = memory_report(model, ops, arg.policy);
+  const MemoryReport mem =
+      memory_report(model, ops, arg.policy, arg.storage == XStorage::kPacked ? &x_stats : nullptr);
   int64_t held = 0;
   if (hook) {
     for (const auto& [key, bytes] : hook->stored_bytes()) held += bytes;
   }
   j["infer_ms"] = times.empty() ? 0.0 : times[times.size() / 2];
   j["feature_mb"] = mem.stored_mb();
+  j["feature_mb_bitmap"] = mem.stored_mb_bitmap();
   j["fp32_feature_mb"] = mem.fp32_mb();
   j["avg_bits"] = mem.average_bits();
   j["packed_held_mb"] = held / 1e6;
@@ -266,7 +271,9 @@ int run_memory(const MemoryOptions& o) {
       std::cout << "| " << a.label << " | " << j["x_storage"].get<std::string>()
                 << " | error: " << j["error"].get<std::string>() << " |\n";
     } else {
-      std::cout << "| " << a.label << " | " << j["x_storage"].get<std::string>() << " | "
+      std::string storage = j["x_storage"].get<std::string>();
+      if (j.contains("x_layout")) storage += " (" + j["x_layout"].get<std::string>() + ")";
+      std::cout << "| " << a.label << " | " << storage << " | "
                 << fmt2(j["peak_rss_mb"].get<double>()) << " | "
                 << fmt2(j["baseline_rss_mb"].get<double>()) << " | "
                 << fmt2(j["x_mb"].get<double>()) << " | " << fmt2(j["feature_mb"].get<double>())

@@ -6,6 +6,9 @@
 // oneDNN is the library libtorch itself loads; it is looked up at run time (as
 // util/threads.cpp does for OpenBLAS), so qgnn neither links it nor fails without it.
 //
+// Index-list tensors (sparse 1-bit rows) skip decoding and GEMM altogether: each 1-code
+// adds one row of W^T, so the cost is proportional to the number of 1-codes.
+//
 // Fallback (no dnnl_sgemm in the process): blocks of ~512 KB of rows decoded in parallel
 // into one buffer, then one at::addmm per block through libtorch's BLAS, whose own threads
 // split it. GEMMs issued from inside at::parallel_for would be serialized by the OpenBLAS
@@ -117,6 +120,50 @@ void linear_blocks(const PackedTensor& x, const at::Tensor& weight, const at::Te
   }
 }
 
+// Index-list x: out[r] = scale_r sum_{j in idx(r)} W^T[j] + lo_r colsum(W) (+ b), gathering
+// rows of W^T ([F, out], contiguous, so each 1-code adds one contiguous row).
+template <class T>
+void linear_index_rows(const PackedView& v, const T* idx, const float* wt, const float* colsum,
+                       const float* bias, int64_t o, float* out, int64_t rb, int64_t re) {
+  for (int64_t r = rb; r < re; ++r) {
+    float* __restrict y = out + r * o;
+    std::fill(y, y + o, 0.0f);
+    const T* __restrict c = idx + v.idx_offset[r];
+    const int64_t cnt = v.idx_offset[r + 1] - v.idx_offset[r];
+    for (int64_t e = 0; e < cnt; ++e) {
+      const float* __restrict wr = wt + static_cast<int64_t>(c[e]) * o;
+      for (int64_t k = 0; k < o; ++k) y[k] += wr[k];
+    }
+    const float scale = v.scale(r), lo = v.lo(r);
+    if (bias != nullptr) {
+      for (int64_t k = 0; k < o; ++k) y[k] = scale * y[k] + lo * colsum[k] + bias[k];
+    } else {
+      for (int64_t k = 0; k < o; ++k) y[k] = scale * y[k] + lo * colsum[k];
+    }
+  }
+}
+
+void linear_index_list(const PackedTensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       at::Tensor& out) {
+  const PackedView v = PackedTensorAccess::view(x);
+  const int64_t n = x.num_rows(), o = weight.size(0);
+  const at::Tensor wt = weight.t().contiguous();         // [F, out]
+  const at::Tensor colsum = weight.sum(1).contiguous();  // [out] = sum_j W[:, j]
+  const float* wtp = wt.data_ptr<float>();
+  const float* csp = colsum.data_ptr<float>();
+  const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  // ~64K floats of gathered W^T rows per task.
+  const int64_t per_row = (x.num_index_entries() / std::max<int64_t>(1, n) + 2) * o;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, per_row));
+  at::parallel_for(0, n, grain, [&](int64_t rb, int64_t re) {
+    if (v.idx16 != nullptr)
+      linear_index_rows(v, v.idx16, wtp, csp, bp, o, op, rb, re);
+    else
+      linear_index_rows(v, v.idx32, wtp, csp, bp, o, op, rb, re);
+  });
+}
+
 }  // namespace
 
 namespace quant_cpu {
@@ -147,6 +194,10 @@ at::Tensor packed_linear(const PackedTensor& x, const at::Tensor& weight, const 
       out.copy_(b.expand({n, o}));
     else
       out.zero_();
+    return out;
+  }
+  if (x.layout() == PackedLayout::kIndexList) {
+    linear_index_list(x, w, b, out);
     return out;
   }
   if (DnnlSgemm sgemm = dnnl_sgemm(); sgemm != nullptr && linear_tiles(sgemm, x, w, b, out)) {

@@ -2,6 +2,7 @@
 // quant/cpu/pack_impl.h over balanced row chunks.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -18,6 +19,34 @@ int64_t safe_rows(const PackedView& v) {
   int64_t j = v.rows;
   while (j > 0 && v.data_end(j - 1) + 16 > v.end) --j;
   return j;
+}
+
+// Index-list x: output row i accumulates a_e = w_e scale_j at the columns of row j's
+// 1-codes, in edge order, and sum_e w_e lo_j once at the end (x^_j = lo_j + scale_j q_j).
+template <class T>
+void spmm_index_rows(const PackedView& x, const T* idx, const int64_t* indptr,
+                     const int64_t* indices, const float* w, float* out, std::atomic<int64_t>& bad,
+                     int64_t rb, int64_t re) {
+  const int64_t f = x.cols, n = x.rows;
+  for (int64_t i = rb; i < re; ++i) {
+    float* __restrict o = out + i * f;
+    std::fill(o, o + f, 0.0f);
+    float corr = 0.0f;
+    for (int64_t e = indptr[i]; e < indptr[i + 1]; ++e) {
+      const int64_t j = indices[e];
+      if (static_cast<uint64_t>(j) >= static_cast<uint64_t>(n)) {
+        bad.store(e, std::memory_order_relaxed);
+        continue;
+      }
+      const float we = w != nullptr ? w[e] : 1.0f;
+      const float a = we * x.scale(j);
+      corr += we * x.lo(j);
+      const T* __restrict c = idx + x.idx_offset[j];
+      const int64_t cnt = x.idx_offset[j + 1] - x.idx_offset[j];
+      for (int64_t k = 0; k < cnt; ++k) o[c[k]] += a;
+    }
+    for (int64_t k = 0; k < f; ++k) o[k] += corr;
+  }
 }
 
 }  // namespace
@@ -56,22 +85,38 @@ at::Tensor packed_spmm(const at::Tensor& indptr, const at::Tensor& indices, cons
   if (r == 0 || f == 0) return out;
 
   std::atomic<int64_t> bad{-1};
-  quant_cpu::PackedSpmmArgs a{};
-  a.indptr = ipp;
-  a.indices = ix.data_ptr<int64_t>();
-  a.w = wc.defined() ? wc.data_ptr<float>() : nullptr;
-  a.x = PackedTensorAccess::view(x);
-  a.safe_rows = safe_rows(a.x);
-  a.out = out.data_ptr<float>();
-  a.bad_index = &bad;
-  const quant_cpu::Kernels& k = quant_cpu::kernels();
-  // Cost units ~ one vector of work: an edge costs its decode + FMA vectors plus the row
-  // metadata look-ups, a row its stores.
-  const int64_t vecs = (f + 15) / 16;
-  cpu::parallel_rows(ipp, r, 2 * vecs + 4, vecs + 4,
-                     [&](int64_t rb, int64_t re) { k.spmm_rows(a, rb, re); });
+  const PackedView xv = PackedTensorAccess::view(x);
+  if (xv.index_list) {
+    // Cost units as below: an edge costs its row's average count of 1-codes (scattered
+    // adds) plus the metadata look-ups, a row its zeroing and final add.
+    const int64_t ones = x.num_rows() > 0 ? x.num_index_entries() / x.num_rows() : 0;
+    const int64_t* indices = ix.data_ptr<int64_t>();
+    const float* wp = wc.defined() ? wc.data_ptr<float>() : nullptr;
+    float* op = out.data_ptr<float>();
+    cpu::parallel_rows(ipp, r, ones + 4, (f + 7) / 8 + 4, [&](int64_t rb, int64_t re) {
+      if (xv.idx16 != nullptr)
+        spmm_index_rows(xv, xv.idx16, ipp, indices, wp, op, bad, rb, re);
+      else
+        spmm_index_rows(xv, xv.idx32, ipp, indices, wp, op, bad, rb, re);
+    });
+  } else {
+    quant_cpu::PackedSpmmArgs a{};
+    a.indptr = ipp;
+    a.indices = ix.data_ptr<int64_t>();
+    a.w = wc.defined() ? wc.data_ptr<float>() : nullptr;
+    a.x = xv;
+    a.safe_rows = safe_rows(a.x);
+    a.out = out.data_ptr<float>();
+    a.bad_index = &bad;
+    const quant_cpu::Kernels& k = quant_cpu::kernels();
+    // Cost units ~ one vector of work: an edge costs its decode + FMA vectors plus the row
+    // metadata look-ups, a row its stores.
+    const int64_t vecs = (f + 15) / 16;
+    cpu::parallel_rows(ipp, r, 2 * vecs + 4, vecs + 4,
+                       [&](int64_t rb, int64_t re) { k.spmm_rows(a, rb, re); });
+  }
   const int64_t be = bad.load();
-  TORCH_CHECK(be < 0, "packed_spmm: indices[", be, "] = ", be >= 0 ? a.indices[be] : 0,
+  TORCH_CHECK(be < 0, "packed_spmm: indices[", be, "] = ", be >= 0 ? ix.data_ptr<int64_t>()[be] : 0,
               " is not a row of x (N = ", x.num_rows(), ")");
   return out;
 }

@@ -25,6 +25,62 @@ bool valid_bits(int b) { return (b >= 1 && b <= 8) || b == 16 || b == 32; }
 // Rows per parallel task so that each task handles >= ~32K values.
 int64_t row_grain(int64_t f) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(f, 1)); }
 
+// 1-bits in nbytes bytes.
+int64_t count_ones(const uint8_t* p, int64_t nbytes) {
+  int64_t c = 0, i = 0;
+  for (; i + 8 <= nbytes; i += 8) {
+    uint64_t u;
+    std::memcpy(&u, p + i, 8);
+    c += __builtin_popcountll(u);
+  }
+  for (; i < nbytes; ++i) c += __builtin_popcount(p[i]);
+  return c;
+}
+
+// Positions of the 1-bits of a row's bitmap (LSB-first), ascending; returns their count.
+template <class T>
+int64_t bitmap_to_indices(const uint8_t* p, int64_t nbytes, T* out) {
+  int64_t n = 0, i = 0;
+  for (; i + 8 <= nbytes; i += 8) {
+    uint64_t u;
+    std::memcpy(&u, p + i, 8);
+    while (u != 0) {
+      out[n++] = static_cast<T>(8 * i + __builtin_ctzll(u));
+      u &= u - 1;
+    }
+  }
+  for (; i < nbytes; ++i) {
+    unsigned u = p[i];
+    while (u != 0) {
+      out[n++] = static_cast<T>(8 * i + __builtin_ctz(u));
+      u &= u - 1;
+    }
+  }
+  return n;
+}
+
+// Sets the bits of a zeroed row bitmap at `count` column indices.
+template <class T>
+void indices_to_bitmap(const T* idx, int64_t count, uint8_t* p) {
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t k = idx[i];
+    p[k >> 3] = static_cast<uint8_t>(p[k >> 3] | (1u << (k & 7)));
+  }
+}
+
+// Row r's 1-codes of a 1-bit tensor of either layout, written into a zeroed bitmap row.
+void row_to_bitmap(const PackedView& v, int64_t r, uint8_t* out) {
+  if (!v.index_list) {
+    std::memcpy(out, v.data(r), static_cast<size_t>(row_bytes(v.cols, 1)));
+    return;
+  }
+  const int64_t b = v.idx_offset[r], e = v.idx_offset[r + 1];
+  if (v.idx16 != nullptr)
+    indices_to_bitmap(v.idx16 + b, e - b, out);
+  else
+    indices_to_bitmap(v.idx32 + b, e - b, out);
+}
+
 // The validated quantization plan of one call: row grouping, bits, parameter slots.
 struct Plan {
   int64_t n = 0, f = 0;
@@ -231,11 +287,23 @@ class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFuncti
 
 }  // namespace
 
+int64_t index_list_code_bytes(int64_t rows, int64_t cols, int64_t ones) {
+  return ones * quant_cpu::index_entry_bytes(cols) + 8 * (rows + 1);
+}
+
 PackedView PackedTensorAccess::view(const PackedTensor& t) {
   PackedView v;
   if (!t.codes_.defined()) return v;
   v.codes = t.codes_.data_ptr<uint8_t>();
   v.end = v.codes + t.codes_.numel();
+  if (t.layout_ == PackedLayout::kIndexList) {
+    v.index_list = true;
+    v.idx_offset = t.index_offset_.data_ptr<int64_t>();
+    if (quant_cpu::index_entry_bytes(t.cols_) == 2)
+      v.idx16 = reinterpret_cast<const uint16_t*>(v.codes);
+    else
+      v.idx32 = reinterpret_cast<const int32_t*>(v.codes);
+  }
   if (t.row_offset_.defined()) v.offset = t.row_offset_.data_ptr<int64_t>();
   if (t.row_group_.defined()) v.group = t.row_group_.data_ptr<uint8_t>();
   v.group_bits = t.group_bits_.data();
@@ -247,7 +315,35 @@ PackedView PackedTensorAccess::view(const PackedTensor& t) {
   return v;
 }
 
-PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Granularity gran) {
+void PackedTensorAccess::to_index_list(PackedTensor& t, const std::vector<int64_t>& ones) {
+  const PackedView v = view(t);
+  const int64_t n = t.rows_, f = t.cols_;
+  TORCH_INTERNAL_ASSERT(static_cast<int64_t>(ones.size()) == n);
+  at::Tensor offset = at::empty({n + 1}, at::kLong);
+  int64_t* o = offset.data_ptr<int64_t>();
+  o[0] = 0;
+  for (int64_t r = 0; r < n; ++r) o[r + 1] = o[r] + ones[static_cast<size_t>(r)];
+  const int64_t esize = quant_cpu::index_entry_bytes(f);
+  at::Tensor idx = at::empty({o[n] * esize}, at::kByte);
+  uint8_t* ip = idx.data_ptr<uint8_t>();
+  const int64_t nb = row_bytes(f, 1);
+  at::parallel_for(0, n, row_grain(f), [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      if (esize == 2)
+        bitmap_to_indices(v.data(r), nb, reinterpret_cast<uint16_t*>(ip) + o[r]);
+      else
+        bitmap_to_indices(v.data(r), nb, reinterpret_cast<int32_t*>(ip) + o[r]);
+    }
+  });
+  t.layout_ = PackedLayout::kIndexList;
+  t.codes_ = idx;
+  t.index_offset_ = offset;
+  t.row_offset_ = at::Tensor();
+  t.row_stride_ = 0;
+}
+
+PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Granularity gran,
+                                PackLayoutChoice layout) {
   const Plan p = make_plan("PackedTensor::pack", x_in, rows, gran);
   const at::Tensor x = x_in.contiguous();
   PackedTensor t;
@@ -288,13 +384,28 @@ PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Gra
                  else if (f > 0)
                    k.pack(xr, f, b, scale, lo, out);
                });
+  const bool all_one_bit =
+      std::all_of(p.gbits.begin(), p.gbits.end(), [](int b) { return b == 1; });
+  if (layout == PackLayoutChoice::kAuto && all_one_bit && n > 0 && f > 0) {
+    std::vector<int64_t> ones(static_cast<size_t>(n));
+    const PackedView v = PackedTensorAccess::view(t);
+    at::parallel_for(0, n, row_grain(f), [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) ones[r] = count_ones(v.data(r), row_bytes(f, 1));
+    });
+    int64_t total_ones = 0;
+    for (int64_t c : ones) total_ones += c;
+    const int64_t bitmap_bytes = t.codes_.numel() + (off != nullptr ? 8 * (n + 1) : 0);
+    if (index_list_code_bytes(n, f, total_ones) < bitmap_bytes) {
+      PackedTensorAccess::to_index_list(t, ones);
+    }
+  }
   return t;
 }
 
-PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts) {
+PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts, PackLayoutChoice layout) {
   TORCH_CHECK(!parts.empty(), "PackedTensor::concat_rows: no parts");
   const PackedTensor& first = parts[0];
-  int64_t rows = 0, code_bytes = 0, param_rows = 0;
+  int64_t rows = 0, code_bytes = 0, param_rows = 0, ones = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
     const PackedTensor& p = parts[i];
     TORCH_CHECK(p.defined(), "PackedTensor::concat_rows: part ", i, " is undefined");
@@ -310,24 +421,77 @@ PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts) {
                 "PackedTensor::concat_rows: part ", i,
                 " has per-tensor ranges (only Granularity::kRow parts can be stacked)");
     rows += p.rows_;
-    code_bytes += p.codes_.numel();
+    if (p.layout_ == PackedLayout::kIndexList) {
+      ones += p.num_index_entries();
+    } else {
+      code_bytes += p.codes_.numel();
+      if (first.group_bits_[0] == 1)
+        ones += count_ones(p.codes_.data_ptr<uint8_t>(), p.codes_.numel());
+    }
     if (p.params_.defined()) param_rows += p.params_.size(0);
   }
+  const int64_t f = first.cols_;
+  const int bits = first.group_bits_[0];
   PackedTensor t;
   t.rows_ = rows;
-  t.cols_ = first.cols_;
+  t.cols_ = f;
   t.group_bits_ = first.group_bits_;
   t.gran_ = first.gran_;
-  t.row_stride_ = first.row_stride_;
-  t.codes_ = at::empty({code_bytes}, at::kByte);
+  t.row_stride_ = row_bytes(f, bits);
+  code_bytes = rows * t.row_stride_;  // the bitmap's (index parts counted here too)
+  // The layout pack() would choose for the stacked matrix.
+  const bool index_list = layout == PackLayoutChoice::kAuto && bits == 1 && rows > 0 && f > 0 &&
+                          index_list_code_bytes(rows, f, ones) < code_bytes;
+  const int64_t esize = quant_cpu::index_entry_bytes(f);
+  int64_t* ioff = nullptr;
+  if (index_list) {
+    t.layout_ = PackedLayout::kIndexList;
+    t.row_stride_ = 0;
+    t.codes_ = at::empty({ones * esize}, at::kByte);
+    t.index_offset_ = at::empty({rows + 1}, at::kLong);
+    ioff = t.index_offset_.data_ptr<int64_t>();
+    ioff[0] = 0;
+  } else {
+    t.codes_ = at::empty({code_bytes}, at::kByte);
+  }
   const bool has_params = first.params_.defined();
   if (has_params) t.params_ = at::empty({param_rows, 2}, at::kFloat);
   uint8_t* codes = t.codes_.data_ptr<uint8_t>();
   float* params = has_params ? t.params_.data_ptr<float>() : nullptr;
+  int64_t row = 0;
+  std::vector<uint8_t> bitmap_row;
   for (PackedTensor& p : parts) {
-    const int64_t nb = p.codes_.numel();
-    if (nb > 0) std::memcpy(codes, p.codes_.data_ptr<uint8_t>(), static_cast<size_t>(nb));
-    codes += nb;
+    const PackedView v = PackedTensorAccess::view(p);
+    if (index_list) {
+      // Entries of row r go to [ioff[row + r], ioff[row + r + 1]).
+      for (int64_t r = 0; r < p.rows_; ++r) {
+        const int64_t at_entry = ioff[row + r];
+        int64_t count = 0;
+        if (v.index_list) {
+          count = v.idx_offset[r + 1] - v.idx_offset[r];
+          std::memcpy(codes + at_entry * esize,
+                      p.codes_.data_ptr<uint8_t>() + v.idx_offset[r] * esize,
+                      static_cast<size_t>(count * esize));
+        } else if (esize == 2) {
+          count = bitmap_to_indices(v.data(r), row_bytes(f, 1),
+                                    reinterpret_cast<uint16_t*>(codes) + at_entry);
+        } else {
+          count = bitmap_to_indices(v.data(r), row_bytes(f, 1),
+                                    reinterpret_cast<int32_t*>(codes) + at_entry);
+        }
+        ioff[row + r + 1] = at_entry + count;
+      }
+    } else if (v.index_list) {
+      const int64_t nb = p.rows_ * t.row_stride_;
+      std::memset(codes, 0, static_cast<size_t>(nb));
+      for (int64_t r = 0; r < p.rows_; ++r) row_to_bitmap(v, r, codes + r * t.row_stride_);
+      codes += nb;
+    } else {
+      const int64_t nb = p.codes_.numel();
+      if (nb > 0) std::memcpy(codes, p.codes_.data_ptr<uint8_t>(), static_cast<size_t>(nb));
+      codes += nb;
+    }
+    row += p.rows_;
     if (has_params) {
       const int64_t np = p.params_.numel();
       if (np > 0) {
@@ -340,7 +504,15 @@ PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts) {
   return t;
 }
 
-int64_t PackedTensor::code_bytes() const { return codes_.defined() ? codes_.numel() : 0; }
+int64_t PackedTensor::code_bytes() const {
+  if (!codes_.defined()) return 0;
+  return codes_.numel() + (index_offset_.defined() ? 8 * index_offset_.numel() : 0);
+}
+
+int64_t PackedTensor::num_index_entries() const {
+  if (layout_ != PackedLayout::kIndexList) return -1;
+  return codes_.numel() / quant_cpu::index_entry_bytes(cols_);
+}
 
 int64_t PackedTensor::nbytes() const {
   int64_t bytes = code_bytes();
@@ -367,6 +539,24 @@ void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
   const PackedView v = PackedTensorAccess::view(*this);
   const Kernels& k = quant_cpu::kernels();
   const int64_t f = cols_;
+  if (v.index_list) {
+    at::parallel_for(begin, end, row_grain(f), [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        // Code 0 and code 1 decoded as the bitmap decoder does (q * scale + lo).
+        const float scale = v.scale(r), lo = v.lo(r);
+        const float zero = 0.0f * scale + lo, one = scale + lo;
+        float* o = out + (r - begin) * f;
+        std::fill(o, o + f, zero);
+        const int64_t eb = v.idx_offset[r], ee = v.idx_offset[r + 1];
+        if (v.idx16 != nullptr) {
+          for (int64_t e = eb; e < ee; ++e) o[v.idx16[e]] = one;
+        } else {
+          for (int64_t e = eb; e < ee; ++e) o[v.idx32[e]] = one;
+        }
+      }
+    });
+    return;
+  }
   at::parallel_for(begin, end, row_grain(f), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       k.decode(v.data(r), v.end, f, v.bits(r), v.scale(r), v.lo(r), out + (r - begin) * f);
@@ -386,6 +576,14 @@ at::Tensor PackedTensor::codes_as_int() const {
   at::Tensor c = at::empty({rows_, cols_}, at::kInt);
   int32_t* cp = c.data_ptr<int32_t>();
   const PackedView v = PackedTensorAccess::view(*this);
+  if (v.index_list) {
+    c.zero_();
+    for (int64_t r = 0; r < rows_; ++r) {
+      const RowIndices idx = row_indices(r);
+      for (int64_t i = 0; i < idx.size; ++i) cp[r * cols_ + idx[i]] = 1;
+    }
+    return c;
+  }
   for (int64_t r = 0; r < rows_; ++r) {
     const int b = v.bits(r);
     const uint8_t* p = v.data(r);
@@ -415,7 +613,29 @@ int PackedTensor::row_bits(int64_t r) const {
 
 const uint8_t* PackedTensor::row_data(int64_t r) const {
   TORCH_CHECK(r >= 0 && r < rows_, "PackedTensor::row_data: row ", r, " not in [0, ", rows_, ")");
+  TORCH_CHECK(layout_ == PackedLayout::kBitmap,
+              "PackedTensor::row_data: the tensor is stored as an index list (layout "
+              "kIndexList), it has no row bytes; use row_indices(",
+              r, ")");
   return PackedTensorAccess::view(*this).data(r);
+}
+
+PackedTensor::RowIndices PackedTensor::row_indices(int64_t r) const {
+  TORCH_CHECK(r >= 0 && r < rows_, "PackedTensor::row_indices: row ", r, " not in [0, ", rows_,
+              ")");
+  TORCH_CHECK(layout_ == PackedLayout::kIndexList,
+              "PackedTensor::row_indices: the tensor is stored as a bitmap (layout kBitmap); use "
+              "row_data(",
+              r, ")");
+  const PackedView v = PackedTensorAccess::view(*this);
+  RowIndices out;
+  const int64_t b = v.idx_offset[r];
+  out.size = v.idx_offset[r + 1] - b;
+  if (v.idx16 != nullptr)
+    out.u16 = v.idx16 + b;
+  else
+    out.i32 = v.idx32 + b;
+  return out;
 }
 
 float PackedTensor::row_scale(int64_t r) const {

@@ -1,10 +1,60 @@
 #include "qgnn/quant/quant_hooks.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "quant/cpu/pack_kernel.h"
 
 namespace qgnn {
 
 namespace {
+
+// The 1-bit code of v over [lo, hi] is 1 iff (v - lo) / scale > 1/2 (packed_tensor.h:
+// round half to even sends 1/2 to 0, anything above to 1 after the clamp), evaluated in
+// float32 exactly as the pack kernels do.
+struct OneBitRange {
+  float lo = 0.0f, scale = 1.0f;
+  OneBitRange(float l, float h) : lo(l), scale(quant_cpu::affine_scale(l, h, 1)) {}
+  bool one(float v) const { return (v - lo) / scale > 0.5f; }
+};
+
+// Rows of the input as the statistics read them: dense rows, or CSR rows whose missing
+// entries are zeros.
+struct InputRows {
+  int64_t n = 0, f = 0;
+  const float* dense = nullptr;     // [N, F] contiguous
+  const int64_t* indptr = nullptr;  // sparse: [N + 1]
+  const float* values = nullptr;    // sparse: [nnz] or nullptr (ones)
+
+  // fn(v) for every stored value of row r; returns the number of implicit zeros.
+  template <class Fn>
+  int64_t for_each(int64_t r, const Fn& fn) const {
+    if (dense != nullptr) {
+      const float* xr = dense + r * f;
+      for (int64_t k = 0; k < f; ++k) fn(xr[k]);
+      return 0;
+    }
+    const int64_t b = indptr[r], e = indptr[r + 1];
+    for (int64_t i = b; i < e; ++i) fn(values != nullptr ? values[i] : 1.0f);
+    return f - (e - b);
+  }
+
+  int64_t ones(int64_t r, const OneBitRange& q) const {
+    int64_t c = 0;
+    const int64_t zeros = for_each(r, [&](float v) { c += q.one(v) ? 1 : 0; });
+    return zeros > 0 && q.one(0.0f) ? c + zeros : c;
+  }
+};
+
+int64_t stats_row_grain(int64_t f) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(f, 1)); }
 
 bool all_rows_one_group(const RowBits& rb) {
   return !rb.row_group.defined() || rb.num_groups() == 1;
@@ -39,6 +89,159 @@ PackedSize packed_size(int64_t rows, int64_t cols, const RowBits& rb, Granularit
     s.bytes += 8 * param_sets;  // float32 scale + lo
   }
   return s;
+}
+
+struct InputCodeStats::State {
+  // Whole features (constructor): the values, for per-tensor and per-bucket ranges.
+  NodeFeatures x;
+  at::Tensor dense;  // contiguous copy or x.dense() itself
+  InputRows rows;
+  // Per row: range (implicit zeros included) and 1-codes under the row's own range.
+  std::vector<float> row_min, row_max;
+  int64_t row_ones = 0;
+  std::mutex mu;  // guards the caches below
+  std::optional<int64_t> tensor_ones;
+  std::vector<std::pair<at::Tensor, int64_t>> bucket_ones;  // (row groups uint8 [N], ones)
+
+  // Appends the per-row statistics of rows [0, r.n) of r; throws on non-finite values.
+  void add_rows(const InputRows& r, int64_t first_row) {
+    const size_t base = row_min.size();
+    row_min.resize(base + static_cast<size_t>(r.n));
+    row_max.resize(base + static_cast<size_t>(r.n));
+    std::atomic<int64_t> bad{r.n}, ones{0};
+    at::parallel_for(0, r.n, stats_row_grain(r.f), [&](int64_t rb, int64_t re) {
+      int64_t local = 0;
+      for (int64_t i = rb; i < re; ++i) {
+        const float inf = std::numeric_limits<float>::infinity();
+        float mn = inf, mx = -inf;
+        bool finite = true;
+        const int64_t zeros = r.for_each(i, [&](float v) {
+          finite = finite && std::isfinite(v);
+          mn = std::min(mn, v);
+          mx = std::max(mx, v);
+        });
+        if (zeros > 0) {
+          mn = std::min(mn, 0.0f);
+          mx = std::max(mx, 0.0f);
+        }
+        if (!finite) {
+          int64_t cur = bad.load();
+          while (i < cur && !bad.compare_exchange_weak(cur, i)) {
+          }
+          continue;
+        }
+        if (r.f == 0) mn = mx = 0.0f;
+        row_min[base + static_cast<size_t>(i)] = mn;
+        row_max[base + static_cast<size_t>(i)] = mx;
+        if (r.f > 0) local += r.ones(i, OneBitRange(mn, mx));
+      }
+      ones += local;
+    });
+    TORCH_CHECK(bad.load() == r.n, "InputCodeStats: x must be finite, row ", first_row + bad.load(),
+                " holds NaN or infinity");
+    row_ones += ones.load();
+  }
+
+  // 1-codes of the rows with group id g (all rows when group is null) over [lo, hi].
+  int64_t count(const uint8_t* group, int g, float lo, float hi) const {
+    const OneBitRange q(lo, hi);
+    std::atomic<int64_t> total{0};
+    at::parallel_for(0, rows.n, stats_row_grain(rows.f), [&](int64_t rb, int64_t re) {
+      int64_t local = 0;
+      for (int64_t i = rb; i < re; ++i) {
+        if (group == nullptr || group[i] == g) local += rows.ones(i, q);
+      }
+      total += local;
+    });
+    return total.load();
+  }
+};
+
+InputCodeStats::InputCodeStats(const NodeFeatures& x) {
+  TORCH_CHECK(x.defined(), "InputCodeStats: x is undefined");
+  TORCH_CHECK(!x.is_packed(),
+              "InputCodeStats: x is packed; build the statistics from the float features");
+  state_ = std::make_shared<State>();
+  State& st = *state_;
+  st.x = x;
+  rows_ = x.num_rows();
+  cols_ = x.num_cols();
+  st.rows.n = rows_;
+  st.rows.f = cols_;
+  if (x.is_sparse()) {
+    const CsrGraph& g = x.sparse();
+    st.rows.indptr = g.indptr().data_ptr<int64_t>();
+    if (g.has_weights()) {
+      st.dense = g.weights().to(at::kFloat).contiguous();  // kept alive with the pointer
+      st.rows.values = st.dense.data_ptr<float>();
+    }
+  } else {
+    st.dense = x.dense().detach().to(at::kFloat).contiguous();
+    st.rows.dense = st.dense.data_ptr<float>();
+  }
+  st.add_rows(st.rows, 0);
+}
+
+void InputCodeStats::append_rows(const at::Tensor& rows) {
+  TORCH_CHECK(rows.defined() && rows.dim() == 2 && rows.scalar_type() == at::kFloat &&
+                  rows.device().is_cpu(),
+              "InputCodeStats::append_rows: rows must be an [n, F] float32 CPU tensor");
+  if (!state_) {
+    state_ = std::make_shared<State>();
+    cols_ = rows.size(1);
+  }
+  TORCH_CHECK(!state_->x.defined(),
+              "InputCodeStats::append_rows: the statistics were built from whole features");
+  TORCH_CHECK(rows.size(1) == cols_, "InputCodeStats::append_rows: rows have ", rows.size(1),
+              " columns, earlier rows ", cols_);
+  const at::Tensor c = rows.contiguous();
+  InputRows r;
+  r.n = c.size(0);
+  r.f = cols_;
+  r.dense = c.data_ptr<float>();
+  state_->add_rows(r, rows_);
+  rows_ += r.n;
+}
+
+int64_t InputCodeStats::ones(const RowBits& rb, Granularity gran) const {
+  if (!state_ || rows_ == 0 || cols_ == 0) return 0;
+  State& st = *state_;
+  if (gran == Granularity::kRow) return st.row_ones;
+  TORCH_CHECK(st.x.defined(),
+              "InputCodeStats::ones: statistics built with append_rows() know "
+              "per-row ranges only (Granularity::kRow)");
+  const bool grouped = rb.row_group.defined() && rb.num_groups() > 1;
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (gran == Granularity::kTensor || !grouped) {
+    if (!st.tensor_ones) {
+      const float lo = *std::min_element(st.row_min.begin(), st.row_min.end());
+      const float hi = *std::max_element(st.row_max.begin(), st.row_max.end());
+      st.tensor_ones = st.count(nullptr, 0, lo, hi);
+    }
+    return *st.tensor_ones;
+  }
+  TORCH_CHECK(rb.row_group.dim() == 1 && rb.row_group.size(0) == rows_,
+              "InputCodeStats::ones: rows.row_group must have N = ", rows_, " entries, got ",
+              rb.row_group.sizes());
+  const at::Tensor group = rb.row_group.to(at::kByte).contiguous();
+  for (const auto& [key, ones] : st.bucket_ones) {
+    if (at::equal(key, group)) return ones;
+  }
+  const uint8_t* gp = group.data_ptr<uint8_t>();
+  const int64_t g = rb.num_groups();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> lo(static_cast<size_t>(g), inf), hi(static_cast<size_t>(g), -inf);
+  for (int64_t r = 0; r < rows_; ++r) {
+    lo[gp[r]] = std::min(lo[gp[r]], st.row_min[static_cast<size_t>(r)]);
+    hi[gp[r]] = std::max(hi[gp[r]], st.row_max[static_cast<size_t>(r)]);
+  }
+  int64_t ones = 0;
+  for (int64_t i = 0; i < g; ++i) {
+    if (lo[i] <= hi[i]) ones += st.count(gp, static_cast<int>(i), lo[i], hi[i]);
+  }
+  if (st.bucket_ones.size() >= 16) st.bucket_ones.erase(st.bucket_ones.begin());
+  st.bucket_ones.emplace_back(group, ones);
+  return ones;
 }
 
 at::Tensor embedding_row_degree(const GraphOperators& ops) { return ops.graph().in_degree(); }
@@ -90,8 +293,11 @@ NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h
     return h;
   }
   const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
+  // Hidden embeddings stay bitmaps: their stored bytes then follow from the shapes
+  // (memory_report); only the input's layout depends on its values (InputCodeStats).
   auto packed = std::make_shared<const PackedTensor>(
-      PackedTensor::pack(h.to_dense(), rb, policy_.granularity(QuantRole::kEmbedding)));
+      PackedTensor::pack(h.to_dense(), rb, policy_.granularity(QuantRole::kEmbedding),
+                         layer == 0 ? PackLayoutChoice::kAuto : PackLayoutChoice::kBitmap));
   stored_[{layer, false}] = packed->nbytes();
   return NodeFeatures(packed);
 }
@@ -105,8 +311,9 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
   }
   const RowBits rb = policy_.row_bits(p, attention_row_degree(g));
   const bool flat = alpha.dim() == 1;
-  const PackedTensor packed = PackedTensor::pack(flat ? alpha.unsqueeze(1) : alpha, rb,
-                                                 policy_.granularity(QuantRole::kAttention));
+  const PackedTensor packed =
+      PackedTensor::pack(flat ? alpha.unsqueeze(1) : alpha, rb,
+                         policy_.granularity(QuantRole::kAttention), PackLayoutChoice::kBitmap);
   stored_[{layer, true}] = packed.nbytes();
   at::Tensor out = packed.decode();
   return flat ? out.squeeze(1) : out;
@@ -121,7 +328,7 @@ std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const Grap
 }
 
 MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
-                           const BitPolicy& policy) {
+                           const BitPolicy& policy, const InputCodeStats* input) {
   MemoryReport r;
   at::Tensor emb_degree = embedding_row_degree(ops);
   at::Tensor att_degree;
@@ -136,12 +343,35 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
     m.bits = policy.bits(p);
     m.values = info.rows * info.cols;
     m.fp32_bytes = 4 * m.values;
-    const PackedSize s = packed_size(info.rows, info.cols, rb, policy.granularity(role));
+    const Granularity gran = policy.granularity(role);
+    const PackedSize s = packed_size(info.rows, info.cols, rb, gran);
     m.stored_bytes = s.bytes;
     m.code_bytes = s.code_bytes;
+    m.stored_bytes_bitmap = s.bytes;
+    const bool one_bit =
+        std::all_of(rb.group_bits.begin(), rb.group_bits.end(), [](int b) { return b == 1; });
+    if (input != nullptr && info.layer == 0 && !info.attention) {
+      TORCH_CHECK(input->num_rows() == info.rows && input->num_cols() == info.cols,
+                  "memory_report: input statistics are for [", input->num_rows(), ", ",
+                  input->num_cols(), "] features, the model's input point is [", info.rows, ", ",
+                  info.cols, "]");
+      if (one_bit && info.rows > 0 && info.cols > 0) {
+        // The choice PackedTensor::pack makes (packed_tensor.h).
+        const int64_t bitmap =
+            s.code_bytes +
+            (rb.row_group.defined() && rb.num_groups() > 1 ? 8 * (info.rows + 1) : 0);
+        const int64_t index = index_list_code_bytes(info.rows, info.cols, input->ones(rb, gran));
+        if (index < bitmap) {
+          m.layout = PackedLayout::kIndexList;
+          m.stored_bytes = s.bytes - bitmap + index;
+          m.code_bytes = index;
+        }
+      }
+    }
     r.values += m.values;
     r.fp32_bytes += m.fp32_bytes;
     r.stored_bytes += m.stored_bytes;
+    r.stored_bytes_bitmap += m.stored_bytes_bitmap;
     r.code_bytes += m.code_bytes;
     r.points.push_back(m);
   }

@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "qgnn/quant/quant_hooks.h"
 #include "testing/graphs.h"
 
@@ -131,6 +136,159 @@ TEST(MemoryReport, MatchesDesignAccountingByHand) {
   EXPECT_EQ(r.code_bytes, 40 + 160);
   EXPECT_DOUBLE_EQ(r.average_bits(), 8.0 * 200 / 200);
   EXPECT_DOUBLE_EQ(r.saving(), 800.0 / 280.0);
+}
+
+// ---- the input point stored as an index list (sparse 1-bit inputs) ----
+
+// 0/1 bag-of-words rows at `density` (row 1 all zeros, row 2 all ones), seeded.
+at::Tensor sparse_binary(int64_t n, int64_t f, double density, uint64_t seed) {
+  torch::manual_seed(seed);
+  at::Tensor x = (torch::rand({n, f}) < density).to(torch::kFloat);
+  x[1].zero_();
+  x[2].fill_(1.0f);
+  return x;
+}
+
+// Sparse non-binary rows, every 5th moved to negative values (lo != 0; per-tensor ranges
+// then make zeros code 1).
+at::Tensor sparse_valued(int64_t n, int64_t f, double density, uint64_t seed) {
+  torch::manual_seed(seed);
+  at::Tensor x = (torch::rand({n, f}) < density).to(torch::kFloat) * (torch::rand({n, f}) + 0.1);
+  for (int64_t r = 0; r < n; r += 5) x[r].sub_(3.0f);
+  return x;
+}
+
+TEST(InputCodeStats, OnesEqualThePackedCodesEveryGranularityAndGrouping) {
+  const int64_t n = 80, f = 300;
+  const at::Tensor deg = torch::randint(0, 12, {n}, torch::kLong);
+  for (const auto& [name, x] : std::vector<std::pair<std::string, at::Tensor>>{
+           {"binary", sparse_binary(n, f, 0.02, 1)}, {"valued", sparse_valued(n, f, 0.05, 2)}}) {
+    const InputCodeStats dense_stats{NodeFeatures(x)};
+    const InputCodeStats sparse_stats{NodeFeatures::from_dense(x, 1.0)};
+    ASSERT_TRUE(NodeFeatures::from_dense(x, 1.0).is_sparse());
+    InputCodeStats chunked;
+    for (int64_t r = 0; r < n; r += 30)
+      chunked.append_rows(x.narrow(0, r, std::min<int64_t>(30, n - r)));
+    EXPECT_EQ(chunked.num_rows(), n);
+    for (const char* spec :
+         {"emb=1", "emb=1;emb.gran=tensor", "emb=1;emb.gran=bucket", "emb=1;taq=4@<=2,3@<=5,2",
+          "emb=1;taq=4@<=2,3@<=5,2;gran=bucket", "emb=1;emb.taq=4,3,2;emb.gran=tensor",
+          "emb=1;emb.taq=4,3,2;emb.gran=bucket"}) {
+      const BitPolicy policy = BitPolicy::parse(spec);
+      const RowBits rb = policy.row_bits({0, QuantRole::kEmbedding}, deg);
+      const Granularity gran = policy.granularity(QuantRole::kEmbedding);
+      // Reference: the codes the packer stores (as a bitmap).
+      const int64_t expect = PackedTensor::pack(x, rb, gran, PackLayoutChoice::kBitmap)
+                                 .codes_as_int()
+                                 .sum()
+                                 .item<int64_t>();
+      EXPECT_EQ(dense_stats.ones(rb, gran), expect) << name << " " << spec;
+      EXPECT_EQ(sparse_stats.ones(rb, gran), expect) << name << " " << spec << " (sparse)";
+      EXPECT_EQ(dense_stats.ones(rb, gran), expect) << name << " " << spec << " (cached)";
+      if (gran == Granularity::kRow) {
+        EXPECT_EQ(chunked.ones(rb, gran), expect) << name << " " << spec << " (chunked)";
+      } else {
+        EXPECT_THROW(chunked.ones(rb, gran), c10::Error) << spec;
+      }
+    }
+  }
+  at::Tensor bad = sparse_binary(4, 8, 0.5, 3);
+  bad[2][3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(InputCodeStats{NodeFeatures(bad)}, c10::Error);
+  EXPECT_THROW(InputCodeStats{NodeFeatures()}, c10::Error);
+  InputCodeStats c;
+  c.append_rows(at::zeros({2, 8}));
+  EXPECT_THROW(c.append_rows(at::zeros({2, 9})), c10::Error);
+}
+
+TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
+  const int64_t n = 60, f = 700;
+  CsrGraph g = testing::random_graph(n, 4.0, 31, /*isolated=*/3);
+  GraphOperators ops(g);
+  const at::Tensor xd = sparse_binary(n, f, 0.013, 7);
+  int index_points = 0;
+  for (const NodeFeatures& x : {NodeFeatures(xd), NodeFeatures::from_dense(xd, 1.0)}) {
+    const InputCodeStats stats(x);
+    for (const char* name : {"gcn", "gat", "agnn"}) {
+      for (const char* spec :
+           {"emb=1", "emb=1;emb.gran=tensor", "emb=1;emb.gran=bucket", "emb=1;layer1.emb=4",
+            "emb=1;taq=4@<=2,3@<=5,2;att=3", "emb=1;taq=4@<=2,3@<=5,2;gran=bucket",
+            "emb=1;emb.taq=4,3,2;emb.gran=tensor", "emb=2", "emb=2;taq=4@<=2,2@<=5,1"}) {
+        SCOPED_TRACE(std::string(name) + " " + spec + (x.is_sparse() ? " sparse x" : " dense x"));
+        torch::manual_seed(0);
+        GnnModel model(make_preset("kipf", parse_model_kind(name), f, 5).model);
+        model.eval();
+        torch::NoGradGuard ng;
+        const BitPolicy policy = BitPolicy::parse(spec);
+        auto hook = std::make_shared<PackedInferenceHook>(policy);
+        model.set_quant_hook(hook);
+        model.forward(ops, NodeFeatures(pack_input(x, ops, policy)));
+        const MemoryReport report = memory_report(model, ops, policy, &stats);
+        const MemoryReport bitmap = memory_report(model, ops, policy);
+        ASSERT_EQ(report.points.size(), hook->stored_bytes().size());
+        for (size_t i = 0; i < report.points.size(); ++i) {
+          const PointMemory& m = report.points[i];
+          const auto key = std::make_pair(m.point.layer, m.point.attention);
+          ASSERT_TRUE(hook->stored_bytes().count(key)) << "layer " << m.point.layer;
+          EXPECT_EQ(hook->stored_bytes().at(key), m.stored_bytes) << "layer " << m.point.layer;
+          EXPECT_EQ(m.stored_bytes_bitmap, bitmap.points[i].stored_bytes);
+          if (m.point.layer != 0 || m.point.attention) {
+            EXPECT_EQ(m.layout, PackedLayout::kBitmap);
+            EXPECT_EQ(m.stored_bytes, m.stored_bytes_bitmap);
+            continue;
+          }
+          // The input point as PackedTensor::pack stores it.
+          const RowBits rb = policy.row_bits({0, QuantRole::kEmbedding}, embedding_row_degree(ops));
+          const PackedTensor packed =
+              PackedTensor::pack(xd, rb, policy.granularity(QuantRole::kEmbedding));
+          EXPECT_EQ(m.stored_bytes, packed.nbytes());
+          EXPECT_EQ(m.code_bytes, packed.code_bytes());
+          EXPECT_EQ(m.layout, packed.layout());
+          const bool one_bit = policy.bits({0, QuantRole::kEmbedding}) == 1;
+          EXPECT_EQ(m.layout == PackedLayout::kIndexList, one_bit);
+          if (m.layout == PackedLayout::kIndexList) {
+            ++index_points;
+            EXPECT_LT(m.stored_bytes, m.stored_bytes_bitmap);
+          }
+        }
+        EXPECT_EQ(report.stored_bytes_bitmap, bitmap.stored_bytes);
+        EXPECT_DOUBLE_EQ(report.saving_bitmap(), bitmap.saving());
+      }
+    }
+  }
+  EXPECT_EQ(index_points, 2 * 3 * 7);
+  // Statistics of a different input shape are rejected.
+  GnnModel model(make_preset("kipf", ModelKind::kGCN, f, 5).model);
+  const InputCodeStats other{NodeFeatures(sparse_binary(n, f + 1, 0.01, 1))};
+  EXPECT_THROW(memory_report(model, ops, BitPolicy::parse("emb=1"), &other), c10::Error);
+}
+
+TEST(MemoryReport, IndexListInputByHand) {
+  // The 10-node path GCN of MatchesDesignAccountingByHand with F = 1000 and 10 ones (one a
+  // row): X at 1 bit, per-row ranges: indices 10 * 2 + offsets 11 * 8 = 108 code bytes +
+  // params 10 * 8 = 188 (a bitmap: 10 * 125 + 80 = 1330); h1 [10, 4] at 32 bits: 160.
+  auto ei = torch::tensor({{0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9},
+                           {1, 0, 2, 1, 3, 2, 4, 3, 5, 4, 6, 5, 7, 6, 8, 7, 9, 8}},
+                          torch::kLong);
+  GraphOperators ops(CsrGraph::from_edge_index(ei, 10));
+  ModelConfig c;
+  c.kind = ModelKind::kGCN;
+  c.in_channels = 1000;
+  c.hidden_channels = 4;
+  c.out_channels = 2;
+  GnnModel model(c);
+  at::Tensor x = torch::zeros({10, 1000});
+  for (int64_t r = 0; r < 10; ++r) x[r][37 * r] = 1.0f;
+  const InputCodeStats stats{NodeFeatures(x)};
+  const MemoryReport r = memory_report(model, ops, BitPolicy::parse("emb=1;layer1.emb=32"), &stats);
+  EXPECT_EQ(r.fp32_bytes, 4 * (10000 + 40));
+  EXPECT_EQ(r.points[0].layout, PackedLayout::kIndexList);
+  EXPECT_EQ(r.stored_bytes, 188 + 160);
+  EXPECT_EQ(r.code_bytes, 108 + 160);
+  EXPECT_EQ(r.stored_bytes_bitmap, 1330 + 160);
+  EXPECT_DOUBLE_EQ(r.average_bits(), 8.0 * (108 + 160) / 10040);
+  EXPECT_DOUBLE_EQ(r.saving(), 40160.0 / 348.0);
+  EXPECT_DOUBLE_EQ(r.saving_bitmap(), 40160.0 / 1490.0);
 }
 
 }  // namespace

@@ -16,10 +16,16 @@
 // b = 16 stores IEEE half precision (round to nearest even, as c10::Half), b = 32 stores
 // float32 as is (pass-through).
 //
-// Layout: rows are independent; row r holds F codes of bits(r) bits, packed LSB-first
-// into ceil(F * bits(r) / 8) bytes, each row starting at a byte boundary. Rows may have
-// different bit widths (topology-aware quantization gives each in-degree bucket its own
-// bits); then a row offset table locates them.
+// Layouts (PackedLayout; the codes, parameters and decoded values are the same in both):
+//  - kBitmap: rows are independent; row r holds F codes of bits(r) bits, packed LSB-first
+//    into ceil(F * bits(r) / 8) bytes, each row starting at a byte boundary. Rows may have
+//    different bit widths (topology-aware quantization gives each in-degree bucket its
+//    own bits); then a row offset table locates them.
+//  - kIndexList (only when every row has 1 bit): CSR-style, row r holds the sorted column
+//    indices of its codes equal to 1 (uint16 when F <= 65536, else int32) and an int64
+//    offset table [N + 1] locates them. Lossless; chosen by pack() whenever it takes
+//    strictly fewer bytes than the bitmap, which is the case for sparse binary
+//    bag-of-words inputs (Cora: 1.3% of the codes are 1, CiteSeer 0.85%).
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -48,6 +54,17 @@ struct RowBits {
   int64_t num_groups() const { return static_cast<int64_t>(group_bits.size()); }
 };
 
+// How codes are stored (see the file comment).
+enum class PackedLayout { kBitmap, kIndexList };
+
+// The layout pack() may use: kAuto picks kIndexList when every group has 1 bit and the
+// index list is strictly smaller than the bitmap; kBitmap always stores the bitmap.
+enum class PackLayoutChoice { kAuto, kBitmap };
+
+// Bytes of the index-list layout's code structure (indices + offsets) for a [rows, cols]
+// matrix with `ones` codes equal to 1: ones * (cols <= 65536 ? 2 : 4) + 8 (rows + 1).
+QGNN_API int64_t index_list_code_bytes(int64_t rows, int64_t cols, int64_t ones);
+
 class QGNN_API PackedTensor {
  public:
   PackedTensor() = default;
@@ -55,36 +72,52 @@ class QGNN_API PackedTensor {
   // Quantizes and packs x.
   //   x: [N, F] float32 CPU (any strides). rows: grouping and bits (row_group values
   //   < group_bits.size()). gran: range granularity (ignored for 16/32-bit groups).
-  //   returns: the packed tensor; x is not kept.
+  //   layout: kAuto stores a 1-bit tensor as an index list when that is strictly smaller
+  //   (index_list_code_bytes(N, F, ones) < the bitmap's code bytes plus, with several
+  //   groups, its 8 (N + 1) bytes of row offsets); kBitmap forces the bitmap.
+  //   returns: the packed tensor; x is not kept. Building an index list goes through the
+  //   bitmap (N ceil(F / 8) transient bytes), so the codes are the bitmap's by
+  //   construction.
   // REQUIRES: finite x; every bits value in {1..8, 16, 32}.
   // Throws c10::Error naming the bad argument and value.
   static PackedTensor pack(const at::Tensor& x, const RowBits& rows,
-                           Granularity gran = Granularity::kRow);
+                           Granularity gran = Granularity::kRow,
+                           PackLayoutChoice layout = PackLayoutChoice::kAuto);
 
   // Stacks packed row blocks, as if the stacked float matrix had been packed at once:
-  // codes, decode() and nbytes() equal pack(cat(x_i), RowBits::uniform(b), kRow)'s.
-  // Lets a matrix too large for memory be packed chunk by chunk (per-row ranges make
-  // chunks independent).
+  // layout, codes, decode() and nbytes() equal pack(cat(x_i), RowBits::uniform(b), kRow,
+  // layout)'s. Lets a matrix too large for memory be packed chunk by chunk (per-row ranges
+  // make chunks independent).
   //   parts: >= 1 defined tensors packed with the same single-group bits b, the same
-  //   column count, and Granularity::kRow (any granularity when b is 16 or 32). Each part
-  //   is released as soon as it is copied, so the peak is the result plus the parts.
+  //   column count, and Granularity::kRow (any granularity when b is 16 or 32); for b = 1
+  //   parts may have either layout (they are converted). Each part is released as soon
+  //   as it is copied, so the peak is the result plus the parts.
   // Throws c10::Error naming the first offending part.
-  static PackedTensor concat_rows(std::vector<PackedTensor> parts);
+  static PackedTensor concat_rows(std::vector<PackedTensor> parts,
+                                  PackLayoutChoice layout = PackLayoutChoice::kAuto);
 
   int64_t num_rows() const { return rows_; }
   int64_t num_cols() const { return cols_; }
   bool defined() const { return codes_.defined(); }
+  PackedLayout layout() const { return layout_; }
 
   // Exact bytes held: codes + quantization parameters (scale, lo as float32: 8 bytes per
   // row for kRow, per group otherwise; none when every group is 16/32-bit) and, with
-  // several groups only, the row offset table (8 (N + 1)), row group ids (N) and the
-  // per-group bits (1 byte each). This is the "stored bytes" of the memory accounting in
-  // DESIGN.md. Example: N = 3, F = 10, 3 bits, kRow: 3 * ceil(30 / 8) + 3 * 8 = 36.
+  // several groups only, the row group ids (N) and the per-group bits (1 byte each), plus
+  // for the bitmap the row offset table (8 (N + 1)). This is the "stored bytes" of the
+  // memory accounting in DESIGN.md.
+  //   kBitmap:    N = 3, F = 10, 3 bits, kRow: 3 * ceil(30 / 8) + 3 * 8 = 36.
+  //   kIndexList: code bytes = index_list_code_bytes(N, F, ones) (indices + offsets).
+  //               N = 4, F = 1000, 1 bit, kRow, 10 ones: 10 * 2 + 8 * 5 = 60 code bytes,
+  //               + 4 * 8 params = 92 (the bitmap would take 4 * 125 + 32 = 532).
   int64_t nbytes() const;
-  // Bytes of the codes alone (for average bits = 8 * code_bytes / values).
+  // Bytes of the code structure: the bitmap's codes, or the index list's indices plus its
+  // offsets (for average bits = 8 * code_bytes / values).
   int64_t code_bytes() const;
   // 8 * code_bytes() / (N * F).
   double average_bits() const;
+  // Codes equal to 1 (kIndexList: the number of stored indices; kBitmap: -1).
+  int64_t num_index_entries() const;
 
   // Dequantized rows [begin, end) into out (row-major, ld = F floats). Parallel over rows
   // (serial inside a parallel region). Throws c10::Error for a bad row range.
@@ -97,11 +130,23 @@ class QGNN_API PackedTensor {
 
   // Per-row access for kernels: bits, byte pointer, scale and lo of row r. Rows of
   // 16/32-bit groups report scale 1 and lo 0 (x^ = stored value).
-  // REQUIRES: 0 <= r < num_rows(). Throws c10::Error otherwise.
+  // REQUIRES: 0 <= r < num_rows(); row_data: layout() == kBitmap (an index list has no
+  // row bytes: use row_indices()). Throws c10::Error otherwise.
   int row_bits(int64_t r) const;
   const uint8_t* row_data(int64_t r) const;
   float row_scale(int64_t r) const;
   float row_lo(int64_t r) const;
+
+  // The sorted column indices of row r's 1-codes (kIndexList): exactly one of u16 / i32
+  // is set (u16 when F <= 65536), `size` entries long; valid while the tensor lives.
+  // REQUIRES: layout() == kIndexList, 0 <= r < num_rows(). Throws c10::Error otherwise.
+  struct RowIndices {
+    const uint16_t* u16 = nullptr;
+    const int32_t* i32 = nullptr;
+    int64_t size = 0;
+    int64_t operator[](int64_t i) const { return u16 != nullptr ? u16[i] : i32[i]; }
+  };
+  RowIndices row_indices(int64_t r) const;
 
   Granularity granularity() const { return gran_; }
   const std::vector<int>& group_bits() const { return group_bits_; }
@@ -110,9 +155,11 @@ class QGNN_API PackedTensor {
   friend struct PackedTensorAccess;  // raw view for the kernels (src/quant/packed_internal.h)
 
   int64_t rows_ = 0, cols_ = 0;
-  at::Tensor codes_;       // uint8 [total bytes]
-  at::Tensor row_offset_;  // int64 [N + 1], only with several groups
-  at::Tensor row_group_;   // uint8 [N], only with several groups
+  PackedLayout layout_ = PackedLayout::kBitmap;
+  at::Tensor codes_;         // uint8 [total bytes]; kIndexList: the indices' bytes
+  at::Tensor row_offset_;    // int64 [N + 1], bitmap with several groups only
+  at::Tensor index_offset_;  // int64 [N + 1] index entries, kIndexList only
+  at::Tensor row_group_;     // uint8 [N], only with several groups
   std::vector<int> group_bits_;
   Granularity gran_ = Granularity::kRow;
   // float32 [P, 2] rows (scale, lo), interleaved so that a kernel reads one cache line per
@@ -137,10 +184,11 @@ QGNN_API at::Tensor fake_quantize(const at::Tensor& x, const RowBits& rows,
 //   returns [R, F] float32.
 // Decodes row j's codes on the fly (x^[j] = lo_j + scale_j q_j, so the kernel
 // accumulates w scale_j q_j and adds sum_e w_e lo_j once per row); rows may have different
-// bits. Matches spmm(A, decode()) to float rounding (the order of the sums differs).
-// Throws c10::Error for malformed CSR arrays (indptr not starting at 0, decreasing or not
-// ending at E; an index outside [0, N)) or shape / dtype mismatches. Deterministic: each
-// output row is summed in edge order, for any thread count and SIMD path.
+// bits. An index-list x adds w_e scale_j at row j's indices instead. Matches spmm(A, decode()) to
+// float rounding (the order of the sums differs). Throws c10::Error for malformed CSR arrays
+// (indptr not starting at 0, decreasing or not ending at E; an index outside [0, N)) or shape /
+// dtype mismatches. Deterministic: each output row is summed in edge order, for any thread count
+// and SIMD path.
 QGNN_API at::Tensor packed_spmm(const at::Tensor& indptr, const at::Tensor& indices,
                                 const at::Tensor& w, const PackedTensor& x);
 // Same over a validated graph, with its edge weights (g.weights(), or ones).
@@ -149,7 +197,10 @@ QGNN_API at::Tensor packed_spmm(const CsrGraph& g, const PackedTensor& x);
 
 // Linear transform of packed rows: x^ W^T (+ b), decoding tiles of rows into a small
 // per-thread float buffer (never the whole matrix), each multiplied right away (oneDNN's
-// sgemm when the process has it, else libtorch's BLAS on blocks of rows).
+// sgemm when the process has it, else libtorch's BLAS on blocks of rows). An index-list
+// tensor is not decoded: out[r] = lo_r colsum(W) + scale_r sum_{j in idx(r)} W[:, j] (+ b),
+// gathering rows of a transposed copy of W ([F, out], made once per call), parallel over
+// rows.
 //   weight: [out, F]; bias: [out] or undefined. returns [N, out] float32. No autograd.
 QGNN_API at::Tensor packed_linear(const PackedTensor& x, const at::Tensor& weight,
                                   const at::Tensor& bias = {});

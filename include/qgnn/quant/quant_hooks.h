@@ -55,6 +55,10 @@ class QGNN_API FakeQuantHook : public QuantHook {
 // tiles on the fly; the float copy of the whole matrix is never made). Attention values
 // are packed and read back. An input that is already packed passes through. Records the
 // bytes actually held by each point. Inference only (no autograd).
+// The input point (layer 0's embedding) takes the layout pack() chooses (an index list
+// for sparse 1-bit inputs); hidden embeddings and attention are stored as bitmaps, whose
+// size follows from their shapes, so that memory_report() equals stored_bytes() without
+// running the model.
 class QGNN_API PackedInferenceHook : public QuantHook {
  public:
   explicit PackedInferenceHook(BitPolicy policy);
@@ -75,6 +79,43 @@ QGNN_API std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x,
                                                         const GraphOperators& ops,
                                                         const BitPolicy& policy);
 
+// What the memory accounting needs to know about a model input beyond its shape: how
+// many codes equal 1 when the input is quantized at 1 bit (it decides whether pack()
+// stores an index list, and that list's size). Built once from the features (one pass
+// over the values); queries are then cheap: per-row ranges (Granularity::kRow) are
+// answered from per-row counts, the per-tensor count is computed on first use, and
+// per-bucket counts once per distinct row grouping (cached). Thread-safe.
+class QGNN_API InputCodeStats {
+ public:
+  InputCodeStats() = default;
+  // x: the [N, F] input as the layer-0 quantization point sees it (TrainData::x), dense
+  // or sparse (implicit zeros count as values). Keeps a reference to x's storage for
+  // kTensor / kBucket queries.
+  // Throws c10::Error when x is packed or undefined, or holds NaN or infinity.
+  explicit InputCodeStats(const NodeFeatures& x);
+
+  // Appends the next block of input rows ([n, F] float32 dense, read chunk by chunk).
+  // Statistics grown this way keep no values: ones() then answers Granularity::kRow only.
+  // Throws c10::Error on a column-count mismatch, on non-finite values, or when the
+  // statistics were built from whole features.
+  void append_rows(const at::Tensor& rows);
+
+  int64_t num_rows() const { return rows_; }
+  int64_t num_cols() const { return cols_; }
+
+  // Codes equal to 1 when every row is quantized at 1 bit with `gran`; `rows` gives the
+  // row grouping (its bits are not read; the grouping matters for kBucket only).
+  // Exactly the number of 1-codes PackedTensor::pack(x, rows, gran) stores.
+  // Throws c10::Error when rows.row_group does not have N entries, or for kTensor /
+  // kBucket when the statistics were built with append_rows().
+  int64_t ones(const RowBits& rows, Granularity gran) const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+  int64_t rows_ = 0, cols_ = 0;
+};
+
 // Feature memory of one quantization point and of a whole model (DESIGN.md: full
 // precision is 4 bytes per value; stored = packed codes + quantization parameters).
 struct PointMemory {
@@ -84,22 +125,36 @@ struct PointMemory {
   int64_t fp32_bytes = 0;
   int64_t stored_bytes = 0;
   int64_t code_bytes = 0;
+  PackedLayout layout = PackedLayout::kBitmap;  // how pack() stores the point
+  int64_t stored_bytes_bitmap = 0;              // the same point stored as a bitmap
 };
 
 struct MemoryReport {
   std::vector<PointMemory> points;
   int64_t values = 0, fp32_bytes = 0, stored_bytes = 0, code_bytes = 0;
+  // Stored bytes if every point were a bitmap (what the report was before index lists).
+  int64_t stored_bytes_bitmap = 0;
   double fp32_mb() const { return fp32_bytes / 1e6; }
   double stored_mb() const { return stored_bytes / 1e6; }
+  double stored_mb_bitmap() const { return stored_bytes_bitmap / 1e6; }
   // 8 * code bytes / values.
   double average_bits() const { return values ? 8.0 * code_bytes / values : 0.0; }
   // fp32 bytes / stored bytes.
   double saving() const { return stored_bytes ? double(fp32_bytes) / stored_bytes : 0.0; }
+  // fp32 bytes / stored bytes with bitmaps only.
+  double saving_bitmap() const {
+    return stored_bytes_bitmap ? double(fp32_bytes) / stored_bytes_bitmap : 0.0;
+  }
 };
 
 // Memory of `model`'s quantization points on `ops`' graph under `policy` (computed
 // exactly from the shapes and the policy, without running the model).
+//   input: statistics of the model input (layer 0's embedding). With them the input
+//   point is accounted as PackedInferenceHook / PackedTensor::pack store it (an index
+//   list when every row is 1-bit and that is smaller); without them (nullptr) every
+//   point is accounted as a bitmap.
+// Throws c10::Error when input's shape differs from the input point's [N, F].
 QGNN_API MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
-                                    const BitPolicy& policy);
+                                    const BitPolicy& policy, const InputCodeStats* input = nullptr);
 
 }  // namespace qgnn

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "qgnn/quant/packed_tensor.h"
 
@@ -30,6 +31,12 @@ struct PackedView {
   bool per_row = false;             // params indexed by row (kRow) instead of group
   int64_t stride = 0;               // bytes per row (single group)
   int64_t rows = 0, cols = 0;
+  // Index-list layout (PackedLayout::kIndexList; codes / offset / stride unused): row r's
+  // 1-codes are at columns idx16 or idx32 [idx_offset[r], idx_offset[r + 1]).
+  bool index_list = false;
+  const int64_t* idx_offset = nullptr;  // [N + 1]
+  const uint16_t* idx16 = nullptr;      // F <= 65536
+  const int32_t* idx32 = nullptr;       // F > 65536
 
   int bits(int64_t r) const { return group != nullptr ? group_bits[group[r]] : group_bits[0]; }
   const uint8_t* data(int64_t r) const {
@@ -45,12 +52,19 @@ struct PackedView {
 
 struct PackedTensorAccess {
   static PackedView view(const PackedTensor& t);
+  // Stores the bitmap of t (every group 1 bit) as an index list instead; `ones` [N]: the
+  // 1-codes of each row.
+  static void to_index_list(PackedTensor& t, const std::vector<int64_t>& ones);
 };
 
 namespace quant_cpu {
 
 // Bytes of one row of f codes at `bits` bits (1..8, 16, 32): ceil(f * bits / 8).
 inline int64_t row_bytes(int64_t f, int bits) { return (f * bits + 7) / 8; }
+
+// Bytes per stored column index of the index-list layout for F columns (uint16 while
+// every index fits, else int32).
+inline int64_t index_entry_bytes(int64_t f) { return f <= 65536 ? 2 : 4; }
 
 // The affine parameters of a range [lo, hi] at b <= 8 bits (packed_tensor.h):
 // scale = (hi - lo) / (2^b - 1), or 1 when hi == lo (or when the quotient underflows to 0).
