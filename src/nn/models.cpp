@@ -151,6 +151,10 @@ Preset make_preset(const std::string& preset, ModelKind kind, int64_t in_channel
     o.epochs = std::max<int64_t>(o.epochs, 1000);
     o.patience = 100;
     if (kind == ModelKind::kGCN && !sgq) m.hidden_channels = 64;
+    // AGNN at lr 0.01 is unstable on Amazon Computers (sgquant preset, seeds 0-4: val
+    // 75.0 / 83.7 / 87.7 / 16.7 / 86.7 %: seed 3 collapses at epoch 2 for good); at 0.005
+    // val 87.7 / 86.7 / 89.0 / 83.0 / 86.7 % and test 77.8 +- 1.6 % (SGQuant: 77.69).
+    if (kind == ModelKind::kAGNN) o.lr = 0.005;
   }
   return p;
 }
