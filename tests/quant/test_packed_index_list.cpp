@@ -12,21 +12,19 @@
 #include "qgnn/quant/packed_tensor.h"
 #include "testing/graphs.h"
 #include "testing/guards.h"
+#include "testing/packed.h"
 
 namespace qgnn {
 namespace {
 
 using testing::bitwise_equal;
 using testing::dense_adjacency;
+using testing::expect_spmm_close;
+using testing::granularity_name;
+using testing::kAllGranularities;
 using testing::random_graph;
 using testing::random_groups;
 using testing::ThreadGuard;
-
-const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granularity::kTensor};
-
-std::string gran_name(Granularity g) {
-  return g == Granularity::kRow ? "row" : g == Granularity::kBucket ? "bucket" : "tensor";
-}
 
 // Bag-of-words style 0/1 rows at `density`, seeded; row 3 all zeros, row 5 all ones
 // (lo == hi: every code 0).
@@ -177,8 +175,8 @@ TEST(PackedIndexList, DecodeEqualsBitmapEveryGranularityAndGrouping) {
         {"binary", sparse_binary(n, f, 0.015, 10 + f)},
         {"valued", sparse_valued(n, f, 0.02, 20 + f, /*shifted=*/false)}};
     for (const auto& [name, x] : inputs) {
-      for (Granularity gran : kGrans) {
-        const std::string what = name + " F " + std::to_string(f) + " " + gran_name(gran);
+      for (Granularity gran : kAllGranularities) {
+        const std::string what = name + " F " + std::to_string(f) + " " + granularity_name(gran);
         expect_index_list_equals_bitmap(x, RowBits::uniform(1), gran, what);
         expect_index_list_equals_bitmap(x, RowBits{random_groups(n, 3, f), {1, 1, 1}}, gran,
                                         what + " 3 groups");
@@ -294,7 +292,7 @@ TEST(PackedIndexList, LinearMatchesAtenOnTheDecodedMatrix) {
       {"shifted", sparse_valued(n, f, 0.013, 2, /*shifted=*/true)}};
   int tested = 0;
   for (const auto& [name, x] : inputs) {
-    for (Granularity gran : kGrans) {
+    for (Granularity gran : kAllGranularities) {
       for (const RowBits& rows :
            {RowBits::uniform(1), RowBits{random_groups(n, 3, 4), {1, 1, 1}}}) {
         const PackedTensor t = PackedTensor::pack(x, rows, gran);
@@ -303,7 +301,7 @@ TEST(PackedIndexList, LinearMatchesAtenOnTheDecodedMatrix) {
         const at::Tensor xhat =
             PackedTensor::pack(x, rows, gran, PackLayoutChoice::kBitmap).decode();
         for (int64_t out : {1, 16, 64, 67}) {
-          const std::string what = name + " " + gran_name(gran) + " groups " +
+          const std::string what = name + " " + granularity_name(gran) + " groups " +
                                    std::to_string(rows.num_groups()) + " out " +
                                    std::to_string(out);
           const at::Tensor w = at::randn({out, f});
@@ -339,16 +337,6 @@ TEST(PackedIndexList, LinearSameWithOneAndTwoThreads) {
   EXPECT_THROW(packed_linear(t, at::randn({4, 1432})), c10::Error);
 }
 
-// |out - ref| <= 1e-5 (|A| |x^|) + 1e-5, elementwise.
-void expect_spmm_close(const at::Tensor& out, const at::Tensor& a, const at::Tensor& xhat,
-                       const std::string& what) {
-  const at::Tensor ref = at::mm(a, xhat);
-  const at::Tensor tol = at::mm(a.abs(), xhat.abs()) * 1e-5 + 1e-5;
-  ASSERT_EQ(out.sizes(), ref.sizes()) << what;
-  EXPECT_TRUE(((out - ref).abs() <= tol).all().item<bool>())
-      << what << ": max abs diff " << (out - ref).abs().max().item<float>();
-}
-
 TEST(PackedIndexList, SpmmMatchesDenseAdjacency) {
   const int64_t n = 120;
   const CsrGraph g = random_graph(n, 5, 3, /*isolated=*/3, /*weighted=*/true);
@@ -360,7 +348,7 @@ TEST(PackedIndexList, SpmmMatchesDenseAdjacency) {
         {"binary", sparse_binary(n, f, 0.013, f)},
         {"shifted", sparse_valued(n, f, 0.013, f + 1, /*shifted=*/true)}};
     for (const auto& [name, x] : inputs) {
-      for (Granularity gran : kGrans) {
+      for (Granularity gran : kAllGranularities) {
         for (const RowBits& rows :
              {RowBits::uniform(1), RowBits{random_groups(n, 3, f), {1, 1, 1}}}) {
           const PackedTensor t = PackedTensor::pack(x, rows, gran);
@@ -368,7 +356,7 @@ TEST(PackedIndexList, SpmmMatchesDenseAdjacency) {
           ++tested;
           const at::Tensor xhat =
               PackedTensor::pack(x, rows, gran, PackLayoutChoice::kBitmap).decode();
-          const std::string what = name + " F " + std::to_string(f) + " " + gran_name(gran) +
+          const std::string what = name + " F " + std::to_string(f) + " " + granularity_name(gran) +
                                    " groups " + std::to_string(rows.num_groups());
           const at::Tensor out_w = packed_spmm(g, t);
           expect_spmm_close(out_w, a_w, xhat, what + " weighted");

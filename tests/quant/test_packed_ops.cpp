@@ -15,11 +15,15 @@
 #include "quant/cpu/pack_kernel.h"
 #include "testing/graphs.h"
 #include "testing/guards.h"
+#include "testing/packed.h"
 
 namespace qgnn {
 namespace {
 
 using testing::bitwise_equal;
+using testing::expect_spmm_close;
+using testing::kAllGranularities;
+using testing::kPackWidths;
 using testing::random_groups;
 
 using testing::IsaGuard;
@@ -29,23 +33,10 @@ using testing::ThreadGuard;
 using testing::dense_adjacency;
 using testing::random_graph;
 
-const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
-const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granularity::kTensor};
-
 // Features with an offset (so that the lo correction matters) and mixed scales.
 at::Tensor features(int64_t n, int64_t f, uint64_t seed) {
   at::manual_seed(seed);
   return at::randn({n, f}) * (at::rand({n, 1}) * 3 + 0.1) + 1.5;
-}
-
-// |out - ref| <= 1e-5 (|A| |x^|) + 1e-5, elementwise: float sums of ~deg terms.
-void expect_spmm_close(const at::Tensor& out, const at::Tensor& a, const at::Tensor& xhat,
-                       const std::string& what) {
-  const at::Tensor ref = at::mm(a, xhat);
-  const at::Tensor tol = at::mm(a.abs(), xhat.abs()) * 1e-5 + 1e-5;
-  ASSERT_EQ(out.sizes(), ref.sizes()) << what;
-  EXPECT_TRUE(((out - ref).abs() <= tol).all().item<bool>())
-      << what << ": max abs diff " << (out - ref).abs().max().item<float>();
 }
 
 TEST(PackedSpmm, MatchesDenseReference) {
@@ -53,7 +44,7 @@ TEST(PackedSpmm, MatchesDenseReference) {
   const at::Tensor a_w = dense_adjacency(g);
   const at::Tensor a_1 = dense_adjacency(g.with_weights(at::ones({g.num_edges()})));
   for (int bits : {1, 2, 3, 4, 5, 6, 7, 8, 16, 32}) {
-    for (int64_t f : kWidths) {
+    for (int64_t f : kPackWidths) {
       const PackedTensor x = PackedTensor::pack(features(70, f, bits * 100 + f),
                                                 RowBits::uniform(bits), Granularity::kRow);
       const at::Tensor xhat = x.decode();
@@ -74,8 +65,8 @@ TEST(PackedSpmm, MixedBitRowsAndGranularities) {
   const at::Tensor a = dense_adjacency(g);
   const std::vector<std::vector<int>> configs = {{4, 3, 2}, {8, 16, 1, 32, 5}, {6, 7}};
   for (const auto& gb : configs) {
-    for (int64_t f : kWidths) {
-      for (Granularity gran : kGrans) {
+    for (int64_t f : kPackWidths) {
+      for (Granularity gran : kAllGranularities) {
         RowBits rows{random_groups(90, static_cast<int64_t>(gb.size()), f), gb};
         const PackedTensor x = PackedTensor::pack(features(90, f, f + 7), rows, gran);
         expect_spmm_close(packed_spmm(g, x), a, x.decode(),
@@ -101,7 +92,7 @@ TEST(PackedSpmm, ReadsLastRowsOfTheBuffer) {
   const CsrGraph g(at::tensor(indptr, at::kLong), at::tensor(indices, at::kLong), {}, n);
   const at::Tensor a = dense_adjacency(g);
   for (int bits : {1, 2, 3, 4, 5, 7, 8, 16, 32, 0}) {
-    for (int64_t f : kWidths) {
+    for (int64_t f : kPackWidths) {
       // bits 0: row groups of every width, the last rows at 1 and 3 bits.
       const RowBits rows = bits > 0 ? RowBits::uniform(bits)
                                     : RowBits{at::tensor({0, 1, 2, 3, 4, 5, 6, 7, 8}, at::kByte),
@@ -226,8 +217,8 @@ TEST(FakeQuant, ForwardEqualsPackDecodeBitwise) {
   const std::vector<std::vector<int>> configs = {{1}, {2}, {3},  {4},  {5},       {6},
                                                  {7}, {8}, {16}, {32}, {4, 3, 2}, {8, 16, 1, 32}};
   for (const auto& gb : configs) {
-    for (int64_t f : kWidths) {
-      for (Granularity gran : kGrans) {
+    for (int64_t f : kPackWidths) {
+      for (Granularity gran : kAllGranularities) {
         const int64_t n = 29;
         RowBits rows{
             gb.size() > 1 ? random_groups(n, static_cast<int64_t>(gb.size()), f) : at::Tensor(),
@@ -246,7 +237,7 @@ TEST(FakeQuant, ForwardEqualsPackDecodeBitwise) {
 
 TEST(FakeQuant, StraightThroughGradient) {
   for (int bits : {1, 4, 8, 16}) {
-    for (Granularity gran : kGrans) {
+    for (Granularity gran : kAllGranularities) {
       const at::Tensor x = features(40, 33, bits).requires_grad_();
       const at::Tensor y = fake_quantize(x, RowBits::uniform(bits), gran);
       ASSERT_TRUE(y.requires_grad());

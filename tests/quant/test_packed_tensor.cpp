@@ -17,23 +17,20 @@
 #include "qgnn/quant/packed_tensor.h"
 #include "testing/graphs.h"
 #include "testing/guards.h"
+#include "testing/packed.h"
 
 namespace qgnn {
 namespace {
 
 using testing::bitwise_equal;
+using testing::granularity_name;
+using testing::kAllGranularities;
+using testing::kPackWidths;
 using testing::random_groups;
 
 using testing::IsaGuard;
 using testing::isas;
 using testing::ThreadGuard;
-
-const std::vector<int64_t> kWidths = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 257};
-const Granularity kGrans[] = {Granularity::kRow, Granularity::kBucket, Granularity::kTensor};
-
-std::string gran_name(Granularity g) {
-  return g == Granularity::kRow ? "row" : g == Granularity::kBucket ? "bucket" : "tensor";
-}
 
 uint32_t bits_of(float v) {
   uint32_t u;
@@ -254,12 +251,12 @@ TEST(PackedTensor, NbytesHandComputed) {
 
 TEST(PackedTensor, MatchesReferenceEveryWidthAndGranularity) {
   for (int bits = 1; bits <= 8; ++bits) {
-    for (int64_t f : kWidths) {
+    for (int64_t f : kPackWidths) {
       const at::Tensor x = test_matrix(23, f, 1000 + bits * 37 + f);
-      for (Granularity gran : kGrans) {
-        check_against_reference(
-            x, RowBits::uniform(bits), gran,
-            "bits " + std::to_string(bits) + " F " + std::to_string(f) + " " + gran_name(gran));
+      for (Granularity gran : kAllGranularities) {
+        check_against_reference(x, RowBits::uniform(bits), gran,
+                                "bits " + std::to_string(bits) + " F " + std::to_string(f) + " " +
+                                    granularity_name(gran));
       }
     }
   }
@@ -268,14 +265,14 @@ TEST(PackedTensor, MatchesReferenceEveryWidthAndGranularity) {
 TEST(PackedTensor, MixedBitRowGroups) {
   const std::vector<std::vector<int>> configs = {{4, 3, 2}, {8, 1, 16, 32, 5}, {7, 6}, {16, 32}};
   for (const auto& gb : configs) {
-    for (int64_t f : kWidths) {
+    for (int64_t f : kPackWidths) {
       const int64_t n = 41;
       const at::Tensor x = test_matrix(n, f, 77 + f);
       RowBits rows{random_groups(n, static_cast<int64_t>(gb.size()), 5 + f), gb};
-      for (Granularity gran : kGrans) {
+      for (Granularity gran : kAllGranularities) {
         check_against_reference(x, rows, gran,
                                 "groups of " + std::to_string(gb.size()) + " F " +
-                                    std::to_string(f) + " " + gran_name(gran));
+                                    std::to_string(f) + " " + granularity_name(gran));
       }
     }
   }
@@ -283,7 +280,7 @@ TEST(PackedTensor, MixedBitRowGroups) {
 
 TEST(PackedTensor, ConstantRangesGiveScaleOneAndLo) {
   for (int bits = 1; bits <= 8; ++bits) {
-    for (Granularity gran : kGrans) {
+    for (Granularity gran : kAllGranularities) {
       const at::Tensor x = at::full({3, 9}, -2.75f);
       const PackedTensor t = PackedTensor::pack(x, RowBits::uniform(bits), gran);
       for (int64_t r = 0; r < 3; ++r) {
@@ -305,9 +302,9 @@ TEST(PackedTensor, ConstantRangesGiveScaleOneAndLo) {
 TEST(PackedTensor, EncodeDecodeEncodeIsIdempotent) {
   for (int bits = 1; bits <= 8; ++bits) {
     for (int64_t f : {7, 33, 257}) {
-      for (Granularity gran : kGrans) {
+      for (Granularity gran : kAllGranularities) {
         SCOPED_TRACE("bits " + std::to_string(bits) + " F " + std::to_string(f) + " " +
-                     gran_name(gran));
+                     granularity_name(gran));
         RowBits rows{random_groups(19, 3, 9), {bits, std::max(1, bits - 1), 16}};
         const at::Tensor x = test_matrix(19, f, 300 + bits + f);
         const PackedTensor a = PackedTensor::pack(x, rows, gran);
@@ -335,7 +332,7 @@ TEST(PackedTensor, HalfEqualsAtenHalfRoundTrip) {
   at::Tensor x =
       at::cat({at::randn({4, 33}) * 1000, at::randn({4, 33}) * 1e-6f, at::randn({4, 33}) * 3e4f,
                (at::arange(132, at::kFloat) * (1.0f / 2048) + 1).view({4, 33})});
-  for (int64_t f : kWidths) {
+  for (int64_t f : kPackWidths) {
     const at::Tensor xf = x.narrow(1, 0, std::min<int64_t>(f, 33)).contiguous();
     const PackedTensor t = PackedTensor::pack(xf, RowBits::uniform(16));
     EXPECT_TRUE(bitwise_equal(t.decode(), xf.to(at::kHalf).to(at::kFloat))) << "F " << f;
@@ -358,11 +355,11 @@ TEST(PackedTensor, Float32IsExact) {
 
 TEST(PackedTensor, SimdPathsGiveIdenticalBytes) {
   const std::vector<int> gb = {1, 2, 3, 4, 5, 6, 7, 8, 16, 32};
-  for (int64_t f : kWidths) {
+  for (int64_t f : kPackWidths) {
     const int64_t n = 57;
     const at::Tensor x = test_matrix(n, f, 11 + f);
     RowBits rows{random_groups(n, static_cast<int64_t>(gb.size()), 13 + f), gb};
-    for (Granularity gran : kGrans) {
+    for (Granularity gran : kAllGranularities) {
       std::vector<std::vector<uint8_t>> bytes;
       std::vector<at::Tensor> decoded;
       for (cpu::Isa isa : isas()) {
@@ -372,7 +369,7 @@ TEST(PackedTensor, SimdPathsGiveIdenticalBytes) {
         decoded.push_back(t.decode());
       }
       for (size_t i = 1; i < bytes.size(); ++i) {
-        EXPECT_EQ(bytes[i], bytes[0]) << "F " << f << " " << gran_name(gran);
+        EXPECT_EQ(bytes[i], bytes[0]) << "F " << f << " " << granularity_name(gran);
         EXPECT_TRUE(bitwise_equal(decoded[i], decoded[0])) << "F " << f;
       }
     }
@@ -383,7 +380,7 @@ TEST(PackedTensor, SameResultWithOneAndTwoThreads) {
   const int64_t n = 3001, f = 67;
   const at::Tensor x = test_matrix(n, f, 21);
   RowBits rows{random_groups(n, 3, 22), {4, 3, 2}};
-  for (Granularity gran : kGrans) {
+  for (Granularity gran : kAllGranularities) {
     std::vector<uint8_t> bytes[2];
     at::Tensor decoded[2];
     for (int threads : {1, 2}) {
@@ -440,7 +437,7 @@ TEST(PackedTensor, RejectsBadArguments) {
                c10::Error);
   EXPECT_THROW(PackedTensor::pack(at::randn({24}), RowBits::uniform(4)), c10::Error);
   EXPECT_THROW(PackedTensor::pack(x.to(at::kDouble), RowBits::uniform(4)), c10::Error);
-  for (Granularity gran : kGrans) {
+  for (Granularity gran : kAllGranularities) {
     at::Tensor bad = x.clone();
     bad[2][3] = std::numeric_limits<float>::quiet_NaN();
     EXPECT_THROW(PackedTensor::pack(bad, RowBits::uniform(4), gran), c10::Error);

@@ -116,18 +116,28 @@ TEST(FakeQuantHook, NeverServesAStaleCopyForANewTensorAtAReusedAddress) {
   EXPECT_TRUE(hook.embedding(0, NodeFeatures(x), ops).dense().is_same(a));
 }
 
-TEST(MemoryReport, MatchesDesignAccountingByHand) {
-  // GCN 2 layers on a 10-node path, F = 16, hidden 4: points are X [10, 16] and h1 [10, 4].
+// The undirected 10-node path 0 - 1 - ... - 9 (both directions of each edge).
+GraphOperators path_graph_10() {
   auto ei = torch::tensor({{0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9},
                            {1, 0, 2, 1, 3, 2, 4, 3, 5, 4, 6, 5, 7, 6, 8, 7, 9, 8}},
                           torch::kLong);
-  GraphOperators ops(CsrGraph::from_edge_index(ei, 10));
+  return GraphOperators(CsrGraph::from_edge_index(ei, 10));
+}
+
+// A 2-layer GCN with hidden 4 and 2 classes: points X [n, in] and h1 [n, 4].
+ModelConfig hand_gcn_config(int64_t in_channels) {
   ModelConfig c;
   c.kind = ModelKind::kGCN;
-  c.in_channels = 16;
+  c.in_channels = in_channels;
   c.hidden_channels = 4;
   c.out_channels = 2;
-  GnnModel model(c);
+  return c;
+}
+
+TEST(MemoryReport, MatchesDesignAccountingByHand) {
+  // GCN 2 layers on a 10-node path, F = 16, hidden 4: points are X [10, 16] and h1 [10, 4].
+  const GraphOperators ops = path_graph_10();
+  GnnModel model(hand_gcn_config(16));
   MemoryReport r = memory_report(model, ops, BitPolicy::parse("emb=2;layer1.emb=32"));
   // fp32: (160 + 40) values * 4 bytes. Stored: X at 2 bits, per-row params: 10 rows *
   // 4 bytes of codes + 10 * 8 bytes (scale, lo); h1 at 32 bits: 160 bytes.
@@ -267,16 +277,8 @@ TEST(MemoryReport, IndexListInputByHand) {
   // The 10-node path GCN of MatchesDesignAccountingByHand with F = 1000 and 10 ones (one a
   // row): X at 1 bit, per-row ranges: indices 10 * 2 + offsets 11 * 8 = 108 code bytes +
   // params 10 * 8 = 188 (a bitmap: 10 * 125 + 80 = 1330); h1 [10, 4] at 32 bits: 160.
-  auto ei = torch::tensor({{0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9},
-                           {1, 0, 2, 1, 3, 2, 4, 3, 5, 4, 6, 5, 7, 6, 8, 7, 9, 8}},
-                          torch::kLong);
-  GraphOperators ops(CsrGraph::from_edge_index(ei, 10));
-  ModelConfig c;
-  c.kind = ModelKind::kGCN;
-  c.in_channels = 1000;
-  c.hidden_channels = 4;
-  c.out_channels = 2;
-  GnnModel model(c);
+  const GraphOperators ops = path_graph_10();
+  GnnModel model(hand_gcn_config(1000));
   at::Tensor x = torch::zeros({10, 1000});
   for (int64_t r = 0; r < 10; ++r) x[r][37 * r] = 1.0f;
   const InputCodeStats stats{NodeFeatures(x)};
