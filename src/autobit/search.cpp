@@ -131,17 +131,21 @@ std::vector<float> features(const Config& c) {
   return f;
 }
 
-// The widest configuration of the space: every point at the widest width (the input at
-// its widest useful one), per-row ranges, no TAQ. The first measurement of an
+// The widest configuration of the space: every point at the widest width of its kind
+// (the input at its widest useful one, attention at 16 bits except at the uniform
+// level), per-row ranges, no TAQ. The first measurement of an
 // accuracy-budget search: it anchors the cost model's high-accuracy end (trees do not
 // extrapolate, and random configurations of a model with many points almost never have
 // all of them wide: Amazon AGNN, 9 points, sampled none in 60) and is the fallback
 // closest to fp32.
 Config widest_config(const SearchSpace& s, SearchGranularity level) {
   const int widest = *std::max_element(s.bits.begin(), s.bits.end());
+  const bool uniform = level == SearchGranularity::kUniform;
   Config c;
   c.emb.assign(s.embedding_layers, widest);
-  c.att.assign(s.attention_layers.size(), widest);
+  c.att.assign(
+      s.attention_layers.size(),
+      uniform ? widest : *std::max_element(s.attention_bits.begin(), s.attention_bits.end()));
   const bool per_layer =
       level == SearchGranularity::kLayer || level == SearchGranularity::kTopology;
   if (per_layer && !c.emb.empty()) {
@@ -161,7 +165,7 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
   Config c;
   if (level == SearchGranularity::kUniform || level == SearchGranularity::kComponent) {
     const int e = pick(s.bits);
-    const int a = level == SearchGranularity::kUniform ? e : pick(s.bits);
+    const int a = level == SearchGranularity::kUniform ? e : pick(s.attention_bits);
     c.emb.assign(s.embedding_layers, e);
     c.att.assign(s.attention_layers.size(), a);
     return c;
@@ -173,12 +177,12 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
   if (level == SearchGranularity::kLayer) {
     for (int64_t l = 0; l < s.embedding_layers; ++l)
       c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
-    for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
+    for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.attention_bits));
     return c;
   }
   for (int64_t l = 0; l < s.embedding_layers; ++l)
     c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
-  for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.bits));
+  for (size_t k = 0; k < s.attention_layers.size(); ++k) c.att.push_back(pick(s.attention_bits));
   c.taq = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   if (c.taq) {
     c.caps = {pick(s.bits), pick(s.bits), pick(s.bits)};

@@ -49,6 +49,11 @@ struct SearchSpace {
   int64_t embedding_layers = 0;
   std::vector<int64_t> attention_layers;
   std::vector<int> bits = {1, 2, 3, 4, 5, 6, 8};
+  // Widths of attention values (CWQ and finer levels): `bits` plus 16 (IEEE half).
+  // Attention on a hub is ~1 / in-degree, below one step of a per-tensor 8-bit grid
+  // (step = max / 255): Amazon Computers AGNN (in-degrees up to ~2000) loses 5 test points
+  // with every attention at 8 bits and none at 16 (embeddings at 8 bits cost nothing).
+  std::vector<int> attention_bits = {1, 2, 3, 4, 5, 6, 8, 16};
   // Widest useful width of the input features (quantization point 0): 1 when they are
   // binary ({0, c}: one bit per value holds them exactly, so any wider width only
   // costs memory), else the widest of `bits`. Levels that tie every point to one
@@ -117,7 +122,8 @@ struct SearchResult {
 using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int64_t total)>;
 
 // SGQuant's ABS loop: measure n_measure random configurations (with an accuracy budget,
-// the first is the widest configuration: every point at the widest width, the input at
+// the first is the widest configuration: every point at the widest width of its kind
+// (embeddings 8, attention 16), the input at
 // its widest useful one, per-row ranges), then n_iter times fit the
 // XGBoost cost model on all measured (features -> validation accuracy), score n_sample
 // random candidates, and measure the n_measure most promising: the largest expected gain
