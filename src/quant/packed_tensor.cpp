@@ -22,9 +22,6 @@ using quant_cpu::row_bytes;
 
 bool valid_bits(int b) { return (b >= 1 && b <= 8) || b == 16 || b == 32; }
 
-// Rows per parallel task so that each task handles >= ~32K values.
-int64_t row_grain(int64_t f) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(f, 1)); }
-
 // 1-bits in nbytes bytes.
 int64_t count_ones(const uint8_t* p, int64_t nbytes) {
   int64_t c = 0, i = 0;
@@ -161,7 +158,7 @@ void group_params(const char* fn, const Kernels& k, const float* x, const Plan& 
   const int64_t n = p.n, f = p.f, g = static_cast<int64_t>(p.gbits.size());
   std::vector<float> rmin(static_cast<size_t>(n), 0.0f), rmax(static_cast<size_t>(n), 0.0f);
   if (f > 0) {
-    at::parallel_for(0, n, row_grain(f), [&](int64_t rb, int64_t re) {
+    at::parallel_for(0, n, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
         if (p.bits(r) > 8) continue;
         if (!k.minmax(x + r * f, f, &rmin[r], &rmax[r])) record_min(err.non_finite, r);
@@ -209,7 +206,7 @@ void for_each_row(const char* fn_name, const Kernels& k, const float* x, const P
   if (p.any_quantized && p.gran != Granularity::kRow) group_params(fn_name, k, x, p, params, err);
   err.check(fn_name, p.n);
   const int64_t f = p.f;
-  at::parallel_for(0, p.n, row_grain(f), [&](int64_t rb, int64_t re) {
+  at::parallel_for(0, p.n, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       const int b = p.bits(r);
       float scale = 1.0f, lo = 0.0f;
@@ -291,6 +288,13 @@ int64_t index_list_code_bytes(int64_t rows, int64_t cols, int64_t ones) {
   return ones * quant_cpu::index_entry_bytes(cols) + 8 * (rows + 1);
 }
 
+bool index_list_is_smaller(int64_t rows, int64_t cols, int64_t ones, int64_t bitmap_code_bytes,
+                           bool several_groups) {
+  if (rows == 0 || cols == 0) return false;
+  const int64_t bitmap = bitmap_code_bytes + (several_groups ? 8 * (rows + 1) : 0);
+  return index_list_code_bytes(rows, cols, ones) < bitmap;
+}
+
 PackedView PackedTensorAccess::view(const PackedTensor& t) {
   PackedView v;
   if (!t.codes_.defined()) return v;
@@ -327,7 +331,7 @@ void PackedTensorAccess::to_index_list(PackedTensor& t, const std::vector<int64_
   at::Tensor idx = at::empty({o[n] * esize}, at::kByte);
   uint8_t* ip = idx.data_ptr<uint8_t>();
   const int64_t nb = row_bytes(f, 1);
-  at::parallel_for(0, n, row_grain(f), [&](int64_t rb, int64_t re) {
+  at::parallel_for(0, n, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       if (esize == 2)
         bitmap_to_indices(v.data(r), nb, reinterpret_cast<uint16_t*>(ip) + o[r]);
@@ -386,16 +390,15 @@ PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Gra
                });
   const bool all_one_bit =
       std::all_of(p.gbits.begin(), p.gbits.end(), [](int b) { return b == 1; });
-  if (layout == PackLayoutChoice::kAuto && all_one_bit && n > 0 && f > 0) {
+  if (layout == PackLayoutChoice::kAuto && all_one_bit) {
     std::vector<int64_t> ones(static_cast<size_t>(n));
     const PackedView v = PackedTensorAccess::view(t);
-    at::parallel_for(0, n, row_grain(f), [&](int64_t rb, int64_t re) {
+    at::parallel_for(0, n, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) ones[r] = count_ones(v.data(r), row_bytes(f, 1));
     });
     int64_t total_ones = 0;
     for (int64_t c : ones) total_ones += c;
-    const int64_t bitmap_bytes = t.codes_.numel() + (off != nullptr ? 8 * (n + 1) : 0);
-    if (index_list_code_bytes(n, f, total_ones) < bitmap_bytes) {
+    if (index_list_is_smaller(n, f, total_ones, t.codes_.numel(), off != nullptr)) {
       PackedTensorAccess::to_index_list(t, ones);
     }
   }
@@ -440,8 +443,9 @@ PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts, PackLayo
   t.row_stride_ = row_bytes(f, bits);
   code_bytes = rows * t.row_stride_;  // the bitmap's (index parts counted here too)
   // The layout pack() would choose for the stacked matrix.
-  const bool index_list = layout == PackLayoutChoice::kAuto && bits == 1 && rows > 0 && f > 0 &&
-                          index_list_code_bytes(rows, f, ones) < code_bytes;
+  const bool index_list =
+      layout == PackLayoutChoice::kAuto && bits == 1 &&
+      index_list_is_smaller(rows, f, ones, code_bytes, /*several_groups=*/false);
   const int64_t esize = quant_cpu::index_entry_bytes(f);
   int64_t* ioff = nullptr;
   if (index_list) {
@@ -540,7 +544,7 @@ void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
   const Kernels& k = quant_cpu::kernels();
   const int64_t f = cols_;
   if (v.index_list) {
-    at::parallel_for(begin, end, row_grain(f), [&](int64_t rb, int64_t re) {
+    at::parallel_for(begin, end, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
         // Code 0 and code 1 decoded as the bitmap decoder does (q * scale + lo).
         const float scale = v.scale(r), lo = v.lo(r);
@@ -557,7 +561,7 @@ void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
     });
     return;
   }
-  at::parallel_for(begin, end, row_grain(f), [&](int64_t rb, int64_t re) {
+  at::parallel_for(begin, end, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       k.decode(v.data(r), v.end, f, v.bits(r), v.scale(r), v.lo(r), out + (r - begin) * f);
     }

@@ -54,8 +54,6 @@ struct InputRows {
   }
 };
 
-int64_t stats_row_grain(int64_t f) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(f, 1)); }
-
 bool all_rows_one_group(const RowBits& rb) {
   return !rb.row_group.defined() || rb.num_groups() == 1;
 }
@@ -109,7 +107,7 @@ struct InputCodeStats::State {
     row_min.resize(base + static_cast<size_t>(r.n));
     row_max.resize(base + static_cast<size_t>(r.n));
     std::atomic<int64_t> bad{r.n}, ones{0};
-    at::parallel_for(0, r.n, stats_row_grain(r.f), [&](int64_t rb, int64_t re) {
+    at::parallel_for(0, r.n, quant_cpu::row_grain(r.f), [&](int64_t rb, int64_t re) {
       int64_t local = 0;
       for (int64_t i = rb; i < re; ++i) {
         const float inf = std::numeric_limits<float>::infinity();
@@ -146,7 +144,7 @@ struct InputCodeStats::State {
   int64_t count(const uint8_t* group, int g, float lo, float hi) const {
     const OneBitRange q(lo, hi);
     std::atomic<int64_t> total{0};
-    at::parallel_for(0, rows.n, stats_row_grain(rows.f), [&](int64_t rb, int64_t re) {
+    at::parallel_for(0, rows.n, quant_cpu::row_grain(rows.f), [&](int64_t rb, int64_t re) {
       int64_t local = 0;
       for (int64_t i = rb; i < re; ++i) {
         if (group == nullptr || group[i] == g) local += rows.ones(i, q);
@@ -355,17 +353,16 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
                   "memory_report: input statistics are for [", input->num_rows(), ", ",
                   input->num_cols(), "] features, the model's input point is [", info.rows, ", ",
                   info.cols, "]");
-      if (one_bit && info.rows > 0 && info.cols > 0) {
-        // The choice PackedTensor::pack makes (packed_tensor.h).
-        const int64_t bitmap =
-            s.code_bytes +
-            (rb.row_group.defined() && rb.num_groups() > 1 ? 8 * (info.rows + 1) : 0);
-        const int64_t index = index_list_code_bytes(info.rows, info.cols, input->ones(rb, gran));
-        if (index < bitmap) {
-          m.layout = PackedLayout::kIndexList;
-          m.stored_bytes = s.bytes - bitmap + index;
-          m.code_bytes = index;
-        }
+      const bool several_groups = rb.row_group.defined() && rb.num_groups() > 1;
+      const int64_t ones = one_bit ? input->ones(rb, gran) : 0;
+      if (one_bit &&
+          index_list_is_smaller(info.rows, info.cols, ones, s.code_bytes, several_groups)) {
+        // The layout PackedTensor::pack chooses; its offsets replace the bitmap's.
+        const int64_t index = index_list_code_bytes(info.rows, info.cols, ones);
+        m.layout = PackedLayout::kIndexList;
+        m.stored_bytes =
+            s.bytes - s.code_bytes - (several_groups ? 8 * (info.rows + 1) : 0) + index;
+        m.code_bytes = index;
       }
     }
     r.values += m.values;

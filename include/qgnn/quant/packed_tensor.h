@@ -65,6 +65,13 @@ enum class PackLayoutChoice { kAuto, kBitmap };
 // matrix with `ones` codes equal to 1: ones * (cols <= 65536 ? 2 : 4) + 8 (rows + 1).
 QGNN_API int64_t index_list_code_bytes(int64_t rows, int64_t cols, int64_t ones);
 
+// The layout choice of pack() (kAuto) for a non-empty 1-bit [rows, cols] tensor with
+// `ones` 1-codes: an index list iff index_list_code_bytes() is strictly below the bitmap's
+// code structure, its `bitmap_code_bytes` plus, with several row groups, its 8 (rows + 1)
+// bytes of row offsets. False for an empty tensor.
+QGNN_API bool index_list_is_smaller(int64_t rows, int64_t cols, int64_t ones,
+                                    int64_t bitmap_code_bytes, bool several_groups);
+
 class QGNN_API PackedTensor {
  public:
   PackedTensor() = default;

@@ -11,6 +11,7 @@
 // take `bits` whole bytes, so SIMD widths of 8 and 16 codes give the same bytes.
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -61,6 +62,11 @@ namespace quant_cpu {
 
 // Bytes of one row of f codes at `bits` bits (1..8, 16, 32): ceil(f * bits / 8).
 inline int64_t row_bytes(int64_t f, int bits) { return (f * bits + 7) / 8; }
+
+// Rows per parallel task over [N, F] rows, so that each task handles >= ~32K values.
+inline int64_t row_grain(int64_t f) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(f, 1));
+}
 
 // Bytes per stored column index of the index-list layout for F columns (uint16 while
 // every index fits, else int32).
