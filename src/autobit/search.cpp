@@ -29,13 +29,14 @@ void restore_state(GnnModel& model, const ModelState& state) {
 
 PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32, const TrainData& data,
                              const BitPolicy& policy, int64_t finetune_epochs,
-                             const OptimConfig& optim, uint64_t seed) {
+                             const OptimConfig& optim, uint64_t seed, const InputCodeStats* input) {
   restore_state(model, fp32);
   model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
   PolicyResult r;
   r.policy = policy;
-  const InputCodeStats input(data.x);
-  r.memory = memory_report(model, data.ops, policy, &input);
+  std::optional<InputCodeStats> own_input;
+  if (input == nullptr) input = &own_input.emplace(data.x);
+  r.memory = memory_report(model, data.ops, policy, input);
   const EvalResult before = evaluate(model, data);
   r.val_acc = before.val_acc;
   r.test_acc = before.test_acc;
@@ -131,6 +132,15 @@ std::vector<float> features(const Config& c) {
   return f;
 }
 
+// Widths the input point (layer 0's embedding) may take at the per-layer levels.
+std::vector<int> input_widths(const SearchSpace& s) {
+  std::vector<int> w;
+  for (int b : s.bits) {
+    if (b <= s.input_max_bits) w.push_back(b);
+  }
+  return w;
+}
+
 // The widest configuration of the space: every point at the widest width of its kind
 // (the input at its widest useful one, attention at 16 bits except at the uniform
 // level), per-row ranges, no TAQ. The first measurement of an
@@ -149,11 +159,8 @@ Config widest_config(const SearchSpace& s, SearchGranularity level) {
   const bool per_layer =
       level == SearchGranularity::kLayer || level == SearchGranularity::kTopology;
   if (per_layer && !c.emb.empty()) {
-    int input = 0;
-    for (int b : s.bits) {
-      if (b <= s.input_max_bits) input = std::max(input, b);
-    }
-    c.emb[0] = input;
+    const std::vector<int> input = input_widths(s);
+    c.emb[0] = *std::max_element(input.begin(), input.end());
   }
   return c;
 }
@@ -170,10 +177,7 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
     c.att.assign(s.attention_layers.size(), a);
     return c;
   }
-  std::vector<int> input_bits;
-  for (int b : s.bits) {
-    if (b <= s.input_max_bits) input_bits.push_back(b);
-  }
+  const std::vector<int> input_bits = input_widths(s);
   if (level == SearchGranularity::kLayer) {
     for (int64_t l = 0; l < s.embedding_layers; ++l)
       c.emb.push_back(pick(l == 0 ? input_bits : s.bits));
@@ -247,7 +251,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     pt.from_model = from_model;
     pt.predicted_val_acc = predicted;
     pt.result = evaluate_policy(model, fp32, data, to_policy(c, space), opt.finetune_epochs, optim,
-                                opt.seed);
+                                opt.seed, &input);
     pt.val_disagreements = pt.result.val_pred.ne(fp32_val_pred).sum().item<int64_t>();
     pt.val_margin = n_val == 0 ? 0.0
                                : opt.margin_sigmas * 100.0 *

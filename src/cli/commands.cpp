@@ -146,8 +146,7 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
                 << " points of fp32 (" << fmt(out.fp32.val_acc) << ") with a margin of "
                 << o.margin_sigmas
                 << " standard errors; using the most accurate measured one (raise --max-drop, "
-                   "--rounds or "
-                   "--measure to search further)\n";
+                   "--rounds or --measure to search further)\n";
     }
     policy = out.search.points[out.search.best].result.policy;
   } else {

@@ -37,10 +37,12 @@ struct PolicyResult {
 // Fine-tuning draws its dropout masks from libtorch's generator re-seeded with `seed`,
 // so the same (policy, seed) gives the same model: the first k of N epochs are the run
 // with k epochs, and a policy picked by the search can be rebuilt exactly.
+// `input`: statistics of data.x for the memory report (InputCodeStats(data.x)); built
+// here, one pass over x, when null.
 QGNN_API PolicyResult evaluate_policy(GnnModel& model, const ModelState& fp32,
                                       const TrainData& data, const BitPolicy& policy,
                                       int64_t finetune_epochs, const OptimConfig& optim,
-                                      uint64_t seed = 0);
+                                      uint64_t seed = 0, const InputCodeStats* input = nullptr);
 
 // The search space of a model: bits per layer embedding and attention, optional TAQ on
 // embeddings (3 in-degree quantile buckets with non-increasing caps), and the
