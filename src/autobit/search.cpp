@@ -239,7 +239,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       if (opt.max_avg_bits <= 0) return c;
       const BitPolicy p = to_policy(c, space);
       auto [it, fresh] = avg_bits.try_emplace(p.to_string(), 0.0);
-      if (fresh) it->second = memory_report(model, data.ops, p, &input).average_bits();
+      if (fresh) it->second = memory_report(model, data.ops, p, &input).stored_average_bits();
       if (it->second <= opt.max_avg_bits) return c;
     }
     return std::nullopt;
@@ -293,7 +293,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       const BitPolicy p = to_policy(c, space);
       const std::string key = p.to_string();
       if (seen.count(key) || !in_pool.insert(key).second) continue;
-      saving.push_back(memory_report(model, data.ops, p, &input).saving());
+      saving.push_back(memory_report(model, data.ops, p, &input).stored_saving());
       cx.push_back(features(c));
       cand.push_back(std::move(c));
     }
@@ -315,7 +315,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     double incumbent = 0.0;  // 0: nothing feasible measured yet
     double mean_margin = 0.0;
     for (const SearchPoint& pt : result.points) {
-      if (feasible(pt)) incumbent = std::max(incumbent, pt.result.memory.saving());
+      if (feasible(pt)) incumbent = std::max(incumbent, pt.result.memory.stored_saving());
       mean_margin += pt.val_margin / static_cast<double>(result.points.size());
     }
     const double model_floor = floor + mean_margin;
@@ -345,13 +345,13 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     if (opt.max_avg_bits > 0) {
       const PolicyResult* b = result.best >= 0 ? &result.points[result.best].result : nullptr;
       if (b == nullptr || r.val_acc > b->val_acc ||
-          (r.val_acc == b->val_acc && r.memory.saving() > b->memory.saving())) {
+          (r.val_acc == b->val_acc && r.memory.stored_saving() > b->memory.stored_saving())) {
         result.best = static_cast<int64_t>(i);
       }
       continue;
     }
     if (!feasible(result.points[i])) continue;
-    if (result.best < 0 || r.memory.saving() > result.points[result.best].result.memory.saving()) {
+    if (result.best < 0 || r.memory.stored_saving() > result.points[result.best].result.memory.stored_saving()) {
       result.best = static_cast<int64_t>(i);
     }
   }
@@ -361,7 +361,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       const PolicyResult& r = result.points[i].result;
       const PolicyResult* b = result.best >= 0 ? &result.points[result.best].result : nullptr;
       if (b == nullptr || r.val_acc > b->val_acc ||
-          (r.val_acc == b->val_acc && r.memory.saving() > b->memory.saving())) {
+          (r.val_acc == b->val_acc && r.memory.stored_saving() > b->memory.stored_saving())) {
         result.best = static_cast<int64_t>(i);
       }
     }
@@ -372,7 +372,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
 std::string search_points_csv(const SearchResult& r) {
   std::ostringstream os;
   os << "round,source,val_acc,test_acc,avg_bits,fp32_mb,quant_mb,saving,predicted_val_acc,pareto,"
-        "val_disagreements,val_margin,policy\n";
+        "val_disagreements,val_margin,stored_mb,stored_saving,policy\n";
   for (size_t i = 0; i < r.points.size(); ++i) {
     const SearchPoint& p = r.points[i];
     const MemoryReport& m = p.result.memory;
@@ -384,9 +384,10 @@ std::string search_points_csv(const SearchResult& r) {
       dominated = dominated || (ge && gt);
     }
     os << p.round << ',' << (p.from_model ? "model" : "random") << ',' << p.result.val_acc << ','
-       << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ',' << m.stored_mb()
+       << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ',' << m.dense_mb()
        << ',' << m.saving() << ',' << (p.from_model ? std::to_string(p.predicted_val_acc) : "")
-       << ',' << (dominated ? 0 : 1) << ',' << p.val_disagreements << ',' << p.val_margin << ",\""
+       << ',' << (dominated ? 0 : 1) << ',' << p.val_disagreements << ',' << p.val_margin << ','
+       << m.stored_mb() << ',' << m.stored_saving() << ",\""
        << p.result.policy.to_string() << "\"\n";
   }
   return os.str();

@@ -1,5 +1,7 @@
 #include "cli/commands.h"
 
+#include "cli/outputs.h"
+
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -68,8 +70,8 @@ std::string fmt(double v, int digits = 2) {
 
 bool show_progress(const CommonOptions& c) { return !c.quiet && ::isatty(STDERR_FILENO); }
 
-void write_json(const CommonOptions& c, const nlohmann::json& j) {
-  if (!c.json.empty()) write_file_atomic(c.json, j.dump(2) + "\n");
+void write_json(const Outputs& out, const CommonOptions& c, const nlohmann::json& j) {
+  out.write_text(c.json, j.dump(2) + "\n");
 }
 
 void apply_threads(const CommonOptions& c) { set_num_threads(c.threads); }
@@ -166,34 +168,87 @@ QuantizeOutcome quantize_model(GnnModel& model, const TrainData& data, const Opt
   return out;
 }
 
-// How the input point is stored, and what bitmaps alone would take, when an index list
-// is used ("" otherwise).
-std::string input_layout_line(const MemoryReport& m) {
-  for (const PointMemory& p : m.points) {
-    if (p.layout != PackedLayout::kIndexList) continue;
-    return "input x (layer " + std::to_string(p.point.layer) + "): index list, " +
-           fmt(p.stored_bytes / 1e6, 3) + " MB (bitmap " + fmt(p.stored_bytes_bitmap / 1e6, 3) +
-           " MB); all features as bitmaps: " + fmt(m.stored_mb_bitmap(), 3) + " MB, saving " +
-           fmt(m.saving_bitmap()) + "x\n";
+// Bytes of the model input held as qgnn's own fp32 CSR (int64 indptr [N + 1], int64
+// column indices and float32 values [nnz]), the baseline of the storage figures.
+int64_t input_csr_fp32_bytes(const NodeFeatures& x) {
+  if (x.is_sparse()) {
+    const CsrGraph& g = x.sparse();
+    return g.indptr().nbytes() + g.indices().nbytes() +
+           (g.has_weights() ? g.weights().nbytes() : 4 * g.num_edges());
   }
-  return "";
+  const at::Tensor d = x.to_dense();
+  return 8 * (d.size(0) + 1) + 12 * d.ne(0).sum().item<int64_t>();
+}
+
+// The lossless storage format of the input point, apart from the headline: what pack()
+// holds for it vs. its fp32 CSR (empty when no input point is quantized).
+struct InputStorage {
+  bool quantized = false;
+  PackedLayout layout = PackedLayout::kBitmap;
+  int64_t stored_bytes = 0;
+  int64_t csr_fp32_bytes = 0;
+  double saving_vs_csr() const {
+    return stored_bytes ? double(csr_fp32_bytes) / stored_bytes : 0.0;
+  }
+};
+
+InputStorage input_storage(const MemoryReport& m, const NodeFeatures& x) {
+  InputStorage s;
+  for (const PointMemory& p : m.points) {
+    if (p.point.layer != 0 || p.point.attention || p.bits == 32) continue;
+    s.quantized = true;
+    s.layout = p.layout;
+    s.stored_bytes = p.stored_bytes;
+    s.csr_fp32_bytes = input_csr_fp32_bytes(x);
+  }
+  return s;
+}
+
+const char* layout_name(PackedLayout l) {
+  return l == PackedLayout::kIndexList ? "index_list" : "bitmap";
+}
+
+// The labelled storage line printed under the headline (empty when x is not quantized).
+std::string storage_line(const MemoryReport& m, const InputStorage& in) {
+  if (!in.quantized) return "";
+  return "storage (lossless format, not in the headline): input x as " +
+         std::string(in.layout == PackedLayout::kIndexList ? "an index list" : "a bitmap") +
+         " " + fmt(in.stored_bytes / 1e6, 3) + " MB vs " + fmt(in.csr_fp32_bytes / 1e6, 3) +
+         " MB as fp32 CSR (" + fmt(in.saving_vs_csr()) + "x); all features as stored " +
+         fmt(m.stored_mb(), 3) + " MB (" + fmt(m.stored_saving()) + "x vs dense fp32)\n";
+}
+
+// The figures every report carries: dense codes + parameters lead (comparable with
+// SGQuant's Table III), the storage format follows under its own names.
+void add_memory_json(nlohmann::json& j, const MemoryReport& m, const InputStorage& in) {
+  j["avg_bits"] = m.average_bits();
+  j["fp32_feature_mb"] = m.fp32_mb();
+  j["quant_feature_mb"] = m.dense_mb();
+  j["saving"] = m.saving();
+  j["stored_feature_mb"] = m.stored_mb();
+  j["stored_saving"] = m.stored_saving();
+  j["input_layout"] = in.quantized ? layout_name(in.layout) : "fp32";
+  j["input_stored_mb"] = in.stored_bytes / 1e6;
+  j["input_csr_fp32_mb"] = in.csr_fp32_bytes / 1e6;
+  j["storage_saving_vs_csr"] = in.saving_vs_csr();
 }
 
 void print_table_row(const std::string& dataset, const std::string& model,
-                     const QuantizeOutcome& q) {
+                     const QuantizeOutcome& q, const InputStorage& in) {
   const MemoryReport& m = q.chosen.memory;
   std::cout
       << "| dataset | model | fp32 acc | quant acc | avg bits | fp32 MB | quant MB | saving |\n"
       << "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
       << "| " << dataset << " | " << model << " | " << fmt(q.fp32.test_acc) << " | "
       << fmt(q.packed.eval.test_acc) << " | " << fmt(m.average_bits()) << " | " << fmt(m.fp32_mb())
-      << " | " << fmt(m.stored_mb(), 3) << " | " << fmt(m.saving()) << "x |\n"
+      << " | " << fmt(m.dense_mb(), 3) << " | " << fmt(m.saving()) << "x |\n"
       << "policy: " << q.chosen.policy.to_string() << "\n"
-      << input_layout_line(m);
+      << storage_line(m, in);
 }
 
 nlohmann::json quantize_json(const std::string& dataset, const std::string& model,
-                             const std::string& preset, const QuantizeOutcome& q) {
+                             const std::string& preset, const QuantizeOutcome& q,
+                             const InputStorage& in) {
   const MemoryReport& m = q.chosen.memory;
   nlohmann::json points = nlohmann::json::array();
   for (const PointMemory& p : m.points) {
@@ -203,9 +258,9 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
                       {"cols", p.point.cols},
                       {"bits", p.bits},
                       {"fp32_bytes", p.fp32_bytes},
+                      {"dense_bytes", p.dense_bytes},
                       {"stored_bytes", p.stored_bytes},
-                      {"stored_bytes_bitmap", p.stored_bytes_bitmap},
-                      {"layout", p.layout == PackedLayout::kIndexList ? "index_list" : "bitmap"}});
+                      {"layout", layout_name(p.layout)}});
   }
   nlohmann::json j = {{"dataset", dataset},
                       {"model", model},
@@ -217,22 +272,19 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
                       {"quant_test_acc", q.packed.eval.test_acc},
                       {"fake_quant_test_acc", q.chosen.test_acc},
                       {"finetune_best_epoch", q.chosen.best_epoch},
-                      {"avg_bits", m.average_bits()},
-                      {"fp32_feature_mb", m.fp32_mb()},
-                      {"quant_feature_mb", m.stored_mb()},
-                      {"quant_feature_mb_bitmap", m.stored_mb_bitmap()},
                       {"packed_feature_mb", q.packed.stored_bytes / 1e6},
-                      {"saving", m.saving()},
-                      {"saving_bitmap", m.saving_bitmap()},
                       {"points", points},
                       {"threads", get_num_threads()}};
+  add_memory_json(j, m, in);
   if (q.searched) {
     j["search"] = {{"measured", q.search.points.size()},
                    {"cost_model_ms", q.search.cost_model_ms},
                    {"best_val_acc", q.search.points[q.search.best].result.val_acc},
                    {"best_val_margin", q.search.points[q.search.best].val_margin},
                    {"best_val_disagreements", q.search.points[q.search.best].val_disagreements},
-                   {"best_saving", q.search.points[q.search.best].result.memory.saving()}};
+                   {"best_saving", q.search.points[q.search.best].result.memory.saving()},
+                   {"best_stored_saving",
+                    q.search.points[q.search.best].result.memory.stored_saving()}};
   }
   return j;
 }
@@ -241,6 +293,8 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
 
 int run_info(const InfoOptions& o) {
   apply_threads(o.common);
+  Outputs out;
+  out.reserve("--json", o.common.json);
   const std::string path = resolve_dataset_path(o.dataset);
   Dataset d = read_dataset(path);
   const auto deg = d.graph.in_degree().to(torch::kFloat64);
@@ -260,7 +314,7 @@ int run_info(const InfoOptions& o) {
             << "split        " << (d.has_public_split ? "public" : "random (seed 0)") << ": "
             << count(d.train_mask) << " train / " << count(d.val_mask) << " val / "
             << count(d.test_mask) << " test\n";
-  write_json(o.common, {{"dataset", d.name},
+  write_json(out, o.common, {{"dataset", d.name},
                         {"path", path},
                         {"num_nodes", d.num_nodes()},
                         {"num_edges", d.graph.num_edges()},
@@ -273,11 +327,15 @@ int run_info(const InfoOptions& o) {
                         {"train", count(d.train_mask)},
                         {"val", count(d.val_mask)},
                         {"test", count(d.test_mask)}});
+  out.commit();
   return 0;
 }
 
 int run_train(const TrainOptions& o) {
   apply_threads(o.common);
+  Outputs out;
+  out.reserve("--json", o.common.json);
+  out.reserve("--save", o.save);
   const ModelKind kind = parse_model_kind(o.model);
   const FeatureNorm norm_arg = parse_feature_norm(o.feature_norm);
   const std::string path = resolve_dataset_path(o.dataset);
@@ -295,10 +353,15 @@ int run_train(const TrainOptions& o) {
   TORCH_CHECK(!o.qat.empty() || !o.degree_quant, "train: --degree-quant needs --qat int8|int4");
   TORCH_CHECK(o.p_min <= o.p_max, "train: --dq-pmin (", o.p_min, ") must not exceed --dq-pmax (",
               o.p_max, ")");
+  // Degree-Quant is protective masking plus percentile ranges (Tailor et al., Sec. 4); an
+  // explicit --observer wins.
+  const std::string observer = !o.observer.empty() ? o.observer
+                               : o.degree_quant    ? "percentile"
+                                                   : "momentum";
   QatConfig qat;
   if (!o.qat.empty()) {
     qat = QatConfig::preset(o.qat);
-    qat.observer = parse_observer(o.observer);
+    qat.observer = parse_observer(observer);
     qat.degree_quant = o.degree_quant;
     qat.p_min = o.p_min;
     qat.p_max = o.p_max;
@@ -310,7 +373,7 @@ int run_train(const TrainOptions& o) {
             << ", features " << feature_norm_name(norm) << ", threads " << get_num_threads();
   if (!o.qat.empty()) {
     std::cout << ", QAT " << o.qat << (o.degree_quant ? " Degree-Quant" : " plain") << " ("
-              << o.observer << " observer)";
+              << observer << " observer)";
   }
   std::cout << "\n";
   std::cout << "run  seed  best_epoch  epochs  val_acc  test_acc  epoch_ms  infer_ms\n";
@@ -356,15 +419,14 @@ int run_train(const TrainOptions& o) {
       meta.val_acc = res.best_val_acc;
       meta.test_acc = res.test_acc;
       if (!o.qat.empty()) meta.extra["qat"] = model.quant_hook()->save_state();
-      save_checkpoint(o.save, model, meta);
+      save_checkpoint(out.temp(o.save), model, meta);
     }
   }
   std::cout << "test accuracy " << fmt(mean(test_acc)) << " +- " << fmt(stddev(test_acc))
             << " % over " << o.runs << " run(s); val " << fmt(mean(val_acc)) << " %; epoch "
             << fmt(median(epoch_ms), 3) << " ms, inference " << fmt(median(infer_ms), 3)
             << " ms (medians)\n";
-  if (!o.save.empty()) std::cout << "saved " << o.save << "\n";
-  write_json(o.common, {{"dataset", d.name},
+  write_json(out, o.common, {{"dataset", d.name},
                         {"model", o.model},
                         {"preset", preset.name},
                         {"feature_norm", feature_norm_name(norm)},
@@ -387,7 +449,9 @@ int run_train(const TrainOptions& o) {
                         {"patience", preset.optim.patience},
                         {"qat", o.qat.empty() ? "none" : o.qat},
                         {"degree_quant", o.degree_quant},
-                        {"observer", o.qat.empty() ? "" : o.observer}});
+                        {"observer", o.qat.empty() ? "" : observer}});
+  out.commit();
+  if (!o.save.empty()) std::cout << "saved " << o.save << "\n";
   return 0;
 }
 
@@ -411,8 +475,8 @@ TrainData data_for_checkpoint(const LoadedCheckpoint& ck, const std::string& dat
   return data;
 }
 
-int quantize_and_report(GnnModel& model, const TrainData& data, const OptimConfig& optim,
-                        const QuantizeOptions& o, const std::string& dataset,
+int quantize_and_report(Outputs& out, GnnModel& model, const TrainData& data,
+                        const OptimConfig& optim, const QuantizeOptions& o, const std::string& dataset,
                         const std::string& preset, CheckpointMeta meta) {
   const std::string model_name = to_string(model.config().kind);
   QuantizeOutcome q = quantize_model(model, data, optim, o);
@@ -423,18 +487,18 @@ int quantize_and_report(GnnModel& model, const TrainData& data, const OptimConfi
               << (o.random_search ? " (random search)" : "") << "; cost model (XGBoost) "
               << fmt(q.search.cost_model_ms.empty() ? 0.0 : ms / q.search.cost_model_ms.size(), 1)
               << " ms per round\n";
-    if (!o.csv.empty()) write_file_atomic(o.csv, search_points_csv(q.search));
+    out.write_text(o.csv, search_points_csv(q.search));
   }
-  print_table_row(dataset, model_name, q);
+  const InputStorage in = input_storage(q.chosen.memory, data.x);
+  print_table_row(dataset, model_name, q, in);
   if (!o.save.empty()) {
     meta.extra["policy"] = q.chosen.policy.to_string();
     meta.val_acc = q.packed.eval.val_acc;
     meta.test_acc = q.packed.eval.test_acc;
     model.set_quant_hook(nullptr);
-    save_checkpoint(o.save, model, meta);
-    std::cout << "saved " << o.save << "\n";
+    save_checkpoint(out.temp(o.save), model, meta);
   }
-  nlohmann::json j = quantize_json(dataset, model_name, preset, q);
+  nlohmann::json j = quantize_json(dataset, model_name, preset, q, in);
   if (q.searched) {
     j["search"]["granularity"] = o.granularity;
     j["search"]["max_avg_bits"] = o.max_avg_bits;
@@ -443,14 +507,25 @@ int quantize_and_report(GnnModel& model, const TrainData& data, const OptimConfi
     j["search"]["max_drop"] = o.max_drop;
     j["search"]["margin_sigmas"] = o.margin_sigmas;
   }
-  write_json(o.common, j);
+  write_json(out, o.common, j);
+  out.commit();
+  if (!o.save.empty()) std::cout << "saved " << o.save << "\n";
   return 0;
+}
+
+// Reserves the outputs of `qgnn quantize` / `qgnn run`.
+void reserve_quantize_outputs(Outputs& out, const QuantizeOptions& o) {
+  out.reserve("--json", o.common.json);
+  out.reserve("--save", o.save);
+  out.reserve("--csv", o.csv);
 }
 
 }  // namespace
 
 int run_quantize(const QuantizeOptions& o) {
   apply_threads(o.common);
+  Outputs out;
+  reserve_quantize_outputs(out, o);
   if (o.policy != "auto") BitPolicy::parse(o.policy);  // fail fast on a bad spec
   LoadedCheckpoint ck = load_checkpoint(o.checkpoint);
   TORCH_CHECK(ck.meta.extra.count("qat") == 0, "quantize: ", o.checkpoint,
@@ -463,11 +538,17 @@ int run_quantize(const QuantizeOptions& o) {
   Preset preset = make_preset(ck.meta.preset, ck.model->config().kind, d.num_features(),
                               d.num_classes, dataset_family(d));
   manual_seed(static_cast<uint64_t>(o.seed));
-  return quantize_and_report(*ck.model, data, preset.optim, o, d.name, ck.meta.preset, ck.meta);
+  return quantize_and_report(out, *ck.model, data, preset.optim, o, d.name, ck.meta.preset,
+                             ck.meta);
 }
 
 int run_main_job(const RunOptions& o) {
   apply_threads(o.common);
+  QuantizeOptions q = o.quantize;
+  q.common = o.common;
+  q.seed = o.seed;  // the search and fine-tuning follow the run's seed
+  Outputs out;
+  reserve_quantize_outputs(out, q);
   const ModelKind kind = parse_model_kind(o.model);
   const std::string path = resolve_dataset_path(o.dataset);
   Dataset d = read_dataset(path, o.seed);
@@ -488,15 +569,14 @@ int run_main_job(const RunOptions& o) {
   meta.feature_norm = feature_norm_name(norm);
   meta.split_seed = d.has_public_split ? -1 : o.seed;
   meta.seed = o.seed;
-  QuantizeOptions q = o.quantize;
-  q.common = o.common;
-  q.seed = o.seed;  // the search and fine-tuning follow the run's seed
   manual_seed(static_cast<uint64_t>(o.seed));
-  return quantize_and_report(model, data, preset.optim, q, d.name, preset.name, meta);
+  return quantize_and_report(out, model, data, preset.optim, q, d.name, preset.name, meta);
 }
 
 int run_eval(const EvalOptions& o) {
   apply_threads(o.common);
+  Outputs out;
+  out.reserve("--json", o.common.json);
   LoadedCheckpoint ck = load_checkpoint(o.checkpoint);
   Dataset d;
   TrainData data = data_for_checkpoint(ck, o.dataset, &d);
@@ -513,6 +593,7 @@ int run_eval(const EvalOptions& o) {
   std::vector<double> times;
   const InputCodeStats input(data.x);
   MemoryReport mem = memory_report(*ck.model, data.ops, policy, &input);
+  const InputStorage in = input_storage(mem, data.x);
   for (int i = 0; i < 11; ++i) {
     EvalResult e =
         quantized ? evaluate_packed(*ck.model, data, policy).eval : evaluate(*ck.model, data);
@@ -524,28 +605,25 @@ int run_eval(const EvalOptions& o) {
   std::cout << "checkpoint " << o.checkpoint << ": " << to_string(cfg.kind) << " on " << d.name
             << " (trained on " << ck.meta.dataset << ", preset " << ck.meta.preset << ")\n"
             << "policy " << policy.to_string() << ": " << fmt(mem.average_bits())
-            << " average bits, feature memory " << fmt(mem.stored_mb(), 3) << " MB (fp32 "
+            << " average bits, feature memory " << fmt(mem.dense_mb(), 3) << " MB (fp32 "
             << fmt(mem.fp32_mb()) << " MB, saving " << fmt(mem.saving()) << "x)\n"
-            << input_layout_line(mem) << "val_acc " << fmt(r.val_acc) << "  test_acc "
+            << storage_line(mem, in) << "val_acc " << fmt(r.val_acc) << "  test_acc "
             << fmt(r.test_acc) << "  (at save: val " << fmt(ck.meta.val_acc) << ", test "
             << fmt(ck.meta.test_acc) << ")  infer " << fmt(median(times), 3) << " ms\n";
-  write_json(o.common, {{"dataset", d.name},
-                        {"model", to_string(cfg.kind)},
-                        {"preset", ck.meta.preset},
-                        {"checkpoint", o.checkpoint},
-                        {"policy", policy.to_string()},
-                        {"val_acc", r.val_acc},
-                        {"test_acc", r.test_acc},
-                        {"saved_val_acc", ck.meta.val_acc},
-                        {"saved_test_acc", ck.meta.test_acc},
-                        {"avg_bits", mem.average_bits()},
-                        {"fp32_feature_mb", mem.fp32_mb()},
-                        {"quant_feature_mb", mem.stored_mb()},
-                        {"quant_feature_mb_bitmap", mem.stored_mb_bitmap()},
-                        {"saving", mem.saving()},
-                        {"saving_bitmap", mem.saving_bitmap()},
-                        {"infer_ms_median", median(times)},
-                        {"threads", get_num_threads()}});
+  nlohmann::json j = {{"dataset", d.name},
+                      {"model", to_string(cfg.kind)},
+                      {"preset", ck.meta.preset},
+                      {"checkpoint", o.checkpoint},
+                      {"policy", policy.to_string()},
+                      {"val_acc", r.val_acc},
+                      {"test_acc", r.test_acc},
+                      {"saved_val_acc", ck.meta.val_acc},
+                      {"saved_test_acc", ck.meta.test_acc},
+                      {"infer_ms_median", median(times)},
+                      {"threads", get_num_threads()}};
+  add_memory_json(j, mem, in);
+  write_json(out, o.common, j);
+  out.commit();
   return 0;
 }
 
@@ -561,6 +639,8 @@ double accuracy(const at::Tensor& pred, const at::Tensor& y, const at::Tensor& m
 
 int run_infer(const InferOptions& o) {
   apply_threads(o.common);
+  Outputs out;
+  out.reserve("--json", o.common.json);
   TORCH_CHECK(o.precision == "fp32" || o.precision == "int8" || o.precision == "int4",
               "infer: --precision must be fp32, int8 or int4, got '", o.precision, "'");
   TORCH_CHECK(o.repeat >= 1, "infer: --repeat must be >= 1, got ", o.repeat);
@@ -677,7 +757,8 @@ int run_infer(const InferOptions& o) {
     j["fake_quant_test_acc"] = fake_test_acc;
     j["agreement_pct"] = agreement;
   }
-  write_json(o.common, j);
+  write_json(out, o.common, j);
+  out.commit();
   return 0;
 }
 

@@ -34,7 +34,7 @@ struct TrainOptions {
   // Quantization-aware training (quant/qat.h): "" (off), "int8" or "int4".
   std::string qat;
   bool degree_quant = false;
-  std::string observer = "momentum";
+  std::string observer;  // "": percentile with --degree-quant, else momentum
   double p_min = 0.0, p_max = 0.2;
 };
 

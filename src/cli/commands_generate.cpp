@@ -13,6 +13,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cli/outputs.h"
+#include "cli/usage.h"
 #include "qgnn/io/generate.h"
 #include "qgnn/io/text_file.h"
 #include "qgnn/util/threads.h"
@@ -22,18 +24,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-// Fails early, before minutes of work, when `out` cannot be created.
-void check_output_path(const std::string& out) {
-  namespace fs = std::filesystem;
-  TORCH_CHECK(!out.empty(), "generate: --out must name a file (got '')");
-  std::error_code ec;
-  TORCH_CHECK(!fs::is_directory(out, ec), "generate: --out is a directory (got '", out, "')");
-  fs::path dir = fs::path(out).parent_path();
-  if (dir.empty()) dir = ".";
-  TORCH_CHECK(::access(dir.c_str(), W_OK) == 0, "generate: --out: cannot write into '",
-              dir.string(), "' (", std::strerror(errno), ") (got '", out, "')");
 }
 
 }  // namespace
@@ -73,13 +63,21 @@ int run_generate(const GenerateOptions& o) {
   cfg.homophily = o.homophily;
   cfg.undirected = o.undirected;
   cfg.class_separation = o.separation;
-  TORCH_CHECK(o.rmat.size() == 3, "generate: --rmat needs three values a,b,c (got ", o.rmat.size(),
-              ")");
+  if (o.rmat.size() != 3) {
+    throw UsageError("--rmat needs three values a,b,c, got " + std::to_string(o.rmat.size()));
+  }
   cfg.rmat_a = o.rmat[0];
   cfg.rmat_b = o.rmat[1];
   cfg.rmat_c = o.rmat[2];
-  check_generate_config(cfg);
-  check_output_path(o.out);
+  try {
+    check_generate_config(cfg);
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    throw UsageError(msg.substr(0, msg.find('\n')));
+  }
+  Outputs out;
+  out.reserve("--out", o.out);
+  out.reserve("--json", o.common.json);
   set_num_threads(o.common.threads);
 
   const bool progress = !o.common.quiet && ::isatty(STDERR_FILENO);
@@ -95,7 +93,7 @@ int run_generate(const GenerateOptions& o) {
   const double gen_s = seconds_since(start);
   if (progress) cb("writing " + o.out);
   const auto write_start = std::chrono::steady_clock::now();
-  write_dataset(o.out, res.dataset, o.compress);
+  write_dataset(out.temp(o.out), res.dataset, o.compress);
   const double write_s = seconds_since(write_start);
   if (progress) std::fprintf(stderr, "\r\033[K");
 
@@ -112,7 +110,6 @@ int run_generate(const GenerateOptions& o) {
                 static_cast<long long>(res.max_in_degree), static_cast<double>(e) / n,
                 static_cast<long long>(res.isolated_nodes), res.edge_homophily, gen_s + write_s,
                 gen_s, write_s, static_cast<long long>(get_num_threads()));
-  std::cout << line << std::endl;
   if (!o.common.json.empty()) {
     const nlohmann::json j = {{"path", o.out},
                               {"num_nodes", n},
@@ -134,8 +131,10 @@ int run_generate(const GenerateOptions& o) {
                               {"write_s", write_s},
                               {"threads", get_num_threads()},
                               {"compressed", o.compress}};
-    write_file_atomic(o.common.json, j.dump(2) + "\n");
+    out.write_text(o.common.json, j.dump(2) + "\n");
   }
+  out.commit();
+  std::cout << line << std::endl;
   return 0;
 }
 

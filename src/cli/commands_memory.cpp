@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/outputs.h"
+#include "cli/usage.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/io/text_file.h"
 #include "qgnn/nn/models.h"
@@ -161,8 +163,8 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     for (const auto& [key, bytes] : hook->stored_bytes()) held += bytes;
   }
   j["infer_ms"] = times.empty() ? 0.0 : times[times.size() / 2];
-  j["feature_mb"] = mem.stored_mb();
-  j["feature_mb_bitmap"] = mem.stored_mb_bitmap();
+  j["feature_mb"] = mem.dense_mb();
+  j["stored_feature_mb"] = mem.stored_mb();
   j["fp32_feature_mb"] = mem.fp32_mb();
   j["avg_bits"] = mem.average_bits();
   j["packed_held_mb"] = held / 1e6;
@@ -253,8 +255,17 @@ int run_memory(const MemoryOptions& o) {
   TORCH_CHECK(o.chunk_rows >= 1, "memory: --chunk-rows must be >= 1 (got ", o.chunk_rows, ")");
   parse_model_kind(o.model);  // fail fast, before any child
   std::vector<PolicyArg> args;
-  for (const std::string& s : o.policies) args.push_back(parse_policy_arg(s));
+  for (const std::string& s : o.policies) {
+    try {
+      args.push_back(parse_policy_arg(s));
+    } catch (const c10::Error& e) {
+      const std::string msg = e.what_without_backtrace();
+      throw UsageError("--policies: " + msg.substr(0, msg.find('\n')));
+    }
+  }
   const std::string path = resolve_dataset_path(o.dataset);
+  Outputs outputs;
+  outputs.reserve("--json", o.common.json);
   // The parent runs no libtorch kernels: a child forked after OpenMP started its thread
   // pool could deadlock, and the parent's own memory would count in every child's peak.
   std::cout << "full-graph inference of an untrained " << o.model << " (sgquant preset) on " << path
@@ -264,10 +275,11 @@ int run_memory(const MemoryOptions& o) {
             << "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   nlohmann::json rows = nlohmann::json::array();
   int failures = 0;
+  std::string first_failure;
   for (const PolicyArg& a : args) {
     nlohmann::json j = run_child(o, path, a);
     if (j.contains("error")) {
-      ++failures;
+      if (failures++ == 0) first_failure = a.label + ": " + j["error"].get<std::string>();
       std::cout << "| " << a.label << " | " << j["x_storage"].get<std::string>()
                 << " | error: " << j["error"].get<std::string>() << " |\n";
     } else {
@@ -285,14 +297,15 @@ int run_memory(const MemoryOptions& o) {
     std::cout.flush();
     rows.push_back(std::move(j));
   }
-  if (!o.common.json.empty()) {
-    nlohmann::json out = {
-        {"dataset", path}, {"model", o.model},           {"preset", "sgquant"},
-        {"seed", o.seed},  {"chunk_rows", o.chunk_rows}, {"threads", o.common.threads},
-        {"rows", rows}};
-    write_file_atomic(o.common.json, out.dump(2) + "\n");
-  }
-  return failures == 0 ? 0 : 1;
+  TORCH_CHECK(failures == 0, "memory: ", failures, " of ", args.size(),
+              " policies failed (first: ", first_failure, ")");
+  const nlohmann::json report = {
+      {"dataset", path}, {"model", o.model},           {"preset", "sgquant"},
+      {"seed", o.seed},  {"chunk_rows", o.chunk_rows}, {"threads", o.common.threads},
+      {"rows", rows}};
+  outputs.write_text(o.common.json, report.dump(2) + "\n");
+  outputs.commit();
+  return 0;
 }
 
 }  // namespace qgnn::cli

@@ -343,9 +343,10 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
     m.fp32_bytes = 4 * m.values;
     const Granularity gran = policy.granularity(role);
     const PackedSize s = packed_size(info.rows, info.cols, rb, gran);
+    m.dense_bytes = s.bytes;
+    m.dense_code_bytes = s.code_bytes;
     m.stored_bytes = s.bytes;
-    m.code_bytes = s.code_bytes;
-    m.stored_bytes_bitmap = s.bytes;
+    m.stored_code_bytes = s.code_bytes;
     const bool one_bit =
         std::all_of(rb.group_bits.begin(), rb.group_bits.end(), [](int b) { return b == 1; });
     if (input != nullptr && info.layer == 0 && !info.attention) {
@@ -362,14 +363,15 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
         m.layout = PackedLayout::kIndexList;
         m.stored_bytes =
             s.bytes - s.code_bytes - (several_groups ? 8 * (info.rows + 1) : 0) + index;
-        m.code_bytes = index;
+        m.stored_code_bytes = index;
       }
     }
     r.values += m.values;
     r.fp32_bytes += m.fp32_bytes;
+    r.dense_bytes += m.dense_bytes;
+    r.dense_code_bytes += m.dense_code_bytes;
     r.stored_bytes += m.stored_bytes;
-    r.stored_bytes_bitmap += m.stored_bytes_bitmap;
-    r.code_bytes += m.code_bytes;
+    r.stored_code_bytes += m.stored_code_bytes;
     r.points.push_back(m);
   }
   return r;

@@ -137,6 +137,10 @@ using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int6
 // cost model's floor adds the mean margin measured so far) (or, with max_avg_bits, the
 // best validation accuracy within
 // that memory; the cost model then proposes the candidates it predicts most accurate).
+// Savings and the max_avg_bits budget are counted as stored (MemoryReport::
+// stored_saving, stored_average_bits: a sparse 1-bit input as its index list), the
+// accounting the search was tuned and measured with (bench/RESULTS.md); reports lead
+// with the dense figures (MemoryReport::saving).
 // Deterministic for a seed and thread count.
 QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,
                                   double fp32_val_acc, const OptimConfig& optim,
@@ -144,8 +148,10 @@ QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const
                                   const SearchProgress& progress = {});
 
 // CSV of the measured points: round, source, val_acc, test_acc, avg_bits, fp32_mb,
-// quant_mb, saving, predicted_val_acc, pareto (1 on the accuracy-vs-saving Pareto
-// front), val_disagreements, val_margin, policy (quoted, last: it contains commas).
+// quant_mb, saving (dense codes + parameters, MemoryReport::saving), predicted_val_acc,
+// pareto (1 on the validation-accuracy-vs-saving Pareto front), val_disagreements,
+// val_margin, stored_mb, stored_saving (as stored), policy (quoted, last: it contains
+// commas).
 QGNN_API std::string search_points_csv(const SearchResult& r);
 
 }  // namespace qgnn

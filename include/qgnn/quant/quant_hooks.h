@@ -116,34 +116,47 @@ class QGNN_API InputCodeStats {
   int64_t rows_ = 0, cols_ = 0;
 };
 
-// Feature memory of one quantization point and of a whole model (DESIGN.md: full
-// precision is 4 bytes per value; stored = packed codes + quantization parameters).
+// Feature memory of one quantization point and of a whole model (DESIGN.md "Memory
+// accounting"). Two figures, never mixed:
+// - dense (the headline, comparable with SGQuant's Table III, whose saving is
+//   32 / average bits): every point as dense b-bit codes plus its quantization
+//   parameters (scales, zero points, bucket tables); average bits count codes only;
+// - stored: the bytes PackedTensor::pack really holds, where a lossless storage format
+//   (the index-list layout of a sparse 1-bit input) may replace the dense codes.
+// Full precision is 4 bytes per value in both.
 struct PointMemory {
   QuantPointInfo point;
   int bits = 32;  // point bits before TAQ
   int64_t values = 0;
   int64_t fp32_bytes = 0;
-  int64_t stored_bytes = 0;
-  int64_t code_bytes = 0;
+  int64_t dense_bytes = 0;       // dense codes + parameters
+  int64_t dense_code_bytes = 0;  // dense codes only
   PackedLayout layout = PackedLayout::kBitmap;  // how pack() stores the point
-  int64_t stored_bytes_bitmap = 0;              // the same point stored as a bitmap
+  int64_t stored_bytes = 0;                     // as stored in `layout`
+  int64_t stored_code_bytes = 0;                // codes (or index list) as stored
 };
 
 struct MemoryReport {
   std::vector<PointMemory> points;
-  int64_t values = 0, fp32_bytes = 0, stored_bytes = 0, code_bytes = 0;
-  // Stored bytes if every point were a bitmap (what the report was before index lists).
-  int64_t stored_bytes_bitmap = 0;
+  int64_t values = 0, fp32_bytes = 0;
+  int64_t dense_bytes = 0, dense_code_bytes = 0;
+  int64_t stored_bytes = 0, stored_code_bytes = 0;
   double fp32_mb() const { return fp32_bytes / 1e6; }
+  // Dense codes + parameters, MB (1e6 bytes): the comparable feature memory.
+  double dense_mb() const { return dense_bytes / 1e6; }
+  // 8 * dense code bytes / values: SGQuant's average bits.
+  double average_bits() const { return values ? 8.0 * dense_code_bytes / values : 0.0; }
+  // fp32 bytes / dense bytes: SGQuant's memory saving.
+  double saving() const { return dense_bytes ? double(fp32_bytes) / dense_bytes : 0.0; }
+  // As stored (index lists where pack() uses them), MB.
   double stored_mb() const { return stored_bytes / 1e6; }
-  double stored_mb_bitmap() const { return stored_bytes_bitmap / 1e6; }
-  // 8 * code bytes / values.
-  double average_bits() const { return values ? 8.0 * code_bytes / values : 0.0; }
+  // 8 * stored code bytes / values (an index list counts its bytes as codes).
+  double stored_average_bits() const {
+    return values ? 8.0 * stored_code_bytes / values : 0.0;
+  }
   // fp32 bytes / stored bytes.
-  double saving() const { return stored_bytes ? double(fp32_bytes) / stored_bytes : 0.0; }
-  // fp32 bytes / stored bytes with bitmaps only.
-  double saving_bitmap() const {
-    return stored_bytes_bitmap ? double(fp32_bytes) / stored_bytes_bitmap : 0.0;
+  double stored_saving() const {
+    return stored_bytes ? double(fp32_bytes) / stored_bytes : 0.0;
   }
 };
 
