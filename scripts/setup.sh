@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package qgnn needs (idempotent; run as root on Debian 12) and
-# builds the project into build/ with all cores. Usage: scripts/setup.sh [--no-build]
+# builds the project into build/ with all cores.
+# Usage: scripts/setup.sh [--no-build | TARGET...]
+#   no argument: every target (library, `qgnn`, tests, benchmarks);
+#   TARGET...: only those (scripts/main_job.sh builds just qgnn_cli, the `qgnn` binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +34,8 @@ fi
 
 [[ "${1:-}" == "--no-build" ]] && exit 0
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+if [[ $# -gt 0 ]]; then
+  cmake --build build -j"$(nproc)" --target "$@"
+else
+  cmake --build build -j"$(nproc)"
+fi
