@@ -113,7 +113,8 @@ std::string file_stem(const std::string& path) {
 using detail::uniform_below;
 
 struct DuplicateEdge {
-  int64_t row = -1, source = -1, first = -1, second = -1;  // positions in indices
+  int64_t row = -1, source = -1;
+  int64_t first = -1, second = -1;  // its two positions in indices
 };
 
 // The duplicate (row, source) pair of lowest row, then lowest source; rows may be unsorted.
