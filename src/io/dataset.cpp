@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <limits>
 #include <random>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "io/random_internal.h"
@@ -110,16 +112,60 @@ std::string file_stem(const std::string& path) {
 
 using detail::uniform_below;
 
+struct DuplicateEdge {
+  int64_t row = -1, source = -1;
+  int64_t first = -1, second = -1;  // its two positions in indices
+};
+
+// The duplicate (row, source) pair of lowest row, then lowest source; rows may be unsorted.
+// REQUIRES: indices in [0, n).
+DuplicateEdge first_duplicate_edge(const int64_t* ip, const int64_t* ix, int64_t n) {
+  std::atomic<int64_t> first_row{std::numeric_limits<int64_t>::max()};
+  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+    std::vector<std::pair<int64_t, int64_t>> row;  // (source, position)
+    for (int64_t i = begin; i < end && i < first_row.load(std::memory_order_relaxed); ++i) {
+      bool sorted = true;
+      for (int64_t e = ip[i] + 1; e < ip[i + 1] && sorted; ++e) sorted = ix[e - 1] < ix[e];
+      if (sorted) continue;  // strictly increasing: no duplicate
+      row.clear();
+      for (int64_t e = ip[i]; e < ip[i + 1]; ++e) row.emplace_back(ix[e], e);
+      std::sort(row.begin(), row.end());
+      for (size_t k = 1; k < row.size(); ++k) {
+        if (row[k].first == row[k - 1].first) {
+          int64_t cur = first_row.load();
+          while (i < cur && !first_row.compare_exchange_weak(cur, i)) {
+          }
+          return;
+        }
+      }
+    }
+  });
+  DuplicateEdge out;
+  const int64_t i = first_row.load();
+  if (i == std::numeric_limits<int64_t>::max()) return out;
+  std::vector<std::pair<int64_t, int64_t>> row;
+  for (int64_t e = ip[i]; e < ip[i + 1]; ++e) row.emplace_back(ix[e], e);
+  std::sort(row.begin(), row.end());
+  for (size_t k = 1; k < row.size(); ++k) {
+    if (row[k].first == row[k - 1].first) {
+      out = {i, row[k].first, row[k - 1].second, row[k].second};
+      break;
+    }
+  }
+  return out;
+}
+
 template <typename T>
 int64_t first_non_finite(const at::Tensor& x) {
   const T* p = x.data_ptr<T>();
   return first_where(x.numel(), [p](int64_t i) { return !std::isfinite(p[i]); });
 }
 
-// x (rows [first_row, ...) of the file's matrix, float32 or float64) checked to be finite
-// and within the float32 range, as contiguous float32.
+// x (rows [first_row, ...) of the file's matrix, float16, float32 or float64) checked to
+// be finite and within the float32 range, as contiguous float32.
 at::Tensor checked_features(const Checker& c, at::Tensor x, int64_t first_row) {
   const int64_t f = x.size(1);
+  if (x.scalar_type() == at::kHalf) x = x.to(at::kFloat);  // exact: float16 is a subset
   auto check_finite = [&](const at::Tensor& t, const std::string& problem) {
     const int64_t bad =
         t.scalar_type() == at::kDouble ? first_non_finite<double>(t) : first_non_finite<float>(t);
@@ -181,12 +227,17 @@ Dataset read_dataset(const std::string& path, int64_t split_seed, bool load_feat
           "shape must be [] or [1]", shape_str(nc.sizes()));
   const NpyArray& x_array = arrays["x"];
   const std::string x_code = dtype_code(x_array.descr);
-  c.check(x_code == "f4" || x_code == "f8", "x", "dtype must be float32 or float64", "'",
-          x_array.descr, "'");
+  c.check(x_code == "f2" || x_code == "f4" || x_code == "f8", "x",
+          "dtype must be float16, float32 or float64", "'", x_array.descr, "'");
   c.check(x_array.shape.size() == 2 && x_array.shape[0] == n, "x", "shape must be [N, F]" + with_n,
           shape_str(x_array.shape));
   at::Tensor x = x_array.data;
   const int64_t f = x_array.shape[1];
+  c.check(n >= 1, "indptr", "the graph has no nodes: shape must be [N + 1] with N >= 1",
+          shape_str(indptr.sizes()));
+  c.check(e >= 1, "indices", "the graph has no edges: shape must be [E] with E >= 1",
+          shape_str(indices.sizes()));
+  c.check(f >= 1, "x", "no features: shape must be [N, F] with F >= 1", shape_str(x_array.shape));
 
   const char* mask_names[3] = {"train_mask", "val_mask", "test_mask"};
   int num_masks = 0;
@@ -209,6 +260,7 @@ Dataset read_dataset(const std::string& path, int64_t split_seed, bool load_feat
   // values
   const int64_t num_classes = nc.reshape({}).item<int64_t>();
   c.check(num_classes > 0, "num_classes", "must be > 0", num_classes);
+  c.check(num_classes <= n, "num_classes", "must be <= N = " + std::to_string(n), num_classes);
 
   const int64_t* ip = indptr.data_ptr<int64_t>();
   c.check(ip[0] == 0, "indptr", "indptr[0] must be 0", ip[0]);
@@ -226,6 +278,12 @@ Dataset read_dataset(const std::string& path, int64_t split_seed, bool load_feat
     c.check(false, "indices", "values must be in [0, " + std::to_string(n) + ")", ix[bad_ix],
             " at position ", bad_ix);
   }
+  const DuplicateEdge dup = first_duplicate_edge(ip, ix, n);
+  if (dup.row >= 0) {
+    c.check(false, "indices", "duplicate edge (each source may appear once per row)", "source ",
+            dup.source, " twice in row ", dup.row, " at positions ", dup.first, " and ",
+            dup.second);
+  }
 
   const int64_t* yp = y.data_ptr<int64_t>();
   const int64_t bad_y =
@@ -237,6 +295,13 @@ Dataset read_dataset(const std::string& path, int64_t split_seed, bool load_feat
 
   if (x.defined()) x = checked_features(c, x, 0);
 
+  for (int k = 0; k < num_masks; ++k) {
+    const bool* p = masks[k].data_ptr<bool>();
+    const int64_t first_set = first_where(n, [p](int64_t i) { return p[i]; });
+    c.check(first_set >= 0, mask_names[k],
+            "selects no node (the protocol needs train, val and test nodes)", "0 of ", n,
+            " nodes set");
+  }
   for (int a = 0; a < num_masks; ++a) {
     for (int b = a + 1; b < num_masks; ++b) {
       const bool* pa = masks[a].data_ptr<bool>();
@@ -255,6 +320,7 @@ Dataset read_dataset(const std::string& path, int64_t split_seed, bool load_feat
   d.graph = CsrGraph(indptr, indices);
   d.x = x;
   d.feature_dim = f;
+  d.x_source_dtype = x_code == "f2" ? "float16" : x_code == "f4" ? "float32" : "float64";
   d.y = y;
   d.num_classes = num_classes;
   arrays.clear();
@@ -283,6 +349,8 @@ void split_random(Dataset& d, int64_t seed, int64_t train_per_class, int64_t val
   TORCH_CHECK(d.num_classes > 0, "split_random: num_classes must be > 0 (got ", d.num_classes, ")");
   const at::Tensor y = d.y.cpu().contiguous();
   const int64_t n = y.size(0);
+  TORCH_CHECK(d.num_classes <= n, "split_random: num_classes must be <= N = ", n, " (got ",
+              d.num_classes, ")");
   const int64_t* yp = y.data_ptr<int64_t>();
 
   std::vector<std::vector<int64_t>> by_class(d.num_classes);

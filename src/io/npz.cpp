@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 
@@ -61,11 +62,31 @@ class ZipMemberReader : public detail::ByteReader {
   const std::string& where_;
 };
 
+// The first member name that occurs twice in the archive at `path`, or "" (libzip's
+// consistency check rejects such an archive with ZIP_ER_EXISTS without naming it).
+std::string duplicate_member_name(const std::string& path) {
+  int err = 0;
+  ZipPtr za(zip_open(path.c_str(), ZIP_RDONLY, &err));
+  if (!za) return "";
+  std::map<std::string, int> seen;
+  const zip_int64_t count = zip_get_num_entries(za.get(), 0);
+  for (zip_int64_t i = 0; i < count; ++i) {
+    const char* name = zip_get_name(za.get(), i, ZIP_FL_ENC_RAW);
+    if (name != nullptr && ++seen[name] == 2) return name;
+  }
+  return "";
+}
+
 ZipPtr open_archive(const std::string& path, const std::string& where) {
   int err = 0;
   ZipPtr za(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err));
   if (!za) {
     if (err == ZIP_ER_NOENT) TORCH_CHECK(false, where, ": no such file");
+    if (err == ZIP_ER_EXISTS) {
+      const std::string name = duplicate_member_name(path);
+      TORCH_CHECK(name.empty(), where, ": ", name,
+                  ": duplicate member (two members of the archive have this name)");
+    }
     TORCH_CHECK(err != ZIP_ER_NOZIP, where, ": not a zip archive (truncated or not an .npz file)");
     TORCH_CHECK(false, where, ": cannot open archive (", zip_error_text(err), ")");
   }
@@ -155,8 +176,8 @@ void read_npz_rows(const std::string& path, const std::string& key, int64_t rows
   const detail::NpyHeader h = detail::read_npy_header(reader, st.size, member_where);
   TORCH_CHECK(h.shape.size() == 2, member_where, ": expected a 2-D array (got ", h.shape.size(),
               " dimensions)");
-  TORCH_CHECK(h.dtype == at::kFloat || h.dtype == at::kDouble, member_where,
-              ": dtype must be float32 or float64 (got '", h.descr, "')");
+  TORCH_CHECK(h.dtype == at::kFloat || h.dtype == at::kDouble || h.dtype == at::kHalf, member_where,
+              ": dtype must be float16, float32 or float64 (got '", h.descr, "')");
   TORCH_CHECK(!h.fortran || h.shape[0] <= 1 || h.shape[1] <= 1, member_where,
               ": a Fortran-ordered array cannot be read by rows");
   const int64_t n = h.shape[0], cols = h.shape[1];

@@ -1,12 +1,16 @@
 #include "qgnn/train/checkpoint.h"
 
+#include <fcntl.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace qgnn {
 
@@ -57,12 +61,33 @@ void save_checkpoint(const std::string& path, GnnModel& model, const CheckpointM
   ar.write("meta", c10::IValue(meta_to_json(meta)));
   for (const auto& p : model.named_parameters()) ar.write("param." + p.key(), p.value().detach());
   for (const auto& b : model.named_buffers()) ar.write("buffer." + b.key(), b.value());
+  // Serialized in memory first, then written with every write(2), fsync(2) and close(2)
+  // checked: a full disk or a file size limit must fail the save, never rename a
+  // truncated file over the existing one.
+  std::ostringstream blob;
+  ar.save_to(blob);
+  const std::string bytes = blob.str();
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  try {
-    ar.save_to(tmp);
-  } catch (const std::exception& e) {
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  TORCH_CHECK(fd >= 0, "save_checkpoint(", path, "): cannot create ", tmp, " (",
+              std::strerror(errno), ")");
+  size_t done = 0;
+  int err = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) {
     std::remove(tmp.c_str());
-    TORCH_CHECK(false, "save_checkpoint(", path, "): cannot write ", tmp);
+    TORCH_CHECK(false, "save_checkpoint(", path, "): cannot write ", tmp, " (", std::strerror(err),
+                ")");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
@@ -70,13 +95,20 @@ void save_checkpoint(const std::string& path, GnnModel& model, const CheckpointM
   }
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& path) {
-  TORCH_CHECK(std::ifstream(path).good(), "load_checkpoint(", path, "): cannot open file");
+namespace {
+
+// First line of an error message from libtorch (which may add context lines).
+std::string first_line(const std::string& msg) { return msg.substr(0, msg.find('\n')); }
+
+LoadedCheckpoint load_checkpoint_from(const std::string& path) {
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);
   } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "load_checkpoint(", path, "): not a qgnn checkpoint (unreadable archive)");
+    TORCH_CHECK(false, "load_checkpoint(", path,
+                "): unreadable archive: not a qgnn checkpoint, or a corrupt or truncated "
+                "checkpoint (",
+                first_line(e.what_without_backtrace()), ")");
   }
   c10::IValue version;
   TORCH_CHECK(ar.try_read("qgnn_format", version) && version.isInt(), "load_checkpoint(", path,
@@ -103,7 +135,36 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   for (const auto& p : out.model->named_parameters()) load("param." + p.key(), p.value());
   for (const auto& b : out.model->named_buffers()) load("buffer." + b.key(), b.value());
   out.model->eval();
+  out.path = path;
   return out;
+}
+
+}  // namespace
+
+LoadedCheckpoint load_checkpoint(const std::string& path) {
+  TORCH_CHECK(std::ifstream(path).good(), "load_checkpoint(", path, "): cannot open file");
+  const std::string prefix = "load_checkpoint(" + path + "): ";
+  try {
+    return load_checkpoint_from(path);
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    if (msg.rfind(prefix, 0) == 0 && msg.find('\n') == std::string::npos) throw;
+    TORCH_CHECK(false, prefix, "corrupt or truncated checkpoint (", first_line(msg), ")");
+  } catch (const std::exception& e) {  // e.g. std::bad_alloc from a corrupt size
+    TORCH_CHECK(false, prefix, "corrupt or truncated checkpoint (", first_line(e.what()), ")");
+  }
+  return {};
+}
+
+void check_checkpoint_fits(const LoadedCheckpoint& ck, const Dataset& d) {
+  TORCH_CHECK(ck.model != nullptr, "check_checkpoint_fits(", ck.path, "): no model");
+  const ModelConfig& cfg = ck.model->config();
+  TORCH_CHECK(d.num_features() == cfg.in_channels, "check_checkpoint_fits(", ck.path, "): ", d.path,
+              ": x: has ", d.num_features(), " features; the checkpoint expects ", cfg.in_channels,
+              " (got F = ", d.num_features(), ")");
+  TORCH_CHECK(d.num_classes == cfg.out_channels, "check_checkpoint_fits(", ck.path, "): ", d.path,
+              ": num_classes: has ", d.num_classes, " classes; the checkpoint expects ",
+              cfg.out_channels, " (got C = ", d.num_classes, ")");
 }
 
 }  // namespace qgnn

@@ -8,11 +8,13 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "io/io_test_util.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/io/npz.h"
 #include "qgnn_build_config.h"
+#include "testing/graphs.h"
 
 namespace {
 
@@ -162,7 +164,7 @@ TEST_F(DatasetTest, RejectsWrongDtypes) {
   expect_invalid(a, {"indptr: dtype must be int32 or int64", "(got '<f4')"});
   a = tiny_dataset();
   a["x"] = a["x"].to(at::kLong);
-  expect_invalid(a, {"x: dtype must be float32 or float64", "(got '<i8')"});
+  expect_invalid(a, {"x: dtype must be float16, float32 or float64", "(got '<i8')"});
   a = tiny_dataset();
   a["y"] = a["y"].to(at::kShort);
   expect_invalid(a, {"y: dtype must be int32 or int64", "(got '<i2')"});
@@ -368,4 +370,115 @@ TEST_F(DatasetTest, ResolvesDatasetPaths) {
                  std::string(QGNN_SOURCE_DATA_DIR) + "/no_such_dataset.npz");
   }
   EXPECT_ERROR(qgnn::resolve_dataset_path(""), "empty dataset name");
+}
+
+TEST_F(DatasetTest, RejectsEmptyGraphFeaturesOrEdges) {
+  Arrays a = tiny_dataset();
+  a["indptr"] = longs({0});
+  a["indices"] = at::zeros({0}, at::kLong);
+  a["x"] = at::zeros({0, 3});
+  a["y"] = at::zeros({0}, at::kLong);
+  for (const char* k : {"train_mask", "val_mask", "test_mask"}) a.erase(k);
+  expect_invalid(a, {"indptr: the graph has no nodes", "(got [1])"});
+  a = tiny_dataset();
+  a["indptr"] = longs({0, 0, 0, 0, 0, 0});
+  a["indices"] = at::zeros({0}, at::kLong);
+  expect_invalid(a, {"indices: the graph has no edges", "(got [0])"});
+  a = tiny_dataset();
+  a["x"] = at::zeros({5, 0});
+  expect_invalid(a, {"x: no features: shape must be [N, F] with F >= 1", "(got [5, 0])"});
+}
+
+TEST_F(DatasetTest, RejectsMoreClassesThanNodes) {
+  // 1e9 classes would make split_random allocate a bucket per class (~24 GB).
+  Arrays a = tiny_dataset();
+  a["num_classes"] = at::scalar_tensor(int64_t{1000000000}, at::TensorOptions().dtype(at::kLong));
+  expect_invalid(a, {"num_classes: must be <= N = 5", "(got 1000000000)"});
+  for (const char* k : {"train_mask", "val_mask", "test_mask"}) a.erase(k);
+  expect_invalid(a, {"num_classes: must be <= N = 5", "(got 1000000000)"});
+  a["num_classes"] = at::scalar_tensor(6, at::TensorOptions().dtype(at::kLong));
+  expect_invalid(a, {"num_classes: must be <= N = 5", "(got 6)"});
+  a["num_classes"] = at::scalar_tensor(5, at::TensorOptions().dtype(at::kLong));
+  EXPECT_EQ(qgnn::read_dataset(write(a)).num_classes, 5);  // N classes is still fine
+}
+
+TEST(DatasetSplitTest, RejectsMoreClassesThanNodes) {
+  qgnn::Dataset d;
+  d.y = longs({0, 1, 0});
+  d.num_classes = 1000000000;
+  EXPECT_ERROR(qgnn::split_random(d, 0), "split_random: num_classes must be <= N = 3",
+               "got 1000000000");
+}
+
+TEST_F(DatasetTest, RejectsAnEmptyMask) {
+  for (const char* k : {"train_mask", "val_mask", "test_mask"}) {
+    Arrays a = tiny_dataset();
+    a[k] = bools({0, 0, 0, 0, 0});
+    expect_invalid(a, {std::string(k) + ": selects no node", "(got 0 of 5 nodes set)"});
+  }
+}
+
+TEST_F(DatasetTest, RejectsDuplicateEdges) {
+  Arrays a = tiny_dataset();
+  // Row 1 lists source 2 twice (unsorted row): 2 -> 1 would count double in every sum.
+  a["indptr"] = longs({0, 1, 4, 6, 7, 7});
+  a["indices"] = longs({1, 2, 0, 2, 1, 3, 2});
+  expect_invalid(a,
+                 {"indices: duplicate edge", "(got source 2 twice in row 1 at positions 1 and 3)"});
+  // Two self loops on node 4 are a duplicate too.
+  a["indptr"] = longs({0, 1, 3, 5, 6, 8});
+  a["indices"] = longs({1, 0, 2, 1, 3, 2, 4, 4});
+  expect_invalid(a,
+                 {"indices: duplicate edge", "(got source 4 twice in row 4 at positions 6 and 7)"});
+}
+
+TEST_F(DatasetTest, SelfLoopInTheFileIsKeptAndGcnAddsNoSecondOne) {
+  //   0 --- 1 --- 2 (loop)     undirected path, node 2 has a self loop in the file
+  // Rows (in-neighbours): 0: {1}; 1: {0, 2}; 2: {1, 2}.
+  Arrays a;
+  a["indptr"] = longs({0, 1, 3, 5});
+  a["indices"] = longs({1, 0, 2, 1, 2});
+  a["x"] = at::eye(3, 2);
+  a["y"] = longs({0, 1, 0});
+  a["num_classes"] = at::scalar_tensor(2, at::TensorOptions().dtype(at::kLong));
+  a["train_mask"] = bools({1, 0, 0});
+  a["val_mask"] = bools({0, 1, 0});
+  a["test_mask"] = bools({0, 0, 1});
+  const qgnn::Dataset d = qgnn::read_dataset(write(a));
+  EXPECT_EQ(d.graph.num_edges(), 5);
+  // A + I adds loops at 0 and 1 only: rows 0: {0, 1}; 1: {0, 1, 2}; 2: {1, 2}, degrees
+  // 2, 3, 2; norm(j -> i) = 1 / sqrt(d_i d_j).
+  const qgnn::CsrGraph& g = d.graph.gcn_normalized();
+  EXPECT_EQ(g.num_edges(), 7);
+  const double s6 = 1 / std::sqrt(6.0);
+  const at::Tensor expected =
+      at::tensor({0.5, s6, 0.0, s6, 1 / 3.0, s6, 0.0, s6, 0.5}).view({3, 3});
+  EXPECT_TRUE(at::allclose(qgnn::testing::dense_adjacency(g), expected.to(at::kFloat)))
+      << qgnn::testing::dense_adjacency(g);
+  EXPECT_EQ(d.graph.with_self_loops().num_edges(), 7);
+}
+
+TEST_F(DatasetTest, Float16FeaturesAreConvertedExactly) {
+  Arrays a = tiny_dataset();
+  a["x"] = (a["x"] / 3).to(at::kHalf);  // values that need all of float16's mantissa
+  const std::string path = write(a);
+  const qgnn::Dataset d = qgnn::read_dataset(path);
+  EXPECT_EQ(d.x_source_dtype, "float16");
+  ASSERT_EQ(d.x.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(d.x, a["x"].to(at::kFloat)));
+  EXPECT_EQ(qgnn::read_dataset(write(tiny_dataset(), "f32.npz")).x_source_dtype, "float32");
+
+  const qgnn::Dataset lazy = qgnn::read_dataset(path, 0, /*load_features=*/false);
+  EXPECT_EQ(lazy.x_source_dtype, "float16");
+  EXPECT_EQ(lazy.num_features(), 3);
+  std::vector<at::Tensor> chunks;
+  qgnn::read_dataset_features(path, 2, [&](const at::Tensor& chunk, int64_t first_row) {
+    EXPECT_EQ(first_row, static_cast<int64_t>(chunks.size()) * 2);
+    EXPECT_EQ(chunk.scalar_type(), at::kFloat);
+    chunks.push_back(chunk.clone());
+  });
+  EXPECT_TRUE(at::equal(at::cat(chunks), d.x));
+
+  a["x"][2][1] = std::numeric_limits<float>::infinity();
+  expect_invalid(a, {"x: values must be finite", "(got inf at [2, 1])"});
 }

@@ -357,3 +357,61 @@ TEST(NpzTest, MemberSizeMismatchAndOtherMembers) {
   write_zip(path, {{"junk.npy", "definitely not npy"}}, false);
   EXPECT_ERROR(qgnn::read_npz(path), "read_npz(" + path + "): junk.npy", "bad magic");
 }
+
+TEST(NpyTest, RejectsShapesThatOverflowOrExceedTheData) {
+  const std::string data = le_bytes({1, 2});
+  // 2^62 * 4 elements overflow int64.
+  EXPECT_ERROR(
+      parse(npy_blob(
+          "{'descr': '<i4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }", data)),
+      "t:", "shape too large", "(4611686018427387904, 4)");
+  // 2^61 elements fit int64, but 2^61 * 8 bytes do not fit 64 bits.
+  EXPECT_ERROR(
+      parse(npy_blob("{'descr': '<f8', 'fortran_order': False, 'shape': (2305843009213693952,), }",
+                     data)),
+      "t:", "shape too large", "(2305843009213693952,)");
+  // Representable, but far more than the 8 bytes present: rejected before any allocation
+  // (allocating 8 TB would throw std::bad_alloc, not c10::Error).
+  EXPECT_ERROR(parse(npy_blob(
+                   "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }", data)),
+               "t:", "needs 8000000000000 data bytes", "got 8");
+}
+
+TEST(NpzTest, RejectsAMemberShapeLargerThanTheMember) {
+  ScratchDir dir;
+  const std::string path = dir.file("big.npz");
+  const std::string huge =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }";
+  for (bool compress : {false, true}) {
+    write_zip(path, {{"x.npy", npy_blob(huge, le_bytes({1, 2}))}}, compress);
+    EXPECT_ERROR(qgnn::read_npz(path), "read_npz(" + path + "): x.npy",
+                 "needs 4000000000000 data bytes", "got 8");
+    EXPECT_ERROR(qgnn::read_npz(path, {"x"}), "read_npz(" + path + "): x.npy",
+                 "needs 4000000000000 data bytes", "got 8");
+    EXPECT_ERROR(qgnn::read_npz_rows(path, "x", 1, [](const at::Tensor&, int64_t) {}),
+                 "read_npz_rows(" + path + "): x.npy", "needs 4000000000000 data bytes", "got 8");
+  }
+}
+
+TEST(NpzTest, RejectsDuplicateMembers) {
+  // libzip refuses to add a second member of the same name, so write "a.npy" and "b.npy"
+  // and rename the second in the local and central headers (names are not checksummed).
+  ScratchDir dir;
+  const std::string path = dir.file("dup.npz");
+  const std::string dict = "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }";
+  write_zip(
+      path,
+      {{"a.npy", npy_blob(dict, le_bytes({1, 2}))}, {"b.npy", npy_blob(dict, le_bytes({3, 4}))}},
+      false);
+  std::string bytes = qgnn_test::read_file_bytes(path);
+  int renamed = 0;
+  for (size_t p = bytes.find("b.npy"); p != std::string::npos; p = bytes.find("b.npy", p)) {
+    bytes[p] = 'a';
+    ++renamed;
+  }
+  ASSERT_EQ(renamed, 2);  // local header and central directory
+  qgnn_test::write_file_bytes(path, bytes);
+  EXPECT_ERROR(qgnn::read_npz(path), "read_npz(" + path + "): a.npy", "duplicate member");
+  EXPECT_ERROR(qgnn::read_npz_rows(path, "a", 1, [](const at::Tensor&, int64_t) {}),
+               "read_npz_rows(" + path + "): a.npy", "duplicate member");
+}

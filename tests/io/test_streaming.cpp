@@ -114,7 +114,8 @@ TEST(ReadDataset, StreamedFeaturesAreChecked) {
                {"read_dataset(" + path + "): x: values must be finite", "at [2, 1]"});
   const std::string bad = dir.file("int.npz");
   qgnn::write_npz(bad, small_dataset(at::zeros({3, 2}, at::TensorOptions().dtype(at::kLong))));
-  expect_error([&] { qgnn::read_dataset(bad, 0, false); }, {"x: dtype must be float32", "<i8"});
+  expect_error([&] { qgnn::read_dataset(bad, 0, false); },
+               {"x: dtype must be float16, float32 or float64", "<i8"});
 }
 
 TEST(PackedConcatRows, EqualsPackingTheWholeMatrix) {

@@ -154,9 +154,28 @@ void check_against_reference(const at::Tensor& x, const RowBits& rows, Granulari
   const int64_t n = x.size(0), f = x.size(1);
   ASSERT_EQ(t.num_rows(), n);
   ASSERT_EQ(t.num_cols(), f);
+  // The stored bytes against the reference's own packing of its codes (not read back
+  // through the library's decoder).
+  const at::Tensor ref_codes = ref.codes.contiguous();
+  for (int64_t r = 0; r < n; ++r) {
+    const int32_t* rc = ref_codes.data_ptr<int32_t>() + r * f;
+    if (t.layout() == PackedLayout::kBitmap) {
+      const std::vector<uint8_t> want = testing::pack_lsb_first(rc, f, ref.bits[r]);
+      const std::vector<uint8_t> got(t.row_data(r), t.row_data(r) + want.size());
+      ASSERT_EQ(got, want) << "stored bytes of row " << r << " (" << ref.bits[r] << " bits)";
+    } else {  // index list: the sorted columns of the 1-codes
+      std::vector<int64_t> want, got;
+      for (int64_t k = 0; k < f; ++k) {
+        if (rc[k] == 1) want.push_back(k);
+      }
+      const PackedTensor::RowIndices idx = t.row_indices(r);
+      for (int64_t i = 0; i < idx.size; ++i) got.push_back(idx[i]);
+      ASSERT_EQ(got, want) << "index list of row " << r;
+    }
+  }
   const at::Tensor codes = t.codes_as_int();
   const at::Tensor xhat = t.decode();
-  ASSERT_TRUE(at::equal(codes, ref.codes)) << "codes differ";
+  ASSERT_TRUE(at::equal(codes, ref.codes)) << "decoded codes differ";
   ASSERT_TRUE(bitwise_equal(xhat, ref.xhat))
       << "decoded values differ, max " << (xhat - ref.xhat).abs().max().item<float>();
   const at::Tensor xc = x.contiguous();

@@ -5,7 +5,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "qgnn/quant/int8_ops.h"
 #include "qgnn/quant/int_model.h"
@@ -134,18 +138,29 @@ TEST(ProtectiveMask, DrawnMasksMatchTheProbabilitiesAndNeverApplyAtEvaluation) {
 }
 
 // Two planted classes with noisy indicator features on a random graph.
+// 300 nodes in 3 random classes; node i has in-neighbours of its own class with
+// probability 0.05 each and of other classes with 0.005 (about 5 and 1), no self loops,
+// the last 3 nodes isolated: aggregating neighbours helps. Features: sparse binary (10%
+// ones plus a class column) or Gaussian plus a class indicator. Split 60 / 60 / 180.
 TrainData small_problem(uint64_t seed, bool sparse_binary) {
-  CsrGraph g = testing::random_graph(300, 6.0, seed, /*isolated=*/3);
+  const int64_t n = 300;
   torch::manual_seed(seed);
-  auto y = torch::randint(0, 3, {300}, torch::kLong);
+  auto y = torch::randint(0, 3, {n}, torch::kLong);
+  auto same = y.unsqueeze(0).eq(y.unsqueeze(1));
+  auto prob = torch::where(same, torch::full({n, n}, 0.05), torch::full({n, n}, 0.005));
+  auto adj = (torch::rand({n, n}) < prob) & ~torch::eye(n, torch::kBool);
+  adj.slice(0, n - 3).zero_();
+  adj.slice(1, n - 3).zero_();
+  auto edge = adj.nonzero();  // (i, j): edge j -> i, sorted by i
+  CsrGraph g = CsrGraph::from_edge_index(torch::stack({edge.select(1, 1), edge.select(1, 0)}), n);
   at::Tensor x;
   if (sparse_binary) {
-    x = (torch::rand({300, 40}) < 0.1).to(torch::kFloat);
-    x.index_put_({torch::arange(300), y * 5}, 1.0f);
+    x = (torch::rand({n, 40}) < 0.1).to(torch::kFloat);
+    x.index_put_({torch::arange(n), y * 5}, 1.0f);
   } else {
-    x = torch::randn({300, 24}) + 2 * torch::nn::functional::one_hot(y, 24).to(torch::kFloat);
+    x = torch::randn({n, 24}) + 2 * torch::nn::functional::one_hot(y, 24).to(torch::kFloat);
   }
-  auto idx = torch::arange(300);
+  auto idx = torch::arange(n);
   return TrainData(GraphOperators(g), NodeFeatures::from_dense(x), y, idx.lt(60),
                    idx.ge(60) & idx.lt(120), idx.ge(120));
 }
@@ -154,6 +169,82 @@ struct IntCase {
   ModelKind kind;
   const char* precision;
   bool row_normalize;
+};
+
+// Passes every point through to the QAT hook and records, per node, whether a value
+// about to be rounded (v = h / scale in the fake-quantized float path) lay within a
+// tolerance of a rounding boundary x.5, where the integer model may legitimately round
+// the other way. Its arithmetic differs from the float path by float rounding, fixed-point
+// multipliers (2^-31 relative) and biases held to 2^-16 codes (GCN, SAGE): 1e-5 codes
+// covers these, and a value this close to x.5 occurs with probability 2e-5.
+class TieRecorder : public QuantHook {
+ public:
+  static constexpr double kTieTolerance = 1e-5;
+
+  TieRecorder(std::shared_ptr<QatHook> inner, int64_t num_nodes, int64_t num_layers)
+      : inner_(std::move(inner)),
+        num_layers_(num_layers),
+        tainted_hops_(static_cast<size_t>(num_layers + 1),
+                      torch::zeros({num_nodes}, torch::kBool)) {}
+
+  bool quantizes_layers() const override { return true; }
+  void begin_forward(const GraphOperators& ops, bool training) override {
+    inner_->begin_forward(ops, training);
+  }
+  NodeFeatures embedding(int64_t layer, const NodeFeatures& h, const GraphOperators& ops) override {
+    // Before layer `layer`'s aggregation: a tie here can reach num_layers - layer hops.
+    record(layer, QuantRole::kEmbedding, h.to_dense(), num_layers_ - layer);
+    return inner_->embedding(layer, h, ops);
+  }
+  at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) override {
+    return inner_->attention(layer, alpha, g);
+  }
+  at::Tensor weight(int64_t layer, int64_t index, const at::Tensor& w) override {
+    return inner_->weight(layer, index, w);
+  }
+  at::Tensor activation(int64_t layer, QuantRole role, const at::Tensor& h) override {
+    const int64_t hops = role == QuantRole::kLinear ? num_layers_ - layer : num_layers_ - layer - 1;
+    record(layer, role, h, hops);
+    return inner_->activation(layer, role, h);
+  }
+
+  // Nodes whose logits a detected tie can reach: a tie at node j before k more
+  // aggregations reaches j's k-hop out-neighbourhood (edges j -> i, self included).
+  at::Tensor tainted(const CsrGraph& g) const {
+    const at::Tensor indptr = g.indptr(), indices = g.indices();
+    const int64_t* ip = indptr.data_ptr<int64_t>();
+    const int64_t* ix = indices.data_ptr<int64_t>();
+    const int64_t n = g.num_nodes();
+    at::Tensor reach = torch::zeros({n}, torch::kBool);
+    for (int64_t k = num_layers_; k >= 0; --k) {  // fold the ties with k hops left in
+      reach = reach | tainted_hops_[k];
+      if (k == 0) break;
+      at::Tensor next = reach.clone();
+      const bool* r = reach.data_ptr<bool>();
+      bool* out = next.data_ptr<bool>();
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t e = ip[i]; e < ip[i + 1] && !out[i]; ++e) out[i] = r[ix[e]];
+      }
+      reach = next;
+    }
+    return reach;
+  }
+
+ private:
+  void record(int64_t layer, QuantRole role, const at::Tensor& h, int64_t hops) {
+    const int bits = inner_->bits(layer, role);
+    if (bits >= 32) return;
+    const double qmax = symmetric_qmax(bits);
+    const at::Tensor s = at::scalar_tensor(inner_->scale(layer, role), at::kFloat);
+    const at::Tensor v = (h.detach() / s).reshape({h.size(0), -1}).to(torch::kDouble);
+    const at::Tensor dist = ((v - v.floor()) - 0.5).abs();
+    const at::Tensor tie = (dist < kTieTolerance) & (v.abs() <= qmax + 0.5);
+    tainted_hops_[static_cast<size_t>(std::max<int64_t>(hops, 0))] |= tie.any(1);
+  }
+
+  std::shared_ptr<QatHook> inner_;
+  int64_t num_layers_;
+  std::vector<at::Tensor> tainted_hops_;  // [k]: nodes with a tie k aggregations before the end
 };
 
 TEST(IntegerModel, AgreesWithTheFakeQuantizedModelItWasConvertedFrom) {
@@ -174,9 +265,18 @@ TEST(IntegerModel, AgreesWithTheFakeQuantizedModelItWasConvertedFrom) {
       qc.degree_quant = true;
       auto hook = std::make_shared<QatHook>(qc);
       model.set_quant_hook(hook);
-      train_full_batch(model, data, p.optim);
+      const TrainResult trained = train_full_batch(model, data, p.optim);
+      const std::string what = to_string(c.kind) + " " + c.precision + " on " + cpu::isa_name(isa);
+      // Chance is 33%; the features make the task easy, so a model that learned nothing
+      // (or whose quantization broke training) fails here.
+      EXPECT_GE(trained.test_acc, 80.0) << what;
       torch::NoGradGuard no_grad;
+      const int64_t n = data.ops.num_nodes();
+      auto recorder = std::make_shared<TieRecorder>(hook, n, p.model.num_layers);
+      model.set_quant_hook(recorder);
       const at::Tensor fake = model.forward(data.ops, data.x);
+      model.set_quant_hook(hook);
+      EXPECT_TRUE(model.forward(data.ops, data.x).equal(fake)) << what << ": recorder changed it";
       model.set_quant_hook(nullptr);
       const IntegerModel im = IntegerModel::convert(model, *hook);
       const QuantizedInput qx = im.quantize_input(data.x);
@@ -186,17 +286,36 @@ TEST(IntegerModel, AgreesWithTheFakeQuantizedModelItWasConvertedFrom) {
       const CsrGraph& g0 = data.ops.graph();
       GraphOperators rebuilt(CsrGraph(g0.indptr().clone(), g0.indices().clone()));
       EXPECT_TRUE(im.forward(rebuilt, qx).equal(logits));
-      const double agree =
-          logits.argmax(1).eq(fake.argmax(1)).to(torch::kDouble).mean().item<double>();
-      const std::string what = to_string(c.kind) + " " + c.precision + " on " + cpu::isa_name(isa);
-      EXPECT_GE(agree, 0.995) << what;
-      // The same arithmetic: logits equal to float rounding on almost every node; the rest
-      // are nodes where a value sat on a rounding boundary (a one-code flip at 4 bits moves
-      // the logits a lot, but rarely).
+      EXPECT_GE(masked_accuracy(logits, data.y, data.test_mask), 80.0) << what;
+
       const double spread = fake.abs().max().item<double>();
-      const double same_rows =
-          (logits - fake).abs().amax(1).le(1e-4 * spread).to(torch::kDouble).mean().item<double>();
-      EXPECT_GE(same_rows, 0.98) << what;
+      const at::Tensor diff = (logits - fake).abs().amax(1);
+      if (c.kind == ModelKind::kGIN) {
+        // GIN's integer path is not the float path's arithmetic: it holds the self-term
+        // weight (1 + eps) in 2^-16 units (up to ~1e-3 codes off) and folds W2's bias into
+        // the accumulator rounded to a whole unit s_hid s_w2[o]; its last layer
+        // dequantizes an integer accumulator where the float path runs a float GEMM.
+        // Rounding boundaries are too fuzzy for a per-node tie test (nearly every node
+        // is within reach of one), so GIN gets the aggregate bounds measured on this
+        // problem: 8 of 300 nodes off by more than float rounding at most.
+        const double agree =
+            logits.argmax(1).eq(fake.argmax(1)).to(torch::kDouble).mean().item<double>();
+        EXPECT_GE(agree, 0.99) << what;
+        EXPECT_GE(diff.le(1e-5 * spread).to(torch::kDouble).mean().item<double>(), 0.96) << what;
+        continue;
+      }
+      // GCN, SAGE: the same arithmetic. On every node no detected tie can reach, the
+      // logits are bitwise the fake-quantized model's (both dequantize the same codes as
+      // code * s_agg + bias in float).
+      const at::Tensor tainted = recorder->tainted(g0);
+      const int64_t num_tainted = tainted.sum().item<int64_t>();
+      EXPECT_LE(num_tainted, n / 2) << what << ": too many ties for the check to mean much";
+      const at::Tensor bad = diff.gt(0) & ~tainted;
+      EXPECT_EQ(bad.sum().item<int64_t>(), 0)
+          << what << ": logits differ on nodes without a rounding tie, e.g. node "
+          << (bad.any().item<bool>() ? bad.nonzero()[0][0].item<int64_t>() : -1) << " by "
+          << (bad.any().item<bool>() ? diff.masked_select(bad).max().item<double>() : 0.0)
+          << " (spread " << spread << "; " << num_tainted << " nodes near ties)";
     }
   }
 }

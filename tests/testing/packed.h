@@ -22,6 +22,26 @@ inline std::string granularity_name(Granularity g) {
   return g == Granularity::kRow ? "row" : g == Granularity::kBucket ? "bucket" : "tensor";
 }
 
+// Reference bit packing, written from the layout in qgnn/quant/packed_tensor.h and not
+// from the library: code k of a row occupies bits [k * bits, (k + 1) * bits) of the row,
+// LSB-first (bit i of the code is bit (k * bits + i) % 8 of byte (k * bits + i) / 8); the
+// row fills ceil(F * bits / 8) bytes and the padding bits are 0. For bits 16 and 32 this
+// is the little-endian byte order of the half / float bit patterns.
+//   codes: F codes, each in [0, 2^bits) (read as unsigned).
+inline std::vector<uint8_t> pack_lsb_first(const int32_t* codes, int64_t f, int bits) {
+  std::vector<uint8_t> out(static_cast<size_t>((f * bits + 7) / 8), 0);
+  for (int64_t k = 0; k < f; ++k) {
+    const uint32_t c = static_cast<uint32_t>(codes[k]);
+    for (int i = 0; i < bits; ++i) {
+      if ((c >> i) & 1u) {
+        const int64_t bit = k * bits + i;
+        out[static_cast<size_t>(bit / 8)] |= static_cast<uint8_t>(1u << (bit % 8));
+      }
+    }
+  }
+  return out;
+}
+
 // Checks out == a @ xhat elementwise within 1e-5 (|a| @ |xhat|) + 1e-5: float sums of
 // ~deg terms in an order that differs from the dense product's.
 inline void expect_spmm_close(const at::Tensor& out, const at::Tensor& a, const at::Tensor& xhat,

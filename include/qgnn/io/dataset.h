@@ -17,6 +17,9 @@ struct QGNN_API Dataset {
   CsrGraph graph;           // [N, N], rows = in-neighbours (see graph/csr_graph.h)
   at::Tensor x;             // [N, F] float32, as stored (raw values); undefined when not loaded
   int64_t feature_dim = 0;  // F (from the file's header, also when x is not loaded)
+  // dtype of x in the file: "float32", "float16" (converted to float32, exactly) or
+  // "float64" (converted to float32, rounded to nearest).
+  std::string x_source_dtype;
   at::Tensor y;             // [N] int64 in [0, num_classes)
   at::Tensor train_mask, val_mask, test_mask;  // [N] bool, pairwise disjoint
   int64_t num_classes = 0;
@@ -27,13 +30,19 @@ struct QGNN_API Dataset {
   int64_t num_features() const { return x.defined() ? x.size(1) : feature_dim; }
 };
 
-// Reads and validates an .npz in the layout of shared/datasets/README.md:
-// indptr [N+1] and indices [E] (integer), x [N, F] (float), y [N] (integer),
-// num_classes (0-d or [1] integer), and optionally train_mask / val_mask / test_mask
-// [N] (bool or uint8), all three or none.
+// Reads and validates an .npz in the layout of data/README.md:
+// indptr [N+1] and indices [E] (integer), x [N, F] (float16, float32 or float64; held as
+// float32, x_source_dtype records the file's dtype), y [N] (integer), num_classes (0-d or
+// [1] integer), and optionally train_mask / val_mask / test_mask [N] (bool or uint8), all
+// three or none.
 // Checks, each failure a one-line c10::Error "read_dataset(<path>): <array>: <problem>
-// (got <value>)": presence, dtype, shape, indptr[0] == 0, indptr non-decreasing,
-// indptr[N] == E, indices in [0, N), y in [0, num_classes), finite x, masks disjoint.
+// (got <value>)": presence, dtype, shape, N >= 1, E >= 1, F >= 1, indptr[0] == 0, indptr
+// non-decreasing, indptr[N] == E, indices in [0, N), no duplicate edge, 1 <= num_classes
+// <= N, y in [0, num_classes), finite x, masks disjoint and none of them all false.
+// Edges: each (source, target) pair may appear at most once (a duplicate is an error,
+// not merged); a self loop (i in row i) is kept as an ordinary edge, and operators that
+// add self loops (CsrGraph::with_self_loops, gcn_normalized; GCN, GAT, AGNN) add one only
+// to nodes without one, as PyG's add_remaining_self_loops does (data/README.md).
 // A dataset without masks gets split_random(split_seed).
 // load_features = false leaves x undefined (its dtype and shape are still checked from the
 // header and feature_dim is set; finiteness is then checked by read_dataset_features).
@@ -41,8 +50,8 @@ QGNN_API Dataset read_dataset(const std::string& path, int64_t split_seed = 0,
                               bool load_features = true);
 
 // Streams the feature matrix x of a dataset file in row chunks (read_npz_rows), checking
-// each chunk as read_dataset checks x: finite values (float64 data is converted to
-// float32 first, so a value beyond the float32 range is reported as non-finite).
+// each chunk as read_dataset checks x: finite values (float16 and float64 data are
+// converted to float32; a float64 value beyond the float32 range is an error).
 //   fn(chunk, first_row): chunk = rows [first_row, first_row + r) as a [r, F] float32
 //   tensor, r <= rows_per_chunk, in row order.
 // Throws c10::Error "read_dataset(<path>): x: <problem> (got <value> at [row, col])", or
@@ -60,6 +69,7 @@ QGNN_API std::string resolve_dataset_path(const std::string& name_or_path);
 // Shchur et al. 2018 split (DESIGN.md): per class, 20 random train nodes, 30 val nodes,
 // the rest test; classes with fewer nodes fill train first, then val.
 // Deterministic in (y, seed). Sets train/val/test masks and split_seed.
+// REQUIRES: 1 <= num_classes <= N (throws c10::Error otherwise, before allocating).
 QGNN_API void split_random(Dataset& d, int64_t seed, int64_t train_per_class = 20,
                            int64_t val_per_class = 30);
 

@@ -28,8 +28,9 @@ struct NpyArray {
 //   path: file path.  returns: key -> array, keys without the ".npy" suffix; members
 //   not named "*.npy" are skipped.
 // Throws c10::Error with a one-line message "read_npz(<path>): <member>: <problem>" for a
-// missing / unreadable / truncated file, a corrupt member, an unsupported dtype, or a
-// header whose shape does not match the data size.
+// missing / unreadable / truncated file, two members of the same name, a corrupt member,
+// an unsupported dtype, or a header whose shape (times the item size) overflows or does
+// not match the member's declared size; nothing is allocated for the data before that.
 //   header_only: keys whose data is not read; they are returned with descr and shape and
 //   an undefined data tensor (e.g. a dataset's feature matrix, to be streamed instead).
 QGNN_API std::map<std::string, NpyArray> read_npz(const std::string& path,
@@ -39,10 +40,12 @@ QGNN_API std::map<std::string, NpyArray> read_npz(const std::string& path,
 // member sequentially (stored or deflated), so that at most one chunk is held in memory.
 //   key: array name without ".npy"; rows_per_chunk >= 1.
 //   fn(chunk, first_row): called in row order with chunk = rows [first_row, first_row + r)
-//   as a fresh contiguous [r, F] float32 tensor (float64 data is converted per chunk),
+//   as a fresh contiguous [r, F] float32 tensor (float16 and float64 data are converted
+//   per chunk),
 //   1 <= r <= rows_per_chunk; not called for an array with no rows.
 // Throws c10::Error "read_npz_rows(<path>): <member>: <problem>" for what read_npz rejects
-// and for a missing key, an array that is not 2-D, a dtype other than float32 / float64 or
+// and for a missing key, an array that is not 2-D, a dtype other than float16 / float32 /
+// float64 or
 // a Fortran-ordered array; exceptions from fn propagate.
 QGNN_API void read_npz_rows(
     const std::string& path, const std::string& key, int64_t rows_per_chunk,

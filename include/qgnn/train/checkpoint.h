@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "qgnn/io/dataset.h"
 #include "qgnn/nn/models.h"
 #include "qgnn/util/export.h"
 
@@ -28,11 +29,19 @@ QGNN_API void save_checkpoint(const std::string& path, GnnModel& model, const Ch
 struct LoadedCheckpoint {
   std::shared_ptr<GnnModel> model;
   CheckpointMeta meta;
+  std::string path;  // file it was read from
 };
 
 // Reads a checkpoint written by save_checkpoint and rebuilds the model in eval mode.
-// Throws c10::Error "load_checkpoint(<path>): <problem>" for a missing or corrupt file,
-// a missing tensor, or a tensor whose shape differs from the config.
+// Throws c10::Error, one line "load_checkpoint(<path>): <problem>", for a missing,
+// truncated or corrupt file, a missing tensor, or a tensor whose shape differs from the
+// config.
 QGNN_API LoadedCheckpoint load_checkpoint(const std::string& path);
+
+// Checks that a dataset fits a checkpoint's model: F (num_features) equals the model's
+// in_channels and C (num_classes) its out_channels.
+// Throws c10::Error "check_checkpoint_fits(<checkpoint path>): <dataset path>: x: has F
+// features; the checkpoint expects F' (got F)" (or "num_classes: has C classes; ...").
+QGNN_API void check_checkpoint_fits(const LoadedCheckpoint& ck, const Dataset& d);
 
 }  // namespace qgnn
