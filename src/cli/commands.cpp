@@ -306,7 +306,11 @@ int run_info(const InfoOptions& o) {
   std::cout << "dataset      " << d.name << "  (" << path << ")\n"
             << "nodes        " << d.num_nodes() << "\n"
             << "edges        " << d.graph.num_edges() << " (directed entries)\n"
-            << "features     " << d.num_features() << "  (" << fmt(100 * density) << "% non-zero)\n"
+            << "features     " << d.num_features() << "  (" << fmt(100 * density) << "% non-zero"
+            << (d.x_source_dtype != "float32"
+                    ? "; x stored as " + d.x_source_dtype + ", converted to float32"
+                    : std::string())
+            << ")\n"
             << "classes      " << d.num_classes << "\n"
             << "in-degree    mean " << fmt(deg.mean().item<double>()) << ", max "
             << deg.max().item<double>() << ", isolated nodes " << isolated << ", self loops "
@@ -319,6 +323,7 @@ int run_info(const InfoOptions& o) {
                         {"num_nodes", d.num_nodes()},
                         {"num_edges", d.graph.num_edges()},
                         {"num_features", d.num_features()},
+                        {"x_source_dtype", d.x_source_dtype},
                         {"feature_density", density},
                         {"num_classes", d.num_classes},
                         {"max_in_degree", deg.max().item<double>()},
@@ -466,10 +471,7 @@ TrainData data_for_checkpoint(const LoadedCheckpoint& ck, const std::string& dat
                               Dataset* out_dataset) {
   const std::string path = resolve_dataset_path(dataset);
   Dataset d = read_dataset(path, ck.meta.split_seed >= 0 ? ck.meta.split_seed : 0);
-  const ModelConfig& cfg = ck.model->config();
-  TORCH_CHECK(d.num_features() == cfg.in_channels && d.num_classes == cfg.out_channels, path,
-              " has ", d.num_features(), " features and ", d.num_classes,
-              " classes; the checkpoint expects ", cfg.in_channels, " and ", cfg.out_channels);
+  check_checkpoint_fits(ck, d);
   TrainData data = make_train_data(d, parse_feature_norm(ck.meta.feature_norm));
   if (out_dataset != nullptr) *out_dataset = std::move(d);
   return data;

@@ -47,9 +47,11 @@ if "$QGNN" info --dataset "$TMP/self_loop.npz" --json "$TMP/self_loop.json" >"$T
      2>"$TMP/err" && grep -qF "self loops 1" "$TMP/out"; then ok; else
   fail "self loop: $(cat "$TMP/err" "$TMP/out")"; fi
 expect_json "self loop: 11 edges" "$TMP/self_loop.json" '.num_edges == 11'
-if "$QGNN" info --dataset "$TMP/float16.npz" --json "$TMP/float16.json" >/dev/null \
-     2>"$TMP/err"; then ok; else fail "float16 x: $(cat "$TMP/err")"; fi
-expect_json "float16 x: 4 features" "$TMP/float16.json" '.num_features == 4'
+if "$QGNN" info --dataset "$TMP/float16.npz" --json "$TMP/float16.json" >"$TMP/out" \
+     2>"$TMP/err" && grep -qF "x stored as float16, converted to float32" "$TMP/out"; then ok; else
+  fail "float16 x: $(cat "$TMP/err" "$TMP/out")"; fi
+expect_json "float16 x: 4 features, source dtype reported" "$TMP/float16.json" \
+  '.num_features == 4 and .x_source_dtype == "float16"'
 
 # Checkpoints: truncated at several lengths, and datasets that do not fit the model.
 if "$QGNN" train --dataset "$FIX/tiny_valid.npz" --model gcn --epochs 3 --quiet \

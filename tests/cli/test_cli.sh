@@ -92,7 +92,7 @@ expect_error "missing array" 1 "y: required array is missing" -- \
 expect_error "missing checkpoint" 1 "load_checkpoint($TMP/nothing.ckpt): cannot open file" -- \
   eval --checkpoint "$TMP/nothing.ckpt" --dataset "$TINY"
 printf 'garbage' >"$TMP/garbage.ckpt"
-expect_error "corrupt checkpoint" 1 "garbage.ckpt): not a qgnn checkpoint" -- \
+expect_error "corrupt checkpoint" 1 "garbage.ckpt): unreadable archive: not a qgnn checkpoint" -- \
   eval --checkpoint "$TMP/garbage.ckpt" --dataset "$TINY"
 expect_error "unwritable output" 1 "--json: cannot write $TMP/no/such/dir/r.json" -- \
   info --dataset "$TINY" --json "$TMP/no/such/dir/r.json"
