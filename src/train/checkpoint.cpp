@@ -105,7 +105,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {  // the unpickler also throws std::out_of_range etc.
     TORCH_CHECK(false, "load_checkpoint(", path, "): not a qgnn checkpoint (unreadable archive)");
   }
   c10::IValue version;

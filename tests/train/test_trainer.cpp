@@ -11,6 +11,7 @@
 #include "qgnn/train/checkpoint.h"
 #include "qgnn/train/trainer.h"
 #include "qgnn/util/threads.h"
+#include "qgnn_build_config.h"
 
 namespace qgnn {
 namespace {
@@ -160,6 +161,10 @@ TEST(Checkpoint, BadFilesGiveOneLineErrorsNamingThePath) {
   expect_error(dir.file("missing.ckpt"), "cannot open");
   std::ofstream(dir.file("garbage.ckpt")) << "not a checkpoint";
   expect_error(dir.file("garbage.ckpt"), "not a qgnn checkpoint");
+  // Found by fuzz_checkpoint: a mutated GIN checkpoint whose pickle makes libtorch's
+  // unpickler throw std::out_of_range, which once escaped load_checkpoint.
+  expect_error(std::string(QGNN_TEST_DATA_DIR) + "/checkpoint/unpickler_out_of_range.ckpt",
+               "not a qgnn checkpoint");
 }
 
 // A corrupt config once built its model before any check: 10^10 weights (40 GB) or
