@@ -53,10 +53,17 @@ for t in ${FUZZ_TARGETS:-npz bit_policy checkpoint}; do
   dict=()
   [[ -f tests/fuzz/seeds/$t.dict ]] && dict=(-dict="tests/fuzz/seeds/$t.dict")
   asan=$ASAN_OPTIONS
-  # Full malloc stacks, so that scripts/lsan.supp can name libtorch's archive-reader leak.
-  [[ $t == checkpoint ]] && asan+=":fast_unwind_on_malloc=0"
+  rss_mb=2048
+  if [[ $t == checkpoint ]]; then
+    # Full malloc stacks, so that scripts/lsan.supp can name libtorch's archive-reader leak.
+    asan+=":fast_unwind_on_malloc=0"
+    # Known, not fixable here: libtorch 1.13's Unpickler resizes a std::string to a
+    # BINUNICODE length read from the pickle (up to 4 GB) before finding the data short;
+    # the resulting std::bad_alloc / c10::Error is caught. Allow that much.
+    rss_mb=6144
+  fi
   rc=0
-  ASAN_OPTIONS=$asan build-san/fuzz_$t -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 \
+  ASAN_OPTIONS=$asan build-san/fuzz_$t -max_total_time="$secs" -rss_limit_mb=$rss_mb -timeout=30 \
     -print_final_stats=1 -artifact_prefix="$dir/" "${dict[@]}" "$dir/corpus" "$dir/seeds" \
     >"$dir/log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
