@@ -14,6 +14,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   gnuplot-nox jq libxgboost-dev
+  clang libclang-rt-14-dev llvm
 )
 
 missing=()

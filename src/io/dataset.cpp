@@ -353,12 +353,16 @@ void split_random(Dataset& d, int64_t seed, int64_t train_per_class, int64_t val
               d.num_classes, ")");
   const int64_t* yp = y.data_ptr<int64_t>();
 
-  std::vector<std::vector<int64_t>> by_class(d.num_classes);
+  // Sized by the largest label, not by num_classes (a file may declare 10^18 classes):
+  // classes without nodes draw no random numbers, so the split is the same.
+  int64_t used_classes = 0;
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK(yp[i] >= 0 && yp[i] < d.num_classes, "split_random: y must be in [0, ",
                 d.num_classes, ") (got ", yp[i], " at node ", i, ")");
-    by_class[yp[i]].push_back(i);
+    used_classes = std::max(used_classes, yp[i] + 1);
   }
+  std::vector<std::vector<int64_t>> by_class(used_classes);
+  for (int64_t i = 0; i < n; ++i) by_class[yp[i]].push_back(i);
 
   auto opts = at::TensorOptions().dtype(at::kBool);
   at::Tensor train = at::zeros({n}, opts), val = at::zeros({n}, opts), test = at::zeros({n}, opts);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -93,6 +94,25 @@ ZipPtr open_archive(const std::string& path, const std::string& where) {
   return za;
 }
 
+// A member's declared uncompressed size, which is only a claim of the archive: bounded by
+// what its compressed bytes can expand to (stored: equal; DEFLATE: at most 1032:1, one
+// 258-byte match per 2 bits), so that a tiny member cannot make the reader allocate for
+// a huge array before the data runs out (ZIP_CHECKCONS keeps comp_size inside the file).
+uint64_t checked_member_size(const zip_stat_t& st, const std::string& where) {
+  constexpr uint64_t kMaxDeflateRatio = 1032;
+  TORCH_CHECK((st.valid & ZIP_STAT_COMP_SIZE) && (st.valid & ZIP_STAT_COMP_METHOD), where,
+              ": cannot stat the compressed size");
+  TORCH_CHECK(st.comp_method == ZIP_CM_STORE || st.comp_method == ZIP_CM_DEFLATE, where,
+              ": unsupported compression method ", st.comp_method, " (stored or deflated only)");
+  const uint64_t limit = st.comp_method == ZIP_CM_STORE ? st.comp_size
+                         : st.comp_size > UINT64_MAX / kMaxDeflateRatio
+                             ? UINT64_MAX
+                             : st.comp_size * kMaxDeflateRatio;
+  TORCH_CHECK(st.size <= limit, where, ": declared size ", st.size, " bytes exceeds what its ",
+              st.comp_size, " compressed bytes can expand to");
+  return st.size;
+}
+
 // "<path>.tmp.XXXXXX", created exclusively with the default (umask-filtered) mode.
 std::string create_temp_file(const std::string& path, const std::string& where) {
   static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -143,14 +163,15 @@ std::map<std::string, NpyArray> read_npz(const std::string& path,
     const std::string member_where = where + ": " + name;
     const std::string key = name.substr(0, name.size() - kNpySuffixLen);
     TORCH_CHECK(out.count(key) == 0, member_where, ": duplicate member");
+    const uint64_t size = checked_member_size(st, member_where);
     ZipFilePtr f(zip_fopen_index(za.get(), i, 0));
     TORCH_CHECK(f != nullptr, member_where, ": cannot open member (", zip_strerror(za.get()), ")");
     ZipMemberReader reader(f.get(), member_where);
     if (std::find(header_only.begin(), header_only.end(), key) != header_only.end()) {
-      detail::NpyHeader h = detail::read_npy_header(reader, st.size, member_where);
+      detail::NpyHeader h = detail::read_npy_header(reader, size, member_where);
       out.emplace(key, NpyArray{h.descr, h.shape, at::Tensor()});
     } else {
-      out.emplace(key, detail::read_npy(reader, st.size, member_where));
+      out.emplace(key, detail::read_npy(reader, size, member_where));
     }
   }
   return out;
@@ -170,10 +191,11 @@ void read_npz_rows(const std::string& path, const std::string& key, int64_t rows
   zip_stat_init(&st);
   TORCH_CHECK(zip_stat_index(za.get(), index, 0, &st) == 0 && (st.valid & ZIP_STAT_SIZE),
               member_where, ": cannot stat (", zip_strerror(za.get()), ")");
+  const uint64_t size = checked_member_size(st, member_where);
   ZipFilePtr f(zip_fopen_index(za.get(), index, 0));
   TORCH_CHECK(f != nullptr, member_where, ": cannot open member (", zip_strerror(za.get()), ")");
   ZipMemberReader reader(f.get(), member_where);
-  const detail::NpyHeader h = detail::read_npy_header(reader, st.size, member_where);
+  const detail::NpyHeader h = detail::read_npy_header(reader, size, member_where);
   TORCH_CHECK(h.shape.size() == 2, member_where, ": expected a 2-D array (got ", h.shape.size(),
               " dimensions)");
   TORCH_CHECK(h.dtype == at::kFloat || h.dtype == at::kDouble || h.dtype == at::kHalf, member_where,

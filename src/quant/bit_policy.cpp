@@ -82,7 +82,9 @@ struct Parser {
   }
 
   int64_t integer(const std::string& s, const char* what) const {
-    if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(c); }) ||
+    if (s.empty() ||
+        !std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) ||
         s.size() > 12) {
       fail(std::string("expected ") + what + ", got '" + s + "'");
     }
@@ -91,7 +93,7 @@ struct Parser {
 
   int bits(const std::string& s) const {
     const int64_t b = integer(s, "bits (1-8, 16 or 32)");
-    if (!is_valid_bits(static_cast<int>(b))) {
+    if (b > 32 || !is_valid_bits(static_cast<int>(b))) {  // no int truncation: 2^32 + 4 != 4
       fail("bits must be 1-8, 16 or 32, got " + s);
     }
     return static_cast<int>(b);

@@ -316,6 +316,16 @@ TEST(DatasetSplitTest, SameSplitOnEveryPlatform) {
   EXPECT_TRUE(at::equal(d.val_mask.nonzero().flatten(), longs({9, 10})));
 }
 
+TEST(DatasetSplitTest, DeclaredClassCountBeyondLabelsAllocatesNothingForIt) {
+  // num_classes = 2^62 once sized a vector of per-class node lists (std::length_error).
+  qgnn::Dataset d;
+  d.y = at::arange(12, at::TensorOptions().dtype(at::kLong)).remainder(2);
+  d.num_classes = int64_t{1} << 62;
+  qgnn::split_random(d, 42, /*train_per_class=*/2, /*val_per_class=*/1);
+  EXPECT_TRUE(at::equal(d.train_mask.nonzero().flatten(), longs({2, 6, 7, 11})));
+  EXPECT_TRUE(at::equal(d.val_mask.nonzero().flatten(), longs({9, 10})));
+}
+
 TEST(DatasetSplitTest, RejectsBadArguments) {
   qgnn::Dataset d;
   d.y = longs({0, 1, 3});

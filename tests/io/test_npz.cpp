@@ -415,3 +415,27 @@ TEST(NpzTest, RejectsDuplicateMembers) {
   EXPECT_ERROR(qgnn::read_npz_rows(path, "a", 1, [](const at::Tensor&, int64_t) {}),
                "read_npz_rows(" + path + "): a.npy", "duplicate member");
 }
+
+// A deflated member of a few bytes whose zip headers declare 4 GB and whose NPY header
+// declares the matching shape: rejected from the sizes alone, before any allocation.
+TEST(NpzTest, DeclaredSizeBeyondCompressedBytes) {
+  ScratchDir dir;
+  const std::string path = dir.file("bomb.npz");
+  const std::string dict = "{'descr': '<i8', 'fortran_order': False, 'shape': (500000000,), }";
+  const std::string blob = npy_blob(dict, "");
+  write_zip(path, {{"x.npy", blob}}, true);
+  std::string bytes = qgnn_test::read_file_bytes(path);
+  const uint64_t declared = blob.size() + uint64_t{500000000} * 8;  // < 2^32: no zip64 needed
+  auto patch_size = [&](const std::string& signature, size_t offset) {
+    const size_t at = bytes.find(signature);
+    ASSERT_NE(at, std::string::npos) << "no zip header " << signature.size();
+    for (int b = 0; b < 4; ++b) bytes[at + offset + b] = static_cast<char>(declared >> (8 * b));
+  };
+  patch_size(std::string("PK\x03\x04", 4), 22);  // local file header: uncompressed size
+  patch_size(std::string("PK\x01\x02", 4), 24);  // central directory entry: the same
+  qgnn_test::write_file_bytes(path, bytes);
+  EXPECT_ERROR(qgnn::read_npz(path), "read_npz(" + path + "): x.npy",
+               "declared size " + std::to_string(declared), "compressed bytes can expand to");
+  EXPECT_ERROR(qgnn::read_npz_rows(path, "x", 1, [](const at::Tensor&, int64_t) {}),
+               "read_npz_rows(" + path + "): x.npy", "declared size " + std::to_string(declared));
+}

@@ -83,6 +83,9 @@ TEST(BitPolicy, ErrorsNameTheClause) {
   expect_error("foo=3", "unknown key 'foo'");
   expect_error("emb", "expected key=value");
   expect_error("taq=4@<=8,3@<=2,2", "bounds must increase");
+  // 2^32 + 4 once truncated to int and was accepted as 4 bits.
+  expect_error("emb=4294967300", "bits must be 1-8, 16 or 32, got 4294967300");
+  expect_error("taq=4294967298@<=2,4", "bits must be 1-8, 16 or 32, got 4294967298");
 }
 
 TEST(BitPolicy, AcceptsBoundedTaqWithOpenLastBucket) {

@@ -13,11 +13,13 @@
 #include <iterator>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "qgnn/train/checkpoint.h"
 #include "qgnn/train/trainer.h"
 #include "qgnn/util/threads.h"
+#include "qgnn_build_config.h"
 
 namespace qgnn {
 namespace {
@@ -215,6 +217,49 @@ TEST(Checkpoint, BadFilesGiveOneLineErrorsNamingThePath) {
   expect_error(dir.file("missing.ckpt"), "cannot open");
   std::ofstream(dir.file("garbage.ckpt")) << "not a checkpoint";
   expect_error(dir.file("garbage.ckpt"), "not a qgnn checkpoint");
+  // Found by fuzz_checkpoint: a mutated GIN checkpoint whose pickle makes libtorch's
+  // unpickler throw std::out_of_range, which once escaped load_checkpoint.
+  expect_error(std::string(QGNN_TEST_DATA_DIR) + "/checkpoint/unpickler_out_of_range.ckpt",
+               "not a qgnn checkpoint");
+}
+
+// A corrupt config once built its model before any check: 10^10 weights (40 GB) or
+// 10^15 layers from a file of a few hundred bytes.
+TEST(Checkpoint, ConfigNeedingMoreWeightsThanTheFileHoldsIsRejected) {
+  TempDir dir;
+  auto write = [&](const std::string& name, const std::string& config) {
+    torch::serialize::OutputArchive ar;
+    ar.write("qgnn_format", c10::IValue(int64_t{1}));
+    ar.write("config", c10::IValue(config));
+    ar.write("meta", c10::IValue(std::string(
+                         R"({"dataset": "d", "preset": "kipf", "feature_norm": "none",)"
+                         R"( "split_seed": -1, "seed": 0, "val_acc": 0, "test_acc": 0})")));
+    const std::string path = dir.file(name);
+    ar.save_to(path);
+    return path;
+  };
+  auto config = [](const char* model, int64_t in, int64_t hidden, int64_t layers) {
+    return std::string(R"({"model": ")") + model + R"(", "in_channels": )" + std::to_string(in) +
+           R"(, "hidden_channels": )" + std::to_string(hidden) +
+           R"(, "out_channels": 7, "num_layers": )" + std::to_string(layers) +
+           R"(, "heads": 1, "output_heads": 1, "dropout": 0.5, "attention_dropout": 0})";
+  };
+  for (const auto& [name, cfg, needs] :
+       {std::tuple<std::string, std::string, std::string>{
+            "wide.ckpt", config("gcn", 100000, 100000, 2), "at least 10000000000 weights"},
+        {"deep_gin.ckpt", config("gin", 1, 1, 1000000000000000), "weights, but the file"},
+        {"deep_agnn.ckpt", config("agnn", 1, 1, 1000000000000000),
+         "at least 1000000000000008 weights"}}) {
+    const std::string path = write(name, cfg);
+    try {
+      load_checkpoint(path);
+      ADD_FAILURE() << "no error for " << name;
+    } catch (const c10::Error& e) {
+      const std::string msg = e.what_without_backtrace();
+      EXPECT_NE(msg.find("load_checkpoint(" + path + "): config needs"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(needs), std::string::npos) << msg;
+    }
+  }
 }
 
 std::string file_bytes(const std::string& path) {

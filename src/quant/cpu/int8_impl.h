@@ -898,7 +898,7 @@ static void requant_rows_t(const RowRequantArgs& a, int64_t rb, int64_t re) {
     if (a.per_row) q = rq_prepare_row(a.rq.row_m[i], a.rq.row_s[i], a.rq.zero_point);
     const int8_t* a8 = static_cast<const int8_t*>(a.acc) + i * f;
     const int32_t* a32 = static_cast<const int32_t*>(a.acc) + i * f;
-    const int8_t* srow = a.self + i * f;
+    const int8_t* srow = Self ? a.self + i * f : nullptr;  // a.self is null without Self
     int8_t* orow = a.out + i * f;
     for (int64_t t = 0; t < f; t += W) {
       const Tail tl = tail(static_cast<int>(std::min<int64_t>(W, f - t)));
