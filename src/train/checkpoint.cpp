@@ -67,8 +67,8 @@ double weight_elements(const ModelConfig& c, double limit) {
   double total = 0;
   for (int64_t l = 0; l < c.num_layers && total <= limit; ++l) {
     const bool last = l == c.num_layers - 1;
-    const double hidden = c.kind == ModelKind::kGAT ? d(c.hidden_channels) * d(c.heads)
-                                                    : d(c.hidden_channels);
+    const double hidden =
+        c.kind == ModelKind::kGAT ? d(c.hidden_channels) * d(c.heads) : d(c.hidden_channels);
     const double in = l == 0 ? d(c.in_channels) : hidden;
     const double out = last ? d(c.out_channels) : d(c.hidden_channels);
     if (c.kind == ModelKind::kGAT) {
