@@ -317,10 +317,15 @@ TEST(DatasetSplitTest, SameSplitOnEveryPlatform) {
 }
 
 TEST(DatasetSplitTest, DeclaredClassCountBeyondLabelsAllocatesNothingForIt) {
-  // num_classes = 2^62 once sized a vector of per-class node lists (std::length_error).
+  // num_classes = 2^62 once sized a vector of per-class node lists (std::length_error);
+  // more classes than nodes is now one line, before any allocation.
   qgnn::Dataset d;
   d.y = at::arange(12, at::TensorOptions().dtype(at::kLong)).remainder(2);
   d.num_classes = int64_t{1} << 62;
+  EXPECT_ERROR(qgnn::split_random(d, 42, /*train_per_class=*/2, /*val_per_class=*/1),
+               "split_random: num_classes must be <= N = 12", "got 4611686018427387904");
+  // The same labels with a plausible class count split as before.
+  d.num_classes = 2;
   qgnn::split_random(d, 42, /*train_per_class=*/2, /*val_per_class=*/1);
   EXPECT_TRUE(at::equal(d.train_mask.nonzero().flatten(), longs({2, 6, 7, 11})));
   EXPECT_TRUE(at::equal(d.val_mask.nonzero().flatten(), longs({9, 10})));
