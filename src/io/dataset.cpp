@@ -117,42 +117,28 @@ struct DuplicateEdge {
   int64_t first = -1, second = -1;  // its two positions in indices
 };
 
-// The duplicate (row, source) pair of lowest row, then lowest source; rows may be unsorted.
-// REQUIRES: indices in [0, n).
-DuplicateEdge first_duplicate_edge(const int64_t* ip, const int64_t* ix, int64_t n) {
-  std::atomic<int64_t> first_row{std::numeric_limits<int64_t>::max()};
-  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-    std::vector<std::pair<int64_t, int64_t>> row;  // (source, position)
-    for (int64_t i = begin; i < end && i < first_row.load(std::memory_order_relaxed); ++i) {
-      bool sorted = true;
-      for (int64_t e = ip[i] + 1; e < ip[i + 1] && sorted; ++e) sorted = ix[e - 1] < ix[e];
-      if (sorted) continue;  // strictly increasing: no duplicate
-      row.clear();
-      for (int64_t e = ip[i]; e < ip[i + 1]; ++e) row.emplace_back(ix[e], e);
-      std::sort(row.begin(), row.end());
-      for (size_t k = 1; k < row.size(); ++k) {
-        if (row[k].first == row[k - 1].first) {
-          int64_t cur = first_row.load();
-          while (i < cur && !first_row.compare_exchange_weak(cur, i)) {
-          }
-          return;
-        }
-      }
-    }
-  });
-  DuplicateEdge out;
-  const int64_t i = first_row.load();
-  if (i == std::numeric_limits<int64_t>::max()) return out;
-  std::vector<std::pair<int64_t, int64_t>> row;
+// The duplicate of lowest source in row i ({-1, ...} when every source is distinct; a
+// strictly increasing row is answered without sorting).
+DuplicateEdge duplicate_in_row(const int64_t* ip, const int64_t* ix, int64_t i) {
+  bool sorted = true;
+  for (int64_t e = ip[i] + 1; e < ip[i + 1] && sorted; ++e) sorted = ix[e - 1] < ix[e];
+  if (sorted) return {};
+  std::vector<std::pair<int64_t, int64_t>> row;  // (source, position)
   for (int64_t e = ip[i]; e < ip[i + 1]; ++e) row.emplace_back(ix[e], e);
   std::sort(row.begin(), row.end());
   for (size_t k = 1; k < row.size(); ++k) {
-    if (row[k].first == row[k - 1].first) {
-      out = {i, row[k].first, row[k - 1].second, row[k].second};
-      break;
-    }
+    if (row[k].first == row[k - 1].first)
+      return {i, row[k].first, row[k - 1].second, row[k].second};
   }
-  return out;
+  return {};
+}
+
+// The duplicate (row, source) pair of lowest row, then lowest source; rows may be unsorted.
+// REQUIRES: indices in [0, n).
+DuplicateEdge first_duplicate_edge(const int64_t* ip, const int64_t* ix, int64_t n) {
+  const int64_t row =
+      first_where(n, [ip, ix](int64_t i) { return duplicate_in_row(ip, ix, i).row >= 0; });
+  return row < 0 ? DuplicateEdge{} : duplicate_in_row(ip, ix, row);
 }
 
 template <typename T>

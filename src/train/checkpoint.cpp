@@ -1,6 +1,5 @@
 #include "qgnn/train/checkpoint.h"
 
-#include <fcntl.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <unistd.h>
@@ -13,6 +12,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "qgnn/io/text_file.h"
 
 namespace qgnn {
 
@@ -91,38 +92,12 @@ void save_checkpoint(const std::string& path, GnnModel& model, const CheckpointM
   ar.write("meta", c10::IValue(meta_to_json(meta)));
   for (const auto& p : model.named_parameters()) ar.write("param." + p.key(), p.value().detach());
   for (const auto& b : model.named_buffers()) ar.write("buffer." + b.key(), b.value());
-  // Serialized in memory first, then written with every write(2), fsync(2) and close(2)
-  // checked: a full disk or a file size limit must fail the save, never rename a
-  // truncated file over the existing one.
+  // Serialized in memory, then written through write_file_atomic, which checks every
+  // write, the fsync and the close: a full disk or a file size limit fails the save and
+  // never renames a truncated file over the existing one.
   std::ostringstream blob;
   ar.save_to(blob);
-  const std::string bytes = blob.str();
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  TORCH_CHECK(fd >= 0, "save_checkpoint(", path, "): cannot create ", tmp, " (",
-              std::strerror(errno), ")");
-  size_t done = 0;
-  int err = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      err = n < 0 ? errno : EIO;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err != 0) {
-    std::remove(tmp.c_str());
-    TORCH_CHECK(false, "save_checkpoint(", path, "): cannot write ", tmp, " (", std::strerror(err),
-                ")");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    TORCH_CHECK(false, "save_checkpoint(", path, "): cannot rename ", tmp, " to it");
-  }
+  write_file_atomic(path, blob.str());
 }
 
 namespace {
