@@ -351,7 +351,8 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       continue;
     }
     if (!feasible(result.points[i])) continue;
-    if (result.best < 0 || r.memory.stored_saving() > result.points[result.best].result.memory.stored_saving()) {
+    if (result.best < 0 ||
+        r.memory.stored_saving() > result.points[result.best].result.memory.stored_saving()) {
       result.best = static_cast<int64_t>(i);
     }
   }
@@ -387,8 +388,8 @@ std::string search_points_csv(const SearchResult& r) {
        << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ',' << m.dense_mb()
        << ',' << m.saving() << ',' << (p.from_model ? std::to_string(p.predicted_val_acc) : "")
        << ',' << (dominated ? 0 : 1) << ',' << p.val_disagreements << ',' << p.val_margin << ','
-       << m.stored_mb() << ',' << m.stored_saving() << ",\""
-       << p.result.policy.to_string() << "\"\n";
+       << m.stored_mb() << ',' << m.stored_saving() << ",\"" << p.result.policy.to_string()
+       << "\"\n";
   }
   return os.str();
 }

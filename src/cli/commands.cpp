@@ -1,7 +1,5 @@
 #include "cli/commands.h"
 
-#include "cli/outputs.h"
-
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -13,6 +11,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "cli/outputs.h"
 #include "qgnn/autobit/search.h"
 #include "qgnn/io/dataset.h"
 #include "qgnn/io/text_file.h"
@@ -212,8 +211,8 @@ const char* layout_name(PackedLayout l) {
 std::string storage_line(const MemoryReport& m, const InputStorage& in) {
   if (!in.quantized) return "";
   return "storage (lossless format, not in the headline): input x as " +
-         std::string(in.layout == PackedLayout::kIndexList ? "an index list" : "a bitmap") +
-         " " + fmt(in.stored_bytes / 1e6, 3) + " MB vs " + fmt(in.csr_fp32_bytes / 1e6, 3) +
+         std::string(in.layout == PackedLayout::kIndexList ? "an index list" : "a bitmap") + " " +
+         fmt(in.stored_bytes / 1e6, 3) + " MB vs " + fmt(in.csr_fp32_bytes / 1e6, 3) +
          " MB as fp32 CSR (" + fmt(in.saving_vs_csr()) + "x); all features as stored " +
          fmt(m.stored_mb(), 3) + " MB (" + fmt(m.stored_saving()) + "x vs dense fp32)\n";
 }
@@ -233,8 +232,8 @@ void add_memory_json(nlohmann::json& j, const MemoryReport& m, const InputStorag
   j["storage_saving_vs_csr"] = in.saving_vs_csr();
 }
 
-void print_table_row(const std::string& dataset, const std::string& model,
-                     const QuantizeOutcome& q, const InputStorage& in) {
+void print_table_row(const std::string& dataset, const std::string& model, const QuantizeOutcome& q,
+                     const InputStorage& in) {
   const MemoryReport& m = q.chosen.memory;
   std::cout
       << "| dataset | model | fp32 acc | quant acc | avg bits | fp32 MB | quant MB | saving |\n"
@@ -277,14 +276,14 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
                       {"threads", get_num_threads()}};
   add_memory_json(j, m, in);
   if (q.searched) {
-    j["search"] = {{"measured", q.search.points.size()},
-                   {"cost_model_ms", q.search.cost_model_ms},
-                   {"best_val_acc", q.search.points[q.search.best].result.val_acc},
-                   {"best_val_margin", q.search.points[q.search.best].val_margin},
-                   {"best_val_disagreements", q.search.points[q.search.best].val_disagreements},
-                   {"best_saving", q.search.points[q.search.best].result.memory.saving()},
-                   {"best_stored_saving",
-                    q.search.points[q.search.best].result.memory.stored_saving()}};
+    j["search"] = {
+        {"measured", q.search.points.size()},
+        {"cost_model_ms", q.search.cost_model_ms},
+        {"best_val_acc", q.search.points[q.search.best].result.val_acc},
+        {"best_val_margin", q.search.points[q.search.best].val_margin},
+        {"best_val_disagreements", q.search.points[q.search.best].val_disagreements},
+        {"best_saving", q.search.points[q.search.best].result.memory.saving()},
+        {"best_stored_saving", q.search.points[q.search.best].result.memory.stored_saving()}};
   }
   return j;
 }
@@ -318,20 +317,21 @@ int run_info(const InfoOptions& o) {
             << "split        " << (d.has_public_split ? "public" : "random (seed 0)") << ": "
             << count(d.train_mask) << " train / " << count(d.val_mask) << " val / "
             << count(d.test_mask) << " test\n";
-  write_json(out, o.common, {{"dataset", d.name},
-                        {"path", path},
-                        {"num_nodes", d.num_nodes()},
-                        {"num_edges", d.graph.num_edges()},
-                        {"num_features", d.num_features()},
-                        {"x_source_dtype", d.x_source_dtype},
-                        {"feature_density", density},
-                        {"num_classes", d.num_classes},
-                        {"max_in_degree", deg.max().item<double>()},
-                        {"isolated_nodes", isolated},
-                        {"public_split", d.has_public_split},
-                        {"train", count(d.train_mask)},
-                        {"val", count(d.val_mask)},
-                        {"test", count(d.test_mask)}});
+  write_json(out, o.common,
+             {{"dataset", d.name},
+              {"path", path},
+              {"num_nodes", d.num_nodes()},
+              {"num_edges", d.graph.num_edges()},
+              {"num_features", d.num_features()},
+              {"x_source_dtype", d.x_source_dtype},
+              {"feature_density", density},
+              {"num_classes", d.num_classes},
+              {"max_in_degree", deg.max().item<double>()},
+              {"isolated_nodes", isolated},
+              {"public_split", d.has_public_split},
+              {"train", count(d.train_mask)},
+              {"val", count(d.val_mask)},
+              {"test", count(d.test_mask)}});
   out.commit();
   return 0;
 }
@@ -431,30 +431,31 @@ int run_train(const TrainOptions& o) {
             << " % over " << o.runs << " run(s); val " << fmt(mean(val_acc)) << " %; epoch "
             << fmt(median(epoch_ms), 3) << " ms, inference " << fmt(median(infer_ms), 3)
             << " ms (medians)\n";
-  write_json(out, o.common, {{"dataset", d.name},
-                        {"model", o.model},
-                        {"preset", preset.name},
-                        {"feature_norm", feature_norm_name(norm)},
-                        {"split", d.has_public_split ? "public" : "random"},
-                        {"runs", o.runs},
-                        {"seeds", seeds},
-                        {"test_acc", test_acc},
-                        {"val_acc", val_acc},
-                        {"best_epoch", best_epochs},
-                        {"test_acc_mean", mean(test_acc)},
-                        {"test_acc_std", stddev(test_acc)},
-                        {"val_acc_mean", mean(val_acc)},
-                        {"epoch_ms_median", median(epoch_ms)},
-                        {"infer_ms_median", median(infer_ms)},
-                        {"threads", get_num_threads()},
-                        {"model_config", nlohmann::json::parse(preset.model.to_json())},
-                        {"lr", preset.optim.lr},
-                        {"weight_decay", preset.optim.weight_decay},
-                        {"epochs", preset.optim.epochs},
-                        {"patience", preset.optim.patience},
-                        {"qat", o.qat.empty() ? "none" : o.qat},
-                        {"degree_quant", o.degree_quant},
-                        {"observer", o.qat.empty() ? "" : observer}});
+  write_json(out, o.common,
+             {{"dataset", d.name},
+              {"model", o.model},
+              {"preset", preset.name},
+              {"feature_norm", feature_norm_name(norm)},
+              {"split", d.has_public_split ? "public" : "random"},
+              {"runs", o.runs},
+              {"seeds", seeds},
+              {"test_acc", test_acc},
+              {"val_acc", val_acc},
+              {"best_epoch", best_epochs},
+              {"test_acc_mean", mean(test_acc)},
+              {"test_acc_std", stddev(test_acc)},
+              {"val_acc_mean", mean(val_acc)},
+              {"epoch_ms_median", median(epoch_ms)},
+              {"infer_ms_median", median(infer_ms)},
+              {"threads", get_num_threads()},
+              {"model_config", nlohmann::json::parse(preset.model.to_json())},
+              {"lr", preset.optim.lr},
+              {"weight_decay", preset.optim.weight_decay},
+              {"epochs", preset.optim.epochs},
+              {"patience", preset.optim.patience},
+              {"qat", o.qat.empty() ? "none" : o.qat},
+              {"degree_quant", o.degree_quant},
+              {"observer", o.qat.empty() ? "" : observer}});
   out.commit();
   if (!o.save.empty()) std::cout << "saved " << o.save << "\n";
   return 0;
@@ -478,8 +479,9 @@ TrainData data_for_checkpoint(const LoadedCheckpoint& ck, const std::string& dat
 }
 
 int quantize_and_report(Outputs& out, GnnModel& model, const TrainData& data,
-                        const OptimConfig& optim, const QuantizeOptions& o, const std::string& dataset,
-                        const std::string& preset, CheckpointMeta meta) {
+                        const OptimConfig& optim, const QuantizeOptions& o,
+                        const std::string& dataset, const std::string& preset,
+                        CheckpointMeta meta) {
   const std::string model_name = to_string(model.config().kind);
   QuantizeOutcome q = quantize_model(model, data, optim, o);
   if (q.searched) {

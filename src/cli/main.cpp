@@ -39,8 +39,7 @@ CLI::Validator number_in(double lo, double hi, bool integer) {
         } catch (const std::exception&) {
           used = 0;
         }
-        if (used == 0 || used != s.size() || !std::isfinite(v) ||
-            (integer && v != std::floor(v))) {
+        if (used == 0 || used != s.size() || !std::isfinite(v) || (integer && v != std::floor(v))) {
           return std::string("must be ") + (integer ? "an integer" : "a number") + ", got '" + s +
                  "'";
         }
@@ -149,8 +148,7 @@ int main(int argc, char** argv) {
       ->check(integer_at_least(1));
   train_cmd->add_option("--hidden", train.hidden, "hidden channels (default: preset)")
       ->check(integer_at_least(1));
-  train_cmd->add_option("--lr", train.lr, "learning rate (default: preset)")
-      ->check(positive());
+  train_cmd->add_option("--lr", train.lr, "learning rate (default: preset)")->check(positive());
   train_cmd->add_option("--feature-norm", train.feature_norm, "auto, none, row or binarize")
       ->check(one_of({"auto", "none", "row", "binarize"}))
       ->capture_default_str();
@@ -304,8 +302,7 @@ int main(int argc, char** argv) {
       }
       if (train.p_min > train.p_max) {
         throw qgnn::cli::UsageError("--dq-pmin must not exceed --dq-pmax, got " +
-                                    number_text(train.p_min) + " > " +
-                                    number_text(train.p_max));
+                                    number_text(train.p_min) + " > " + number_text(train.p_max));
       }
     }
   } catch (const CLI::ParseError& e) {

@@ -20,7 +20,7 @@ struct QGNN_API Dataset {
   // dtype of x in the file: "float32", "float16" (converted to float32, exactly) or
   // "float64" (converted to float32, rounded to nearest).
   std::string x_source_dtype;
-  at::Tensor y;             // [N] int64 in [0, num_classes)
+  at::Tensor y;                                // [N] int64 in [0, num_classes)
   at::Tensor train_mask, val_mask, test_mask;  // [N] bool, pairwise disjoint
   int64_t num_classes = 0;
   bool has_public_split = false;  // masks came from the file

@@ -129,8 +129,8 @@ struct PointMemory {
   int bits = 32;  // point bits before TAQ
   int64_t values = 0;
   int64_t fp32_bytes = 0;
-  int64_t dense_bytes = 0;       // dense codes + parameters
-  int64_t dense_code_bytes = 0;  // dense codes only
+  int64_t dense_bytes = 0;                      // dense codes + parameters
+  int64_t dense_code_bytes = 0;                 // dense codes only
   PackedLayout layout = PackedLayout::kBitmap;  // how pack() stores the point
   int64_t stored_bytes = 0;                     // as stored in `layout`
   int64_t stored_code_bytes = 0;                // codes (or index list) as stored
@@ -151,13 +151,9 @@ struct MemoryReport {
   // As stored (index lists where pack() uses them), MB.
   double stored_mb() const { return stored_bytes / 1e6; }
   // 8 * stored code bytes / values (an index list counts its bytes as codes).
-  double stored_average_bits() const {
-    return values ? 8.0 * stored_code_bytes / values : 0.0;
-  }
+  double stored_average_bits() const { return values ? 8.0 * stored_code_bytes / values : 0.0; }
   // fp32 bytes / stored bytes.
-  double stored_saving() const {
-    return stored_bytes ? double(fp32_bytes) / stored_bytes : 0.0;
-  }
+  double stored_saving() const { return stored_bytes ? double(fp32_bytes) / stored_bytes : 0.0; }
 };
 
 // Memory of `model`'s quantization points on `ops`' graph under `policy` (computed
