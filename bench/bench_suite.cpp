@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
           qgnn::manual_seed(0);
           auto preset = qgnn::make_preset("kipf", qgnn::parse_model_kind(model_name),
                                           d.num_features(), d.num_classes);
-          preset.model.row_normalize_input = norm == qgnn::FeatureNorm::kRow;
+          preset.model.row_normalize_input = qgnn::model_normalizes_rows(norm);
           preset.optim.epochs = epochs;
           preset.optim.patience = epochs;  // fixed number of epochs for timing
           qgnn::GnnModel model(preset.model);

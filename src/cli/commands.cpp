@@ -27,20 +27,6 @@ namespace qgnn::cli {
 
 namespace {
 
-std::string feature_norm_name(FeatureNorm n) {
-  switch (n) {
-    case FeatureNorm::kNone:
-      return "none";
-    case FeatureNorm::kRow:
-      return "row";
-    case FeatureNorm::kBinarize:
-      return "binarize";
-    case FeatureNorm::kAuto:
-      return "auto";
-  }
-  return "?";
-}
-
 double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
 }
@@ -351,7 +337,7 @@ int run_train(const TrainOptions& o) {
   if (o.patience > 0) preset.optim.patience = o.patience;
   if (o.hidden > 0) preset.model.hidden_channels = o.hidden;
   if (o.lr > 0) preset.optim.lr = o.lr;
-  preset.model.row_normalize_input = norm == FeatureNorm::kRow;
+  preset.model.row_normalize_input = model_normalizes_rows(norm);
 
   TORCH_CHECK(o.qat.empty() || o.qat == "int8" || o.qat == "int4",
               "train: --qat must be int8 or int4, got '", o.qat, "'");
@@ -375,7 +361,7 @@ int run_train(const TrainOptions& o) {
   std::vector<double> test_acc, val_acc, epoch_ms, infer_ms;
   std::vector<int64_t> seeds, best_epochs;
   std::cout << "dataset " << d.name << ", model " << o.model << ", preset " << preset.name
-            << ", features " << feature_norm_name(norm) << ", threads " << get_num_threads();
+            << ", features " << to_string(norm) << ", threads " << get_num_threads();
   if (!o.qat.empty()) {
     std::cout << ", QAT " << o.qat << (o.degree_quant ? " Degree-Quant" : " plain") << " ("
               << observer << " observer)";
@@ -418,7 +404,7 @@ int run_train(const TrainOptions& o) {
       CheckpointMeta meta;
       meta.dataset = d.name;
       meta.preset = preset.name;
-      meta.feature_norm = feature_norm_name(norm);
+      meta.feature_norm = to_string(norm);
       meta.split_seed = d.has_public_split ? -1 : seed;
       meta.seed = seed;
       meta.val_acc = res.best_val_acc;
@@ -435,7 +421,7 @@ int run_train(const TrainOptions& o) {
              {{"dataset", d.name},
               {"model", o.model},
               {"preset", preset.name},
-              {"feature_norm", feature_norm_name(norm)},
+              {"feature_norm", to_string(norm)},
               {"split", d.has_public_split ? "public" : "random"},
               {"runs", o.runs},
               {"seeds", seeds},
@@ -556,9 +542,9 @@ int run_main_job(const RunOptions& o) {
   const ModelKind kind = parse_model_kind(o.model);
   const std::string path = resolve_dataset_path(o.dataset);
   Dataset d = read_dataset(path, o.seed);
-  const FeatureNorm norm = resolve_feature_norm(d, FeatureNorm::kAuto);
+  const FeatureNorm norm = resolve_feature_norm(d, parse_feature_norm(o.feature_norm));
   Preset preset = make_preset(o.preset, kind, d.num_features(), d.num_classes, dataset_family(d));
-  preset.model.row_normalize_input = norm == FeatureNorm::kRow;
+  preset.model.row_normalize_input = model_normalizes_rows(norm);
   TrainData data = make_train_data(d, norm);
   manual_seed(static_cast<uint64_t>(o.seed));
   GnnModel model(preset.model);
@@ -570,7 +556,7 @@ int run_main_job(const RunOptions& o) {
   CheckpointMeta meta;
   meta.dataset = d.name;
   meta.preset = preset.name;
-  meta.feature_norm = feature_norm_name(norm);
+  meta.feature_norm = to_string(norm);
   meta.split_seed = d.has_public_split ? -1 : o.seed;
   meta.seed = o.seed;
   manual_seed(static_cast<uint64_t>(o.seed));

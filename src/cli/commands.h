@@ -70,6 +70,7 @@ struct RunOptions {
   std::string dataset = "cora";
   std::string model = "gcn";
   std::string preset = "sgquant";
+  std::string feature_norm = "auto";
   int64_t seed = 0;
   QuantizeOptions quantize;
 };

@@ -79,6 +79,10 @@ CLI::Validator one_of(std::vector<std::string> choices) {
 
 const std::vector<std::string> kModels = {"gcn", "gat", "agnn", "sage", "gin"};
 const std::vector<std::string> kPresets = {"kipf", "sgquant"};
+const std::vector<std::string> kFeatureNorms = {"auto", "none", "row", "binarize", "tfidf"};
+const char* const kFeatureNormHelp =
+    "auto (row with a public split, binarize for counts, none for continuous features), "
+    "none, row, binarize or tfidf (tf x log(N / df), then row-normalized)";
 
 // A bit-policy spec (include/qgnn/quant/bit_policy.h), or "auto" where allowed.
 CLI::Validator policy_spec(bool allow_auto) {
@@ -149,8 +153,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--hidden", train.hidden, "hidden channels (default: preset)")
       ->check(integer_at_least(1));
   train_cmd->add_option("--lr", train.lr, "learning rate (default: preset)")->check(positive());
-  train_cmd->add_option("--feature-norm", train.feature_norm, "auto, none, row or binarize")
-      ->check(one_of({"auto", "none", "row", "binarize"}))
+  train_cmd->add_option("--feature-norm", train.feature_norm, kFeatureNormHelp)
+      ->check(one_of(kFeatureNorms))
       ->capture_default_str();
   train_cmd->add_option("--save", train.save, "write the first run's best model here");
   train_cmd->add_option("--qat", train.qat, "quantization-aware training: int8 or int4")
@@ -244,6 +248,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run_cmd->add_option("--preset", run.preset, "kipf or sgquant")
       ->check(one_of(kPresets))
+      ->capture_default_str();
+  run_cmd->add_option("--feature-norm", run.feature_norm, kFeatureNormHelp)
+      ->check(one_of(kFeatureNorms))
       ->capture_default_str();
   run_cmd->add_option("--seed", run.seed, "seed")->capture_default_str();
   add_quantize(run_cmd, run.quantize, true);

@@ -408,22 +408,47 @@ std::string resolve_dataset_path(const std::string& name_or_path) {
   return {};
 }
 
+FeatureNorm auto_feature_norm(const Dataset& d) {
+  if (d.has_public_split) return FeatureNorm::kRow;
+  if (!d.x.defined()) return FeatureNorm::kAuto;
+  const bool counts = d.x.ge(0).all().item<bool>() && d.x.eq(d.x.round()).all().item<bool>();
+  return counts ? FeatureNorm::kBinarize : FeatureNorm::kNone;
+}
+
+at::Tensor tfidf_weight(const at::Tensor& x) {
+  TORCH_CHECK(x.defined() && x.dim() == 2 && x.scalar_type() == at::kFloat,
+              "tfidf_weight: x must be a [N, F] float32 tensor");
+  const at::Tensor negative = x.lt(0);
+  if (negative.any().item<bool>()) {
+    const at::Tensor at_ = negative.nonzero()[0];
+    const int64_t r = at_[0].item<int64_t>(), c = at_[1].item<int64_t>();
+    TORCH_CHECK(false, "feature norm tfidf: x must be >= 0 (term counts), got ",
+                x[r][c].item<float>(), " at [", r, ", ", c, "]");
+  }
+  const at::Tensor df = x.ne(0).sum(0).to(at::kDouble);  // [F]
+  const double n = static_cast<double>(x.size(0));
+  const at::Tensor idf = at::where(df > 0, at::log(n / df.clamp_min(1)), at::zeros_like(df));
+  return x * idf.to(at::kFloat).unsqueeze(0);
+}
+
 at::Tensor preprocess_features(const Dataset& d, FeatureNorm norm) {
   TORCH_CHECK(d.x.defined() && d.x.dim() == 2,
               "preprocess_features: x must be a [N, F] tensor (got ",
               d.x.defined() ? shape_str(d.x.sizes()) : std::string("undefined"), ")");
-  if (norm == FeatureNorm::kAuto) {
-    norm = d.has_public_split ? FeatureNorm::kRow : FeatureNorm::kBinarize;
-  }
+  if (norm == FeatureNorm::kAuto) norm = auto_feature_norm(d);
+  auto row_normalize = [](const at::Tensor& x) {
+    at::Tensor sum = x.sum(1, /*keepdim=*/true);
+    return x / at::where(sum == 0, at::ones_like(sum), sum);  // zero rows stay zero
+  };
   switch (norm) {
     case FeatureNorm::kNone:
       return d.x.clone();
-    case FeatureNorm::kRow: {
-      at::Tensor sum = d.x.sum(1, /*keepdim=*/true);
-      return d.x / at::where(sum == 0, at::ones_like(sum), sum);  // zero rows stay zero
-    }
+    case FeatureNorm::kRow:
+      return row_normalize(d.x);
     case FeatureNorm::kBinarize:
       return d.x.clamp_max(1);
+    case FeatureNorm::kTfidf:
+      return row_normalize(tfidf_weight(d.x));
     case FeatureNorm::kAuto:
       break;
   }
@@ -436,9 +461,26 @@ FeatureNorm parse_feature_norm(const std::string& s) {
   if (s == "none") return FeatureNorm::kNone;
   if (s == "row") return FeatureNorm::kRow;
   if (s == "binarize") return FeatureNorm::kBinarize;
+  if (s == "tfidf") return FeatureNorm::kTfidf;
   TORCH_CHECK(false, "unknown feature normalization '", s,
-              "' (choices: auto, none, row, binarize)");
+              "' (choices: auto, none, row, binarize, tfidf)");
   return FeatureNorm::kAuto;
+}
+
+std::string to_string(FeatureNorm norm) {
+  switch (norm) {
+    case FeatureNorm::kNone:
+      return "none";
+    case FeatureNorm::kRow:
+      return "row";
+    case FeatureNorm::kBinarize:
+      return "binarize";
+    case FeatureNorm::kTfidf:
+      return "tfidf";
+    case FeatureNorm::kAuto:
+      return "auto";
+  }
+  return "?";
 }
 
 }  // namespace qgnn

@@ -59,8 +59,11 @@ TrainData::TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, tor
 }
 
 FeatureNorm resolve_feature_norm(const Dataset& d, FeatureNorm norm) {
-  if (norm != FeatureNorm::kAuto) return norm;
-  return d.has_public_split ? FeatureNorm::kRow : FeatureNorm::kBinarize;
+  return norm != FeatureNorm::kAuto ? norm : auto_feature_norm(d);
+}
+
+bool model_normalizes_rows(FeatureNorm norm) {
+  return norm == FeatureNorm::kRow || norm == FeatureNorm::kTfidf;
 }
 
 DatasetFamily dataset_family(const Dataset& d) {
@@ -69,7 +72,11 @@ DatasetFamily dataset_family(const Dataset& d) {
 
 TrainData make_train_data(const Dataset& d, FeatureNorm norm) {
   norm = resolve_feature_norm(d, norm);
-  auto x = preprocess_features(d, norm == FeatureNorm::kRow ? FeatureNorm::kNone : norm);
+  // Row normalization happens inside the model (model_normalizes_rows), so the stored
+  // (quantized) input keeps the values before it.
+  at::Tensor x = norm == FeatureNorm::kRow     ? d.x.clone()
+                 : norm == FeatureNorm::kTfidf ? tfidf_weight(d.x)
+                                               : preprocess_features(d, norm);
   return TrainData(GraphOperators(d.graph), NodeFeatures::from_dense(x), d.y, d.train_mask,
                    d.val_mask, d.test_mask);
 }

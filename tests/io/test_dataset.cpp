@@ -357,6 +357,37 @@ TEST_F(DatasetTest, PreprocessFeatures) {
   EXPECT_TRUE(at::equal(none, x));
   none.zero_();
   EXPECT_TRUE(at::equal(d.x, x));  // a new tensor: the dataset is untouched
+  // Continuous features stay continuous under auto; counts are binarized.
+  EXPECT_EQ(qgnn::auto_feature_norm(d), qgnn::FeatureNorm::kBinarize);
+  d.x[2][1] = 0.5f;
+  EXPECT_EQ(qgnn::auto_feature_norm(d), qgnn::FeatureNorm::kNone);
+  EXPECT_TRUE(at::equal(qgnn::preprocess_features(d, qgnn::FeatureNorm::kAuto), d.x));
+  d.x[2][1] = -2.0f;
+  EXPECT_EQ(qgnn::auto_feature_norm(d), qgnn::FeatureNorm::kNone);
+  d.has_public_split = true;
+  EXPECT_EQ(qgnn::auto_feature_norm(d), qgnn::FeatureNorm::kRow);
+}
+
+TEST_F(DatasetTest, TfidfWeightsByInverseDocumentFrequency) {
+  qgnn::Dataset d = qgnn::read_dataset(write(tiny_dataset()));
+  // x = [[1,3,0],[0,0,0],[2,2,4],[0,5,0],[1,1,1]], N = 5: df = (3, 4, 2).
+  const double i0 = std::log(5.0 / 3), i1 = std::log(5.0 / 4), i2 = std::log(5.0 / 2);
+  const std::vector<std::vector<double>> w = {
+      {1 * i0, 3 * i1, 0}, {0, 0, 0}, {2 * i0, 2 * i1, 4 * i2}, {0, 5 * i1, 0}, {i0, i1, i2}};
+  const at::Tensor weighted = qgnn::tfidf_weight(d.x);
+  const at::Tensor tfidf = qgnn::preprocess_features(d, qgnn::FeatureNorm::kTfidf);
+  for (int64_t r = 0; r < 5; ++r) {
+    const double sum = w[r][0] + w[r][1] + w[r][2];
+    for (int64_t c = 0; c < 3; ++c) {
+      EXPECT_NEAR(weighted[r][c].item<double>(), w[r][c], 1e-6) << r << "," << c;
+      EXPECT_NEAR(tfidf[r][c].item<double>(), sum > 0 ? w[r][c] / sum : 0.0, 1e-6) << r << "," << c;
+    }
+  }
+  // A column no row uses stays zero; negative values are rejected with their position.
+  d.x.select(1, 2).zero_();
+  EXPECT_TRUE(at::equal(qgnn::tfidf_weight(d.x).select(1, 2), at::zeros({5})));
+  d.x[3][1] = -1.0f;
+  EXPECT_ERROR(qgnn::tfidf_weight(d.x), "tfidf", "got -1 at [3, 1]");
 }
 
 TEST(DatasetFeatureNormTest, ParsesNames) {
@@ -364,7 +395,11 @@ TEST(DatasetFeatureNormTest, ParsesNames) {
   EXPECT_EQ(qgnn::parse_feature_norm("none"), qgnn::FeatureNorm::kNone);
   EXPECT_EQ(qgnn::parse_feature_norm("row"), qgnn::FeatureNorm::kRow);
   EXPECT_EQ(qgnn::parse_feature_norm("binarize"), qgnn::FeatureNorm::kBinarize);
-  EXPECT_ERROR(qgnn::parse_feature_norm("l2"), "'l2'", "auto, none, row, binarize");
+  EXPECT_EQ(qgnn::parse_feature_norm("tfidf"), qgnn::FeatureNorm::kTfidf);
+  for (const char* name : {"auto", "none", "row", "binarize", "tfidf"}) {
+    EXPECT_EQ(qgnn::to_string(qgnn::parse_feature_norm(name)), name);
+  }
+  EXPECT_ERROR(qgnn::parse_feature_norm("l2"), "'l2'", "auto, none, row, binarize, tfidf");
 }
 
 TEST_F(DatasetTest, ResolvesDatasetPaths) {

@@ -73,12 +73,29 @@ QGNN_API std::string resolve_dataset_path(const std::string& name_or_path);
 QGNN_API void split_random(Dataset& d, int64_t seed, int64_t train_per_class = 20,
                            int64_t val_per_class = 30);
 
-enum class FeatureNorm { kAuto, kNone, kRow, kBinarize };
+enum class FeatureNorm { kAuto, kNone, kRow, kBinarize, kTfidf };
 
-// Feature preprocessing: kRow divides each row by its sum (Kipf's citation setting);
-// kBinarize sets x = min(x, 1) (PyG's Coauthor convention); kAuto = kRow for datasets
-// with a public (Planetoid) split, else kBinarize. Returns a new [N, F] tensor.
+// Feature preprocessing (returns a new [N, F] float32 tensor):
+//   kNone      x as stored;
+//   kRow       each row divided by its sum (Kipf's citation setting; zero rows stay zero);
+//   kBinarize  min(x, 1) (PyG's Coauthor convention for keyword counts);
+//   kTfidf     TF-IDF weighting as Planetoid's PubMed features are built: x[i, j] *
+//              log(N / df_j), df_j = rows with x[i, j] != 0 (a column no row uses stays
+//              zero), then each row divided by its sum;
+//   kAuto      auto_feature_norm(d).
+// REQUIRES for kTfidf: x >= 0 (term counts or indicators); throws c10::Error naming the
+// first negative value otherwise.
 QGNN_API at::Tensor preprocess_features(const Dataset& d, FeatureNorm norm);
+// kAuto resolved for a dataset: kRow when the file has a public (Planetoid) split;
+// else kBinarize when x holds counts (every value a non-negative integer: bag-of-words
+// indicators, keyword counts); else kNone, so continuous features (embeddings, Gaussian
+// class means plus noise) stay continuous. kAuto when x is not loaded.
+QGNN_API FeatureNorm auto_feature_norm(const Dataset& d);
+// x * idf_j (kTfidf before its row normalization), for models that normalize rows
+// themselves (ModelConfig::row_normalize_input). x: [N, F] float32, x >= 0.
+QGNN_API at::Tensor tfidf_weight(const at::Tensor& x);
+// "auto", "none", "row", "binarize", "tfidf"; throws c10::Error naming the bad value.
 QGNN_API FeatureNorm parse_feature_norm(const std::string& s);
+QGNN_API std::string to_string(FeatureNorm norm);
 
 }  // namespace qgnn

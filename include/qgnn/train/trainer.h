@@ -39,17 +39,22 @@ struct QGNN_API TrainData {
             torch::Tensor val, torch::Tensor test);
 };
 
-// kAuto resolved for a dataset: kRow for datasets with a public (Planetoid) split, else
-// kBinarize (see preprocess_features).
+// kAuto resolved for a dataset (auto_feature_norm: kRow with a public split, kBinarize
+// for counts, kNone for continuous features); other values are returned as they are.
 QGNN_API FeatureNorm resolve_feature_norm(const Dataset& d, FeatureNorm norm);
+// True when `norm` ends with a row normalization (kRow, kTfidf), which make_train_data
+// leaves to the model (ModelConfig::row_normalize_input) so that the stored, quantized
+// input holds the values before it.
+QGNN_API bool model_normalizes_rows(FeatureNorm norm);
 
 // Benchmark family of a dataset: kCitation when it has a public (Planetoid) split,
 // else kRandomSplit (Shchur et al.'s setting); selects preset variants (make_preset).
 QGNN_API DatasetFamily dataset_family(const Dataset& d);
 
 // The training problem for a dataset and its current masks. Features are preprocessed by
-// `norm`, except kRow, which models apply themselves (ModelConfig::row_normalize_input)
-// so that the stored input stays raw; callers set that flag when norm is kRow.
+// `norm`, except its row normalization (kRow, kTfidf: model_normalizes_rows), which
+// models apply themselves (ModelConfig::row_normalize_input) so that the stored input
+// holds the values before it; callers set that flag when model_normalizes_rows(norm).
 // Features are stored sparse when at most 40% are non-zero (ops/features.h).
 QGNN_API TrainData make_train_data(const Dataset& d, FeatureNorm norm);
 
