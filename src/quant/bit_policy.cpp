@@ -116,6 +116,18 @@ struct Parser {
     fail("unknown granularity '" + s + "' (row, tensor or bucket)");
   }
 
+  Rounding rounding(const std::string& s) const {
+    if (s == "nearest") return Rounding::kNearest;
+    if (s == "nonzero") return Rounding::kNonzero;
+    fail("unknown rounding '" + s + "' (nearest or nonzero)");
+  }
+
+  bool on_off(const std::string& s) const {
+    if (s == "on") return true;
+    if (s == "off") return false;
+    fail("expected on or off, got '" + s + "'");
+  }
+
   // "4@<=2,3@<=8,2" or "4,3,2".
   DegreeBuckets buckets(const std::string& s) const {
     DegreeBuckets b;
@@ -189,6 +201,18 @@ BitPolicy BitPolicy::parse(const std::string& spec_in) {
       const Granularity g = ps.granularity(value);
       p.gran_[QuantRole::kEmbedding] = g;
       p.gran_[QuantRole::kAttention] = g;
+    } else if (key == "round") {
+      const Rounding r = ps.rounding(value);
+      p.round_[QuantRole::kEmbedding] = r;
+      p.round_[QuantRole::kAttention] = r;
+    } else if (key == "cols") {
+      const bool on = ps.on_off(value);
+      p.cols_[QuantRole::kEmbedding] = on;
+      p.cols_[QuantRole::kAttention] = on;
+    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "round") {
+      p.round_[ps.role(parts[0])] = ps.rounding(value);
+    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "cols") {
+      p.cols_[ps.role(parts[0])] = ps.on_off(value);
     } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "taq") {
       p.taq_role_[ps.role(parts[0])] = ps.buckets(value);
     } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "gran") {
@@ -210,6 +234,13 @@ std::string BitPolicy::to_string() const {
     c.push_back(std::string(role_name(role)) + "=" + std::to_string(b));
   for (const auto& [role, g] : gran_) {
     c.push_back(std::string(role_name(role)) + ".gran=" + gran_name(g));
+  }
+  for (const auto& [role, r] : round_) {
+    if (r != Rounding::kNearest)
+      c.push_back(std::string(role_name(role)) + ".round=" + qgnn::to_string(r));
+  }
+  for (const auto& [role, on] : cols_) {
+    if (on) c.push_back(std::string(role_name(role)) + ".cols=on");
   }
   if (taq_all_) c.push_back("taq=" + buckets_to_string(*taq_all_));
   for (const auto& [role, b] : taq_role_) {
@@ -240,6 +271,19 @@ Granularity BitPolicy::granularity(QuantRole role) const {
   if (auto it = gran_.find(role); it != gran_.end()) return it->second;
   return role == QuantRole::kEmbedding ? Granularity::kRow : Granularity::kTensor;
 }
+
+Rounding BitPolicy::rounding(QuantRole role) const {
+  auto it = round_.find(role);
+  return it != round_.end() ? it->second : Rounding::kNearest;
+}
+
+bool BitPolicy::column_scales(QuantRole role) const {
+  auto it = cols_.find(role);
+  return it != cols_.end() && it->second;
+}
+
+void BitPolicy::set_rounding(QuantRole role, Rounding r) { round_[role] = r; }
+void BitPolicy::set_column_scales(QuantRole role, bool on) { cols_[role] = on; }
 
 bool BitPolicy::is_full_precision() const {
   auto all32 = [](const auto& m) {

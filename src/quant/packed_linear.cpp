@@ -197,7 +197,9 @@ at::Tensor packed_linear(const PackedTensor& x, const at::Tensor& weight, const 
     return out;
   }
   if (x.layout() == PackedLayout::kIndexList) {
-    linear_index_list(x, w, b, out);
+    // The index-list path reads codes, not decoded rows: column scales fold into W.
+    const at::Tensor& c = x.column_scale();
+    linear_index_list(x, c.defined() ? (w * c.unsqueeze(0)).contiguous() : w, b, out);
     return out;
   }
   if (DnnlSgemm sgemm = dnnl_sgemm(); sgemm != nullptr && linear_tiles(sgemm, x, w, b, out)) {

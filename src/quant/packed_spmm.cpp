@@ -118,6 +118,8 @@ at::Tensor packed_spmm(const at::Tensor& indptr, const at::Tensor& indices, cons
   const int64_t be = bad.load();
   TORCH_CHECK(be < 0, "packed_spmm: indices[", be, "] = ", be >= 0 ? ix.data_ptr<int64_t>()[be] : 0,
               " is not a row of x (N = ", x.num_rows(), ")");
+  // Column scales commute with the sum over edges: applied once per output value.
+  if (x.column_scale().defined()) out.mul_(x.column_scale().unsqueeze(0));
   return out;
 }
 

@@ -239,9 +239,30 @@ void for_each_row(const char* fn_name, const Kernels& k, const float* x, const P
   err.check(fn_name, p.n);
 }
 
-at::Tensor fake_quantize_impl(const at::Tensor& x_in, const RowBits& rows, Granularity gran) {
+// The kernels' nz argument: 1 when non-zero values must keep a non-zero code (kNonzero,
+// in a row whose range starts at 0, where code 0 decodes to exactly 0).
+float nonzero_floor(const QuantOptions& opt, float lo) {
+  return opt.rounding == Rounding::kNonzero && lo == 0.0f ? 1.0f : 0.0f;
+}
+
+void check_column_scale(const char* fn, const QuantOptions& opt, int64_t f) {
+  const at::Tensor& c = opt.column_scale;
+  if (!c.defined()) return;
+  TORCH_CHECK(
+      c.dim() == 1 && c.size(0) == f && c.scalar_type() == at::kFloat && c.device().is_cpu(), fn,
+      ": column_scale must be a [F = ", f, "] float32 CPU tensor, got ", c.sizes(), " ",
+      c.scalar_type());
+  TORCH_CHECK(c.gt(0).all().item<bool>() && c.isfinite().all().item<bool>(), fn,
+              ": column_scale must be finite and > 0");
+}
+
+at::Tensor fake_quantize_impl(const at::Tensor& x_in, const RowBits& rows, Granularity gran,
+                              const QuantOptions& opt) {
   const Plan p = make_plan("fake_quantize", x_in, rows, gran);
-  const at::Tensor x = x_in.contiguous();
+  check_column_scale("fake_quantize", opt, p.f);
+  const bool cols = opt.column_scale.defined() && p.any_quantized;
+  const at::Tensor x =
+      cols ? (x_in / opt.column_scale.unsqueeze(0)).contiguous() : x_in.contiguous();
   at::Tensor y = at::empty({p.n, p.f}, x.options());
   if (p.n == 0 || p.f == 0) return y;
   std::vector<float> params(static_cast<size_t>(2 * p.num_params));
@@ -262,10 +283,10 @@ at::Tensor fake_quantize_impl(const at::Tensor& x_in, const RowBits& rows, Granu
                    k.pack_half(xr, f, buf.data());
                    k.decode(buf.data(), buf.data() + buf.size(), f, 16, 1.0f, 0.0f, yr);
                  } else {
-                   k.fake(xr, f, b, scale, lo, yr);
+                   k.fake(xr, f, b, scale, lo, nonzero_floor(opt, lo), yr);
                  }
                });
-  return y;
+  return cols ? y.mul_(opt.column_scale.unsqueeze(0)) : y;
 }
 
 // Straight-through estimator (SGQuant Sec. III-D): the ranges come from x itself, so every
@@ -273,12 +294,12 @@ at::Tensor fake_quantize_impl(const at::Tensor& x_in, const RowBits& rows, Granu
 class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* /*ctx*/, const at::Tensor& x,
-                            const RowBits& rows, Granularity gran) {
-    return fake_quantize_impl(x, rows, gran);
+                            const RowBits& rows, Granularity gran, const QuantOptions& opt) {
+    return fake_quantize_impl(x, rows, gran, opt);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* /*ctx*/,
                                                  torch::autograd::variable_list grad) {
-    return {grad[0], at::Tensor(), at::Tensor()};
+    return {grad[0], at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -347,10 +368,15 @@ void PackedTensorAccess::to_index_list(PackedTensor& t, const std::vector<int64_
 }
 
 PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Granularity gran,
-                                PackLayoutChoice layout) {
+                                PackLayoutChoice layout, const QuantOptions& opt) {
   const Plan p = make_plan("PackedTensor::pack", x_in, rows, gran);
-  const at::Tensor x = x_in.contiguous();
+  check_column_scale("PackedTensor::pack", opt, p.f);
+  // Column-scaled values are a transient copy of x; the result keeps only the scales.
+  const bool cols = opt.column_scale.defined() && p.any_quantized;
+  const at::Tensor x =
+      cols ? (x_in / opt.column_scale.unsqueeze(0)).contiguous() : x_in.contiguous();
   PackedTensor t;
+  if (cols) t.col_scale_ = opt.column_scale.contiguous().clone();
   t.rows_ = p.n;
   t.cols_ = p.f;
   t.group_bits_ = p.gbits;
@@ -386,7 +412,7 @@ PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Gra
                  else if (b == 16)
                    k.pack_half(xr, f, out);
                  else if (f > 0)
-                   k.pack(xr, f, b, scale, lo, out);
+                   k.pack(xr, f, b, scale, lo, nonzero_floor(opt, lo), out);
                });
   const bool all_one_bit =
       std::all_of(p.gbits.begin(), p.gbits.end(), [](int b) { return b == 1; });
@@ -412,6 +438,8 @@ PackedTensor PackedTensor::concat_rows(std::vector<PackedTensor> parts, PackLayo
   for (size_t i = 0; i < parts.size(); ++i) {
     const PackedTensor& p = parts[i];
     TORCH_CHECK(p.defined(), "PackedTensor::concat_rows: part ", i, " is undefined");
+    TORCH_CHECK(!p.col_scale_.defined(), "PackedTensor::concat_rows: part ", i,
+                " has column scales (their rows cannot be stacked)");
     TORCH_CHECK(p.group_bits_.size() == 1 && !p.row_group_.defined(),
                 "PackedTensor::concat_rows: part ", i, " has ", p.group_bits_.size(),
                 " row groups (only uniform bits are supported)");
@@ -526,6 +554,7 @@ int64_t PackedTensor::nbytes() const {
     bytes += static_cast<int64_t>(group_bits_.size());  // one byte per group's bits
   }
   if (params_.defined()) bytes += params_.numel() * 4;
+  if (col_scale_.defined()) bytes += col_scale_.numel() * 4;
   return bytes;
 }
 
@@ -557,15 +586,24 @@ void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
         } else {
           for (int64_t e = eb; e < ee; ++e) o[v.idx32[e]] = one;
         }
+        scale_columns(o, f);
       }
     });
     return;
   }
   at::parallel_for(begin, end, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
-      k.decode(v.data(r), v.end, f, v.bits(r), v.scale(r), v.lo(r), out + (r - begin) * f);
+      float* o = out + (r - begin) * f;
+      k.decode(v.data(r), v.end, f, v.bits(r), v.scale(r), v.lo(r), o);
+      scale_columns(o, f);
     }
   });
+}
+
+void PackedTensor::scale_columns(float* row, int64_t f) const {
+  if (!col_scale_.defined()) return;
+  const float* c = col_scale_.data_ptr<float>();
+  for (int64_t j = 0; j < f; ++j) row[j] *= c[j];
 }
 
 at::Tensor PackedTensor::decode() const {
@@ -652,8 +690,20 @@ float PackedTensor::row_lo(int64_t r) const {
   return PackedTensorAccess::view(*this).lo(r);
 }
 
-at::Tensor fake_quantize(const at::Tensor& x, const RowBits& rows, Granularity gran) {
-  return FakeQuantizeFunction::apply(x, rows, gran);
+at::Tensor fake_quantize(const at::Tensor& x, const RowBits& rows, Granularity gran,
+                         const QuantOptions& opt) {
+  return FakeQuantizeFunction::apply(x, rows, gran, opt);
 }
+
+at::Tensor column_scales(const at::Tensor& x) {
+  TORCH_CHECK(x.defined() && x.dim() == 2 && x.scalar_type() == at::kFloat,
+              "column_scales: x must be a [N, F] float32 tensor");
+  at::NoGradGuard no_grad;
+  const at::Tensor count = x.ne(0).sum(0).to(at::kFloat);
+  const at::Tensor mean = x.abs().sum(0) / count.clamp_min(1);
+  return at::where(mean > 0, mean, at::ones_like(mean)).contiguous();
+}
+
+std::string to_string(Rounding r) { return r == Rounding::kNonzero ? "nonzero" : "nearest"; }
 
 }  // namespace qgnn

@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "quant/cpu/pack_kernel.h"
@@ -19,12 +20,26 @@ namespace {
 
 // The 1-bit code of v over [lo, hi] is 1 iff (v - lo) / scale > 1/2 (packed_tensor.h:
 // round half to even sends 1/2 to 0, anything above to 1 after the clamp), evaluated in
-// float32 exactly as the pack kernels do.
+// float32 exactly as the pack kernels do; with Rounding::kNonzero and lo == 0 every
+// non-zero v is a 1 as well.
 struct OneBitRange {
   float lo = 0.0f, scale = 1.0f;
-  OneBitRange(float l, float h) : lo(l), scale(quant_cpu::affine_scale(l, h, 1)) {}
-  bool one(float v) const { return (v - lo) / scale > 0.5f; }
+  bool nonzero = false;
+  OneBitRange(float l, float h, Rounding r)
+      : lo(l),
+        scale(quant_cpu::affine_scale(l, h, 1)),
+        nonzero(r == Rounding::kNonzero && l == 0.0f) {}
+  bool one(float v) const { return (v - lo) / scale > 0.5f || (nonzero && v != 0.0f); }
 };
+
+// The options a policy gives the points of a role, for tensor x (column scales are
+// measured on x itself).
+QuantOptions point_options(const BitPolicy& policy, QuantRole role, const at::Tensor& x) {
+  QuantOptions o;
+  o.rounding = policy.rounding(role);
+  if (policy.column_scales(role)) o.column_scale = column_scales(x.detach());
+  return o;
+}
 
 // Rows of the input as the statistics read them: dense rows, or CSR rows whose missing
 // entries are zeros.
@@ -96,19 +111,22 @@ struct InputCodeStats::State {
   InputRows rows;
   // Per row: range (implicit zeros included) and 1-codes under the row's own range.
   std::vector<float> row_min, row_max;
-  int64_t row_ones = 0;
-  std::mutex mu;  // guards the caches below
-  std::optional<int64_t> tensor_ones;
-  std::vector<std::pair<at::Tensor, int64_t>> bucket_ones;  // (row groups uint8 [N], ones)
+  int64_t row_ones[2] = {0, 0};  // by Rounding: kNearest, kNonzero
+  std::mutex mu;                 // guards the caches below
+  std::optional<int64_t> tensor_ones[2];
+  // (row groups uint8 [N], rounding, ones)
+  std::vector<std::tuple<at::Tensor, Rounding, int64_t>> bucket_ones;
+  // The statistics of x / column_scales(x) (policies with cols=on), built on first use.
+  std::shared_ptr<InputCodeStats> column_scaled;
 
   // Appends the per-row statistics of rows [0, r.n) of r; throws on non-finite values.
   void add_rows(const InputRows& r, int64_t first_row) {
     const size_t base = row_min.size();
     row_min.resize(base + static_cast<size_t>(r.n));
     row_max.resize(base + static_cast<size_t>(r.n));
-    std::atomic<int64_t> bad{r.n}, ones{0};
+    std::atomic<int64_t> bad{r.n}, ones{0}, ones_nz{0};
     at::parallel_for(0, r.n, quant_cpu::row_grain(r.f), [&](int64_t rb, int64_t re) {
-      int64_t local = 0;
+      int64_t local = 0, local_nz = 0;
       for (int64_t i = rb; i < re; ++i) {
         const float inf = std::numeric_limits<float>::infinity();
         float mn = inf, mx = -inf;
@@ -131,18 +149,23 @@ struct InputCodeStats::State {
         if (r.f == 0) mn = mx = 0.0f;
         row_min[base + static_cast<size_t>(i)] = mn;
         row_max[base + static_cast<size_t>(i)] = mx;
-        if (r.f > 0) local += r.ones(i, OneBitRange(mn, mx));
+        if (r.f > 0) {
+          local += r.ones(i, OneBitRange(mn, mx, Rounding::kNearest));
+          local_nz += r.ones(i, OneBitRange(mn, mx, Rounding::kNonzero));
+        }
       }
       ones += local;
+      ones_nz += local_nz;
     });
     TORCH_CHECK(bad.load() == r.n, "InputCodeStats: x must be finite, row ", first_row + bad.load(),
                 " holds NaN or infinity");
-    row_ones += ones.load();
+    row_ones[0] += ones.load();
+    row_ones[1] += ones_nz.load();
   }
 
   // 1-codes of the rows with group id g (all rows when group is null) over [lo, hi].
-  int64_t count(const uint8_t* group, int g, float lo, float hi) const {
-    const OneBitRange q(lo, hi);
+  int64_t count(const uint8_t* group, int g, float lo, float hi, Rounding rounding) const {
+    const OneBitRange q(lo, hi, rounding);
     std::atomic<int64_t> total{0};
     at::parallel_for(0, rows.n, quant_cpu::row_grain(rows.f), [&](int64_t rb, int64_t re) {
       int64_t local = 0;
@@ -201,29 +224,47 @@ void InputCodeStats::append_rows(const at::Tensor& rows) {
   rows_ += r.n;
 }
 
-int64_t InputCodeStats::ones(const RowBits& rb, Granularity gran) const {
+int64_t InputCodeStats::ones(const RowBits& rb, Granularity gran, Rounding rounding,
+                             bool column_scaled) const {
   if (!state_ || rows_ == 0 || cols_ == 0) return 0;
   State& st = *state_;
-  if (gran == Granularity::kRow) return st.row_ones;
+  if (column_scaled) {
+    TORCH_CHECK(st.x.defined(),
+                "InputCodeStats::ones: statistics built with append_rows() cannot measure "
+                "column-scaled codes (cols=on)");
+    std::shared_ptr<InputCodeStats> scaled;
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      if (!st.column_scaled) {
+        const at::Tensor x = st.x.to_dense().detach();
+        st.column_scaled =
+            std::make_shared<InputCodeStats>(NodeFeatures(x / column_scales(x).unsqueeze(0)));
+      }
+      scaled = st.column_scaled;
+    }
+    return scaled->ones(rb, gran, rounding, false);
+  }
+  const int ri = rounding == Rounding::kNonzero ? 1 : 0;
+  if (gran == Granularity::kRow) return st.row_ones[ri];
   TORCH_CHECK(st.x.defined(),
               "InputCodeStats::ones: statistics built with append_rows() know "
               "per-row ranges only (Granularity::kRow)");
   const bool grouped = rb.row_group.defined() && rb.num_groups() > 1;
   std::lock_guard<std::mutex> lock(st.mu);
   if (gran == Granularity::kTensor || !grouped) {
-    if (!st.tensor_ones) {
+    if (!st.tensor_ones[ri]) {
       const float lo = *std::min_element(st.row_min.begin(), st.row_min.end());
       const float hi = *std::max_element(st.row_max.begin(), st.row_max.end());
-      st.tensor_ones = st.count(nullptr, 0, lo, hi);
+      st.tensor_ones[ri] = st.count(nullptr, 0, lo, hi, rounding);
     }
-    return *st.tensor_ones;
+    return *st.tensor_ones[ri];
   }
   TORCH_CHECK(rb.row_group.dim() == 1 && rb.row_group.size(0) == rows_,
               "InputCodeStats::ones: rows.row_group must have N = ", rows_, " entries, got ",
               rb.row_group.sizes());
   const at::Tensor group = rb.row_group.to(at::kByte).contiguous();
-  for (const auto& [key, ones] : st.bucket_ones) {
-    if (at::equal(key, group)) return ones;
+  for (const auto& [key, r, ones] : st.bucket_ones) {
+    if (r == rounding && at::equal(key, group)) return ones;
   }
   const uint8_t* gp = group.data_ptr<uint8_t>();
   const int64_t g = rb.num_groups();
@@ -235,10 +276,10 @@ int64_t InputCodeStats::ones(const RowBits& rb, Granularity gran) const {
   }
   int64_t ones = 0;
   for (int64_t i = 0; i < g; ++i) {
-    if (lo[i] <= hi[i]) ones += st.count(gp, static_cast<int>(i), lo[i], hi[i]);
+    if (lo[i] <= hi[i]) ones += st.count(gp, static_cast<int>(i), lo[i], hi[i], rounding);
   }
   if (st.bucket_ones.size() >= 16) st.bucket_ones.erase(st.bucket_ones.begin());
-  st.bucket_ones.emplace_back(group, ones);
+  st.bucket_ones.emplace_back(group, rounding, ones);
   return ones;
 }
 
@@ -261,7 +302,9 @@ NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
     if (it != cache_.end() && it->second.source.is_same(storage)) return it->second.value;
   }
   const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
-  at::Tensor q = fake_quantize(h.to_dense(), rb, policy_.granularity(QuantRole::kEmbedding));
+  const at::Tensor x = h.to_dense();
+  at::Tensor q = fake_quantize(x, rb, policy_.granularity(QuantRole::kEmbedding),
+                               point_options(policy_, QuantRole::kEmbedding, x));
   NodeFeatures out = h.is_sparse() ? NodeFeatures::from_dense(q, 1.0) : NodeFeatures(q);
   if (constant) cache_[layer] = Cached{storage, out};
   return out;
@@ -273,7 +316,8 @@ at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, cons
   const RowBits rb = policy_.row_bits(p, attention_row_degree(g));
   const bool flat = alpha.dim() == 1;
   at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
-  at::Tensor q = fake_quantize(a2, rb, policy_.granularity(QuantRole::kAttention));
+  at::Tensor q = fake_quantize(a2, rb, policy_.granularity(QuantRole::kAttention),
+                               point_options(policy_, QuantRole::kAttention, a2));
   return flat ? q.squeeze(1) : q;
 }
 
@@ -293,9 +337,11 @@ NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h
   const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
   // Hidden embeddings stay bitmaps: their stored bytes then follow from the shapes
   // (memory_report); only the input's layout depends on its values (InputCodeStats).
+  const at::Tensor x = h.to_dense();
   auto packed = std::make_shared<const PackedTensor>(
-      PackedTensor::pack(h.to_dense(), rb, policy_.granularity(QuantRole::kEmbedding),
-                         layer == 0 ? PackLayoutChoice::kAuto : PackLayoutChoice::kBitmap));
+      PackedTensor::pack(x, rb, policy_.granularity(QuantRole::kEmbedding),
+                         layer == 0 ? PackLayoutChoice::kAuto : PackLayoutChoice::kBitmap,
+                         point_options(policy_, QuantRole::kEmbedding, x)));
   stored_[{layer, false}] = packed->nbytes();
   return NodeFeatures(packed);
 }
@@ -309,9 +355,10 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
   }
   const RowBits rb = policy_.row_bits(p, attention_row_degree(g));
   const bool flat = alpha.dim() == 1;
-  const PackedTensor packed =
-      PackedTensor::pack(flat ? alpha.unsqueeze(1) : alpha, rb,
-                         policy_.granularity(QuantRole::kAttention), PackLayoutChoice::kBitmap);
+  const at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
+  const PackedTensor packed = PackedTensor::pack(a2, rb, policy_.granularity(QuantRole::kAttention),
+                                                 PackLayoutChoice::kBitmap,
+                                                 point_options(policy_, QuantRole::kAttention, a2));
   stored_[{layer, true}] = packed.nbytes();
   at::Tensor out = packed.decode();
   return flat ? out.squeeze(1) : out;
@@ -321,8 +368,10 @@ std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const Grap
                                                const BitPolicy& policy) {
   const QuantPoint p{0, QuantRole::kEmbedding};
   const RowBits rb = policy.row_bits(p, embedding_row_degree(ops));
+  const at::Tensor d = x.to_dense();
   return std::make_shared<const PackedTensor>(
-      PackedTensor::pack(x.to_dense(), rb, policy.granularity(QuantRole::kEmbedding)));
+      PackedTensor::pack(d, rb, policy.granularity(QuantRole::kEmbedding), PackLayoutChoice::kAuto,
+                         point_options(policy, QuantRole::kEmbedding, d)));
 }
 
 MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
@@ -342,7 +391,11 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
     m.values = info.rows * info.cols;
     m.fp32_bytes = 4 * m.values;
     const Granularity gran = policy.granularity(role);
-    const PackedSize s = packed_size(info.rows, info.cols, rb, gran);
+    PackedSize s = packed_size(info.rows, info.cols, rb, gran);
+    const bool cols =
+        policy.column_scales(role) &&
+        std::any_of(rb.group_bits.begin(), rb.group_bits.end(), [](int b) { return b <= 8; });
+    if (cols) s.bytes += 4 * info.cols;  // the column scales (float32 [F])
     m.dense_bytes = s.bytes;
     m.dense_code_bytes = s.code_bytes;
     m.stored_bytes = s.bytes;
@@ -355,7 +408,7 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
                   input->num_cols(), "] features, the model's input point is [", info.rows, ", ",
                   info.cols, "]");
       const bool several_groups = rb.row_group.defined() && rb.num_groups() > 1;
-      const int64_t ones = one_bit ? input->ones(rb, gran) : 0;
+      const int64_t ones = one_bit ? input->ones(rb, gran, policy.rounding(role), cols) : 0;
       if (one_bit &&
           index_list_is_smaller(info.rows, info.cols, ones, s.code_bytes, several_groups)) {
         // The layout PackedTensor::pack chooses; its offsets replace the bitmap's.

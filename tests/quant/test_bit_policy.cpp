@@ -2,6 +2,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "qgnn/quant/bit_policy.h"
 
 namespace qgnn {
@@ -29,7 +33,8 @@ TEST(BitPolicy, ResolvesUniformComponentAndLayerBits) {
 TEST(BitPolicy, CanonicalTextRoundTrips) {
   for (const char* spec :
        {"fp32", "bits=4", "emb=4;att=2;layer1.emb=8;taq=4@<=2,3@<=8,2", "emb=1;att.taq=4,3,2",
-        "bits=16;emb.gran=tensor;att.gran=bucket;layer3.att=5", "emb=8;emb.taq=8@<=1,2"}) {
+        "bits=16;emb.gran=tensor;att.gran=bucket;layer3.att=5", "emb=8;emb.taq=8@<=1,2",
+        "emb=2;round=nonzero;emb.cols=on", "emb=1;emb.round=nonzero;cols=on;att.cols=off"}) {
     BitPolicy p = BitPolicy::parse(spec);
     const std::string text = p.to_string();
     BitPolicy q = BitPolicy::parse(text);
@@ -39,6 +44,32 @@ TEST(BitPolicy, CanonicalTextRoundTrips) {
   // Canonical order and white space do not depend on how the spec was written.
   EXPECT_EQ(BitPolicy::parse(" layer1.emb = 8 ; att=2;emb=4 ").to_string(),
             "emb=4;att=2;layer1.emb=8");
+}
+
+TEST(BitPolicy, RoundingAndColumnScalesPerComponent) {
+  const BitPolicy d = BitPolicy::parse("emb=2");
+  EXPECT_EQ(d.rounding(QuantRole::kEmbedding), Rounding::kNearest);  // SGQuant's default
+  EXPECT_FALSE(d.column_scales(QuantRole::kEmbedding));
+  const BitPolicy p = BitPolicy::parse("emb=2;round=nonzero;att.round=nearest;emb.cols=on");
+  EXPECT_EQ(p.rounding(QuantRole::kEmbedding), Rounding::kNonzero);
+  EXPECT_EQ(p.rounding(QuantRole::kAttention), Rounding::kNearest);
+  EXPECT_TRUE(p.column_scales(QuantRole::kEmbedding));
+  EXPECT_FALSE(p.column_scales(QuantRole::kAttention));
+  EXPECT_EQ(p.to_string(), "emb=2;emb.round=nonzero;emb.cols=on");
+  // The defaults print nothing: an explicit default equals the policy without it.
+  EXPECT_TRUE(BitPolicy::parse("emb=2;round=nearest;cols=off") == d);
+  for (const auto& [spec, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"emb=2;round=up", "unknown rounding 'up' (nearest or nonzero) in 'round=up'"},
+           {"emb=2;emb.cols=yes", "expected on or off, got 'yes' in 'emb.cols=yes'"},
+           {"emb=2;w.round=nonzero", "unknown key 'w.round'"}}) {
+    try {
+      BitPolicy::parse(spec);
+      ADD_FAILURE() << spec << " parsed";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what_without_backtrace()).find(needle), std::string::npos)
+          << e.what_without_backtrace();
+    }
+  }
 }
 
 TEST(BitPolicy, TaqCapsBitsByInDegreeBucket) {

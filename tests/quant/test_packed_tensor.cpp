@@ -61,7 +61,8 @@ struct Reference {
   std::vector<int> bits;         // per row
 };
 
-Reference reference(const at::Tensor& x_in, const RowBits& rows, Granularity gran) {
+Reference reference(const at::Tensor& x_in, const RowBits& rows, Granularity gran,
+                    Rounding rounding = Rounding::kNearest) {
   const at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), f = x.size(1);
   const float* xp = x.data_ptr<float>();
@@ -125,7 +126,11 @@ Reference reference(const at::Tensor& x_in, const RowBits& rows, Granularity gra
     ref.lo[r] = lo;
     for (int64_t k = 0; k < f; ++k) {
       const float t = (xp[r * f + k] - lo) / scale;
-      const float q = std::min(std::max(std::nearbyint(t), 0.0f), maxq);
+      float q = std::min(std::max(std::nearbyint(t), 0.0f), maxq);
+      // kNonzero: in a row whose range starts at 0, a non-zero value keeps a non-zero code.
+      if (rounding == Rounding::kNonzero && lo == 0.0f && xp[r * f + k] != 0.0f) {
+        q = std::max(q, 1.0f);
+      }
       volatile float prod = q * scale;  // no FMA contraction: two roundings
       ref.codes[r][k] = static_cast<int32_t>(q);
       ref.xhat[r][k] = lo + prod;
@@ -218,6 +223,106 @@ TEST(PackedTensor, HandComputedTwoBitRow) {
   EXPECT_TRUE(at::equal(t.decode(), x));
   EXPECT_EQ(t.nbytes(), 1 + 8);
   EXPECT_DOUBLE_EQ(t.average_bits(), 2.0);
+}
+
+TEST(PackedTensor, NonzeroRoundingByHand) {
+  // x = [[0, 0.1, 0.4, 3]] at 2 bits: lo 0, scale 1. Nearest: codes 0 0 0 3 (0.1 and 0.4
+  // vanish); nonzero: 0 1 1 3, and the zero stays exactly 0.
+  const at::Tensor x = at::tensor({0.0f, 0.1f, 0.4f, 3.0f}).reshape({1, 4});
+  const PackedTensor nearest = PackedTensor::pack(x, RowBits::uniform(2));
+  EXPECT_TRUE(
+      at::equal(nearest.codes_as_int(), at::tensor({0, 0, 0, 3}, at::kInt).reshape({1, 4})));
+  QuantOptions nz;
+  nz.rounding = Rounding::kNonzero;
+  const PackedTensor kept =
+      PackedTensor::pack(x, RowBits::uniform(2), Granularity::kRow, PackLayoutChoice::kAuto, nz);
+  EXPECT_TRUE(at::equal(kept.codes_as_int(), at::tensor({0, 1, 1, 3}, at::kInt).reshape({1, 4})));
+  EXPECT_TRUE(at::equal(kept.decode(), at::tensor({0.0f, 1.0f, 1.0f, 3.0f}).reshape({1, 4})));
+  // A row without a zero in its range (lo = -1) rounds as nearest: 0.1 -> code 1 either way.
+  const at::Tensor y = at::tensor({-1.0f, 0.0f, 0.1f, 2.0f}).reshape({1, 4});
+  EXPECT_TRUE(at::equal(
+      PackedTensor::pack(y, RowBits::uniform(2), Granularity::kRow, PackLayoutChoice::kAuto, nz)
+          .codes_as_int(),
+      PackedTensor::pack(y, RowBits::uniform(2)).codes_as_int()));
+}
+
+TEST(PackedTensor, NonzeroRoundingMatchesReferenceEveryWidthIsaAndGranularity) {
+  // Sparse non-negative rows (TF-IDF-like: 85% zeros, magnitudes over three decades), some
+  // rows shifted negative (lo != 0) and some all zero.
+  const std::vector<int> gb = {1, 2, 3, 4, 5, 6, 7, 8, 16, 32};
+  QuantOptions nz;
+  nz.rounding = Rounding::kNonzero;
+  for (int64_t f : kPackWidths) {
+    const int64_t n = 41;
+    torch::manual_seed(5 + f);
+    at::Tensor x =
+        (torch::rand({n, f}) < 0.15).to(torch::kFloat) * torch::exp(torch::rand({n, f}) * 7);
+    for (int64_t r = 0; r < n; r += 7) x[r].sub_(1.0f);
+    x[3].zero_();
+    const RowBits rows{random_groups(n, static_cast<int64_t>(gb.size()), 17 + f), gb};
+    for (Granularity gran : kAllGranularities) {
+      SCOPED_TRACE("F " + std::to_string(f) + " " + granularity_name(gran));
+      const Reference ref = reference(x, rows, gran, Rounding::kNonzero);
+      std::vector<at::Tensor> codes;
+      for (cpu::Isa isa : isas()) {
+        IsaGuard guard(isa);
+        const PackedTensor t = PackedTensor::pack(x, rows, gran, PackLayoutChoice::kBitmap, nz);
+        codes.push_back(t.codes_as_int());
+        ASSERT_TRUE(at::equal(codes.back(), ref.codes));
+        ASSERT_TRUE(bitwise_equal(t.decode(), ref.xhat));
+        // fake_quantize is pack + decode, bit for bit, with the same options.
+        ASSERT_TRUE(bitwise_equal(fake_quantize(x, rows, gran, nz), ref.xhat));
+      }
+      // The property itself: where lo == 0, zeros decode to 0 and non-zeros never do.
+      for (int64_t r = 0; r < n; ++r) {
+        if (ref.bits[r] > 8 || ref.lo[r] != 0.0f) continue;
+        const at::Tensor nonzero = x[r].ne(0);
+        EXPECT_TRUE(codes[0][r].masked_select(nonzero).ge(1).all().item<bool>()) << "row " << r;
+        EXPECT_TRUE(ref.xhat[r].masked_select(nonzero.logical_not()).eq(0).all().item<bool>());
+      }
+    }
+  }
+}
+
+TEST(PackedTensor, ColumnScalesStoreTfidfLosslesslyAtOneBit) {
+  // x = B * idf with a binary B: column_scales(x) = idf, and x / idf is binary, so 1 bit per
+  // value (row ranges [0, 1]) reproduces x exactly; decode, packed_linear and packed_spmm
+  // apply the scales.
+  const int64_t n = 30, f = 50;
+  torch::manual_seed(9);
+  const at::Tensor b = (torch::rand({n, f}) < 0.2).to(torch::kFloat);
+  b.select(1, 7).zero_();  // an unused column: scale 1
+  const at::Tensor idf = torch::log(torch::rand({f}) * 40 + 1.5).to(torch::kFloat);
+  const at::Tensor x = b * idf.unsqueeze(0);
+  QuantOptions opt;
+  opt.column_scale = column_scales(x);
+  EXPECT_TRUE(at::allclose(opt.column_scale.narrow(0, 0, 7), idf.narrow(0, 0, 7)));
+  EXPECT_EQ(opt.column_scale[7].item<float>(), 1.0f);
+  for (PackLayoutChoice layout : {PackLayoutChoice::kAuto, PackLayoutChoice::kBitmap}) {
+    const PackedTensor t =
+        PackedTensor::pack(x, RowBits::uniform(1), Granularity::kRow, layout, opt);
+    EXPECT_TRUE(at::allclose(t.decode(), x, 1e-6, 0)) << (t.decode() - x).abs().max().item<float>();
+    const PackedTensor plain =
+        PackedTensor::pack(x, RowBits::uniform(1), Granularity::kRow, layout);
+    EXPECT_EQ(t.nbytes(), plain.nbytes() + 4 * f);  // the scales' bytes
+    EXPECT_TRUE(
+        bitwise_equal(fake_quantize(x, RowBits::uniform(1), Granularity::kRow, opt), t.decode()));
+    const at::Tensor w = torch::randn({6, f});
+    EXPECT_TRUE(at::allclose(packed_linear(t, w), at::matmul(t.decode(), w.t()), 1e-4, 1e-4));
+    const CsrGraph g = testing::random_graph(n, 3.0, 4);
+    EXPECT_TRUE(at::allclose(packed_spmm(g, t), at::matmul(testing::dense_adjacency(g), t.decode()),
+                             1e-4, 1e-4));
+  }
+  // Column scales on a 32-bit tensor are ignored (nothing is quantized).
+  const PackedTensor full =
+      PackedTensor::pack(x, RowBits::uniform(32), Granularity::kRow, PackLayoutChoice::kAuto, opt);
+  EXPECT_FALSE(full.column_scale().defined());
+  EXPECT_TRUE(at::equal(full.decode(), x));
+  QuantOptions bad;
+  bad.column_scale = at::zeros({f});
+  EXPECT_THROW(
+      PackedTensor::pack(x, RowBits::uniform(2), Granularity::kRow, PackLayoutChoice::kAuto, bad),
+      c10::Error);
 }
 
 TEST(PackedTensor, RoundsHalfToEven) {

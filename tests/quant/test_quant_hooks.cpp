@@ -26,34 +26,38 @@ TEST(PackedInference, EqualsTheFakeQuantModelForEveryLayerType) {
   CsrGraph g = testing::random_graph(60, 4.0, 31, /*isolated=*/3);
   GraphOperators ops(g);
   NodeFeatures x = random_features(60, 24, 32);
-  for (const char* name : {"gcn", "gat", "agnn", "sage", "gin"}) {
-    torch::manual_seed(0);
-    Preset p = make_preset("kipf", parse_model_kind(name), 24, 5);
-    p.model.row_normalize_input = true;
-    GnnModel model(p.model);
-    model.eval();
-    torch::NoGradGuard ng;
-    const BitPolicy policy = BitPolicy::parse(kPolicy);
-    model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
-    auto fake = model.forward(ops, x);
-    auto packed_hook = std::make_shared<PackedInferenceHook>(policy);
-    model.set_quant_hook(packed_hook);
-    auto real = model.forward(ops, NodeFeatures(pack_input(x, ops, policy)));
-    EXPECT_TRUE(torch::allclose(fake, real, 1e-4, 1e-4))
-        << name << ": max diff " << (fake - real).abs().max().item<double>();
-    EXPECT_TRUE(torch::equal(fake.argmax(1), real.argmax(1))) << name;
-    // The report computed from shapes equals what packed storage holds, point by point.
-    MemoryReport report = memory_report(model, ops, policy);
-    ASSERT_EQ(report.points.size(), packed_hook->stored_bytes().size()) << name;
-    for (const PointMemory& m : report.points) {
-      const auto key = std::make_pair(m.point.layer, m.point.attention);
-      ASSERT_TRUE(packed_hook->stored_bytes().count(key)) << name << " layer " << m.point.layer;
-      EXPECT_EQ(packed_hook->stored_bytes().at(key), m.stored_bytes)
-          << name << " layer " << m.point.layer << (m.point.attention ? " att" : " emb");
+  for (const std::string policy_text :
+       {std::string(kPolicy), std::string(kPolicy) + ";round=nonzero;cols=on"}) {
+    for (const char* name : {"gcn", "gat", "agnn", "sage", "gin"}) {
+      SCOPED_TRACE(policy_text);
+      torch::manual_seed(0);
+      Preset p = make_preset("kipf", parse_model_kind(name), 24, 5);
+      p.model.row_normalize_input = true;
+      GnnModel model(p.model);
+      model.eval();
+      torch::NoGradGuard ng;
+      const BitPolicy policy = BitPolicy::parse(policy_text);
+      model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
+      auto fake = model.forward(ops, x);
+      auto packed_hook = std::make_shared<PackedInferenceHook>(policy);
+      model.set_quant_hook(packed_hook);
+      auto real = model.forward(ops, NodeFeatures(pack_input(x, ops, policy)));
+      EXPECT_TRUE(torch::allclose(fake, real, 1e-4, 1e-4))
+          << name << ": max diff " << (fake - real).abs().max().item<double>();
+      EXPECT_TRUE(torch::equal(fake.argmax(1), real.argmax(1))) << name;
+      // The report computed from shapes equals what packed storage holds, point by point.
+      MemoryReport report = memory_report(model, ops, policy);
+      ASSERT_EQ(report.points.size(), packed_hook->stored_bytes().size()) << name;
+      for (const PointMemory& m : report.points) {
+        const auto key = std::make_pair(m.point.layer, m.point.attention);
+        ASSERT_TRUE(packed_hook->stored_bytes().count(key)) << name << " layer " << m.point.layer;
+        EXPECT_EQ(packed_hook->stored_bytes().at(key), m.stored_bytes)
+            << name << " layer " << m.point.layer << (m.point.attention ? " att" : " emb");
+      }
+      // Quantization changes the output (the test is not vacuous).
+      model.set_quant_hook(nullptr);
+      EXPECT_FALSE(torch::allclose(model.forward(ops, x), fake, 1e-4, 1e-4)) << name;
     }
-    // Quantization changes the output (the test is not vacuous).
-    model.set_quant_hook(nullptr);
-    EXPECT_FALSE(torch::allclose(model.forward(ops, x), fake, 1e-4, 1e-4)) << name;
   }
 }
 
@@ -196,6 +200,26 @@ TEST(InputCodeStats, OnesEqualThePackedCodesEveryGranularityAndGrouping) {
                                  .codes_as_int()
                                  .sum()
                                  .item<int64_t>();
+      // With kNonzero rounding and with column scales (computed on x, as the hooks do).
+      for (const bool cols : {false, true}) {
+        for (const Rounding rounding : {Rounding::kNearest, Rounding::kNonzero}) {
+          QuantOptions opt;
+          opt.rounding = rounding;
+          if (cols) opt.column_scale = column_scales(x);
+          const int64_t want = PackedTensor::pack(x, rb, gran, PackLayoutChoice::kBitmap, opt)
+                                   .codes_as_int()
+                                   .sum()
+                                   .item<int64_t>();
+          const std::string what =
+              std::string(name) + " " + spec + " " + to_string(rounding) + (cols ? " cols" : "");
+          EXPECT_EQ(dense_stats.ones(rb, gran, rounding, cols), want) << what;
+          EXPECT_EQ(sparse_stats.ones(rb, gran, rounding, cols), want) << what << " (sparse)";
+          if (gran == Granularity::kRow && !cols) {
+            EXPECT_EQ(chunked.ones(rb, gran, rounding), want) << what << " (chunked)";
+          }
+        }
+      }
+      EXPECT_THROW(chunked.ones(rb, gran, Rounding::kNearest, true), c10::Error);
       EXPECT_EQ(dense_stats.ones(rb, gran), expect) << name << " " << spec;
       EXPECT_EQ(sparse_stats.ones(rb, gran), expect) << name << " " << spec << " (sparse)";
       EXPECT_EQ(dense_stats.ones(rb, gran), expect) << name << " " << spec << " (cached)";
@@ -227,7 +251,9 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
       for (const char* spec :
            {"emb=1", "emb=1;emb.gran=tensor", "emb=1;emb.gran=bucket", "emb=1;layer1.emb=4",
             "emb=1;taq=4@<=2,3@<=5,2;att=3", "emb=1;taq=4@<=2,3@<=5,2;gran=bucket",
-            "emb=1;emb.taq=4,3,2;emb.gran=tensor", "emb=2", "emb=2;taq=4@<=2,2@<=5,1"}) {
+            "emb=1;emb.taq=4,3,2;emb.gran=tensor", "emb=2", "emb=2;taq=4@<=2,2@<=5,1",
+            "emb=1;round=nonzero;cols=on;att=3", "emb=2;emb.cols=on;layer1.emb=3",
+            "emb=1;emb.round=nonzero;emb.gran=tensor"}) {
         SCOPED_TRACE(std::string(name) + " " + spec + (x.is_sparse() ? " sparse x" : " dense x"));
         torch::manual_seed(0);
         GnnModel model(make_preset("kipf", parse_model_kind(name), f, 5).model);
@@ -254,8 +280,11 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
           }
           // The input point as PackedTensor::pack stores it.
           const RowBits rb = policy.row_bits({0, QuantRole::kEmbedding}, embedding_row_degree(ops));
-          const PackedTensor packed =
-              PackedTensor::pack(xd, rb, policy.granularity(QuantRole::kEmbedding));
+          QuantOptions opt;
+          opt.rounding = policy.rounding(QuantRole::kEmbedding);
+          if (policy.column_scales(QuantRole::kEmbedding)) opt.column_scale = column_scales(xd);
+          const PackedTensor packed = PackedTensor::pack(
+              xd, rb, policy.granularity(QuantRole::kEmbedding), PackLayoutChoice::kAuto, opt);
           EXPECT_EQ(m.stored_bytes, packed.nbytes());
           EXPECT_EQ(m.stored_code_bytes, packed.code_bytes());
           EXPECT_EQ(m.layout, packed.layout());
@@ -275,7 +304,7 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
       }
     }
   }
-  EXPECT_EQ(index_points, 2 * 3 * 7);
+  EXPECT_EQ(index_points, 2 * 3 * 9);  // inputs x models x 1-bit input policies
   // Statistics of a different input shape are rejected.
   GnnModel model(make_preset("kipf", ModelKind::kGCN, f, 5).model);
   const InputCodeStats other{NodeFeatures(sparse_binary(n, f + 1, 0.01, 1))};

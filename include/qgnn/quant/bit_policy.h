@@ -16,11 +16,18 @@
 //            emb.taq=... / att.taq=... restrict TAQ to one component.
 //   gran     range granularity: gran=row|tensor|bucket, or emb.gran=..., att.gran=...
 //            (defaults: row for embeddings, tensor for attention).
+//   round    how values become codes: round=nearest|nonzero, or emb.round=, att.round=
+//            (default nearest, SGQuant's; nonzero keeps every non-zero value of a row
+//            whose range starts at 0 off code 0: Rounding in quant/packed_tensor.h).
+//   cols     per-column scales on top of the ranges: cols=on|off, emb.cols=, att.cols=
+//            (default off; each column is divided by the mean of its non-zero |x| before
+//            quantization, QuantOptions::column_scale).
 // Integer QAT (Degree-Quant, quant/qat.h) adds four components with the same clauses:
 //   w (weights, symmetric per output channel), lin (linear outputs = messages),
 //   agg (aggregated messages), hid (GIN's MLP hidden layer); e.g. "bits=4;w=8".
 //   TAQ and gran apply to emb and att only.
-// Bits are 1..8, 16 (half) or 32 (full precision, the default). Clauses are separated by
+// Bits are 1..8, 16 (half) or 32 (full precision, the default). round and cols apply to
+// every layer's point of their component. Clauses are separated by
 // ';', white space is ignored. to_string() prints the canonical form, which parses back
 // to an equal policy.
 #include <ATen/core/Tensor.h>
@@ -58,7 +65,8 @@ class QGNN_API BitPolicy {
   // Parses a spec (grammar above); "" or "fp32" is full precision everywhere.
   // Throws c10::Error "bit policy '<spec>': <problem> in '<clause>'".
   static BitPolicy parse(const std::string& spec);
-  // Canonical text: bits, emb, att, emb.gran, att.gran, taq, emb.taq, att.taq, then
+  // Canonical text: bits, emb, att, emb.gran, att.gran, emb.round, att.round (when nonzero),
+  // emb.cols, att.cols (when on), taq, emb.taq, att.taq, then
   // layer overrides by layer and role. "fp32" when nothing is quantized.
   std::string to_string() const;
   bool operator==(const BitPolicy& o) const { return to_string() == o.to_string(); }
@@ -68,6 +76,8 @@ class QGNN_API BitPolicy {
   // Bucket caps for a role (TAQ), or nullopt.
   std::optional<DegreeBuckets> buckets(QuantRole role) const;
   Granularity granularity(QuantRole role) const;
+  Rounding rounding(QuantRole role) const;
+  bool column_scales(QuantRole role) const;
   // True when every point is 32-bit.
   bool is_full_precision() const;
 
@@ -83,6 +93,8 @@ class QGNN_API BitPolicy {
   void set_layer_bits(int64_t layer, QuantRole role, int bits);
   void set_taq(std::optional<QuantRole> role, DegreeBuckets buckets);
   void set_granularity(QuantRole role, Granularity g);
+  void set_rounding(QuantRole role, Rounding r);
+  void set_column_scales(QuantRole role, bool on);
 
  private:
   int default_bits_ = 32;
@@ -91,6 +103,8 @@ class QGNN_API BitPolicy {
   std::optional<DegreeBuckets> taq_all_;
   std::map<QuantRole, DegreeBuckets> taq_role_;
   std::map<QuantRole, Granularity> gran_;
+  std::map<QuantRole, Rounding> round_;
+  std::map<QuantRole, bool> cols_;
 };
 
 // True for 1..8, 16, 32.

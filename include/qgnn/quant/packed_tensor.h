@@ -29,6 +29,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "qgnn/graph/csr_graph.h"
@@ -56,6 +57,35 @@ struct RowBits {
 
 // How codes are stored (see the file comment).
 enum class PackedLayout { kBitmap, kIndexList };
+
+// How a value becomes a code (BitPolicy's round= clause).
+//   kNearest  q = round_half_even((x - lo) / scale), clamped (SGQuant, the default).
+//   kNonzero  as kNearest, but in a row (or group) whose range starts at lo == 0 (a
+//             non-negative row that holds a zero: code 0 decodes to exactly 0) a non-zero
+//             x takes at least code 1, so no feature present in the input is lost. At
+//             1 bit this stores sign(x) * hi (binarization with the row's scale). Sparse
+//             inputs (bag-of-words counts, TF-IDF) lose their small values to code 0
+//             otherwise: on Coauthor CS (row-normalized counts, GCN) the input at 1 bit
+//             drops 0.2 test points with kNonzero vs 2.0 with kNearest (bench/RESULTS.md).
+enum class Rounding { kNearest, kNonzero };
+QGNN_API std::string to_string(Rounding r);  // "nearest", "nonzero"
+
+// Quantization options beyond bits and range granularity.
+//   rounding: see Rounding.
+//   column_scale: [F] float32, finite and > 0, or undefined. When defined, column j is
+//     quantized as x[:, j] / column_scale[j] (row ranges measured on the scaled values)
+//     and decoded as x^[:, j] = column_scale[j] * (lo + scale q): per-column quantization
+//     parameters on top of per-row / per-bucket ranges (4 F bytes; ignored when no row
+//     group has <= 8 bits). TF-IDF features
+//     tf * idf_j with binary tf become exactly binary, so 1 bit holds them losslessly.
+struct QuantOptions {
+  Rounding rounding = Rounding::kNearest;
+  at::Tensor column_scale;
+};
+
+// Per-column scales for QuantOptions::column_scale: the mean |x[i, j]| over the rows where
+// x[i, j] != 0 (1 for an all-zero column). x: [N, F] float32 CPU. Returns [F] float32.
+QGNN_API at::Tensor column_scales(const at::Tensor& x);
 
 // The layout pack() may use: kAuto picks kIndexList when every group has 1 bit and the
 // index list is strictly smaller than the bitmap; kBitmap always stores the bitmap.
@@ -87,9 +117,12 @@ class QGNN_API PackedTensor {
   //   construction.
   // REQUIRES: finite x; every bits value in {1..8, 16, 32}.
   // Throws c10::Error naming the bad argument and value.
+  //   opt: rounding and column scales (QuantOptions); the tensor keeps the column scales,
+  //   and decode() / decode_rows() / packed_linear() / packed_spmm() apply them.
   static PackedTensor pack(const at::Tensor& x, const RowBits& rows,
                            Granularity gran = Granularity::kRow,
-                           PackLayoutChoice layout = PackLayoutChoice::kAuto);
+                           PackLayoutChoice layout = PackLayoutChoice::kAuto,
+                           const QuantOptions& opt = {});
 
   // Stacks packed row blocks, as if the stacked float matrix had been packed at once:
   // layout, codes, decode() and nbytes() equal pack(cat(x_i), RowBits::uniform(b), kRow,
@@ -157,6 +190,9 @@ class QGNN_API PackedTensor {
 
   Granularity granularity() const { return gran_; }
   const std::vector<int>& group_bits() const { return group_bits_; }
+  // [F] float32 column scales (QuantOptions::column_scale), or undefined. Decoded values
+  // are column_scale[j] * (row_lo(r) + row_scale(r) q): row_scale / row_lo exclude it.
+  const at::Tensor& column_scale() const { return col_scale_; }
 
  private:
   friend struct PackedTensorAccess;  // raw view for the kernels (src/quant/packed_internal.h)
@@ -173,6 +209,10 @@ class QGNN_API PackedTensor {
   // source row: P = N (kRow) or number of groups; undefined when no group has <= 8 bits.
   at::Tensor params_;
   int64_t row_stride_ = 0;  // bytes per row with a single group
+  at::Tensor col_scale_;    // float32 [F], or undefined
+
+  // Multiplies one decoded row by the column scales (no-op without them).
+  void scale_columns(float* row, int64_t f) const;
 };
 
 // Fake quantization: x^ = dequantize(quantize(x)) with the same parameters PackedTensor
@@ -180,10 +220,11 @@ class QGNN_API PackedTensor {
 // with the straight-through estimator (SGQuant Sec. III-D): d x^ / d x = 1 inside
 // [lo, hi] and 0 outside (ranges come from x itself here, so every x is inside).
 //   x: [N, F] float32 CPU (any strides). returns [N, F], bit-identical to
-//   PackedTensor::pack(x, rows, gran).decode().
+//   PackedTensor::pack(x, rows, gran, kAuto, opt).decode().
 // Throws c10::Error as pack() does.
 QGNN_API at::Tensor fake_quantize(const at::Tensor& x, const RowBits& rows,
-                                  Granularity gran = Granularity::kRow);
+                                  Granularity gran = Granularity::kRow,
+                                  const QuantOptions& opt = {});
 
 // Aggregation over packed rows without materializing the float matrix:
 //   out[i] = sum_{e = (j -> i)} w_e * x^[j]   (CsrGraph convention)

@@ -105,10 +105,13 @@ class QGNN_API InputCodeStats {
 
   // Codes equal to 1 when every row is quantized at 1 bit with `gran`; `rows` gives the
   // row grouping (its bits are not read; the grouping matters for kBucket only).
-  // Exactly the number of 1-codes PackedTensor::pack(x, rows, gran) stores.
+  // Exactly the number of 1-codes PackedTensor::pack(x, rows, gran, layout, opt) stores
+  // with opt.rounding = rounding and, when column_scaled, opt.column_scale =
+  // column_scales(x) (the statistics of the scaled values are built on first use).
   // Throws c10::Error when rows.row_group does not have N entries, or for kTensor /
-  // kBucket when the statistics were built with append_rows().
-  int64_t ones(const RowBits& rows, Granularity gran) const;
+  // kBucket or column_scaled when the statistics were built with append_rows().
+  int64_t ones(const RowBits& rows, Granularity gran, Rounding rounding = Rounding::kNearest,
+               bool column_scaled = false) const;
 
  private:
   struct State;

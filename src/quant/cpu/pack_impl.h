@@ -31,10 +31,13 @@ static inline V to_float(I q) { return _mm512_cvtepi32_ps(q); }
 static inline I keep_lanes(I q, M m) { return _mm512_maskz_mov_epi32(m, q); }
 static inline I vload_si(const void* p) { return _mm512_load_si512(p); }
 
-static inline I quantize(V x, V lo, V scale, V maxq) {
+// nzf: 1 (Rounding::kNonzero in a row with lo == 0: a non-zero x takes at least code 1)
+// or 0 (plain rounding).
+static inline I quantize(V x, V lo, V scale, V maxq, V nzf) {
   V t = _mm512_div_ps(_mm512_sub_ps(x, lo), scale);
   t = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), maxq);
+  const V floor = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ), nzf);
+  t = _mm512_min_ps(_mm512_max_ps(t, floor), maxq);
   return _mm512_cvttps_epi32(t);
 }
 
@@ -165,10 +168,13 @@ static inline I vload_si(const void* p) {
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
 }
 
-static inline I quantize(V x, V lo, V scale, V maxq) {
+// nzf: 1 (Rounding::kNonzero in a row with lo == 0: a non-zero x takes at least code 1)
+// or 0 (plain rounding).
+static inline I quantize(V x, V lo, V scale, V maxq, V nzf) {
   V t = _mm256_div_ps(_mm256_sub_ps(x, lo), scale);
   t = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  t = _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), maxq);
+  const V floor = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ), nzf);
+  t = _mm256_min_ps(_mm256_max_ps(t, floor), maxq);
   return _mm256_cvttps_epi32(t);
 }
 
@@ -296,17 +302,18 @@ template <int B>
 constexpr int kGroupBytes = W* B / 8;
 
 template <int B>
-static void pack_row_t(const float* __restrict x, int64_t f, float scale, float lo,
+static void pack_row_t(const float* __restrict x, int64_t f, float scale, float lo, float nz,
                        uint8_t* __restrict out) {
   const V vs = vset1(scale), vl = vset1(lo), vm = vset1(static_cast<float>((1 << B) - 1));
+  const V vn = vset1(nz);
   int64_t k = 0;
   for (; k + W <= f; k += W, out += kGroupBytes<B>) {
-    compress<B>(quantize(vload(x + k), vl, vs, vm), out);
+    compress<B>(quantize(vload(x + k), vl, vs, vm, vn), out);
   }
   if (k < f) {
     const int rem = static_cast<int>(f - k);
     const M m = tail_mask(rem);
-    const I q = keep_lanes(quantize(vload(x + k, m), vl, vs, vm), m);
+    const I q = keep_lanes(quantize(vload(x + k, m), vl, vs, vm, vn), m);
     alignas(16) uint8_t buf[16];
     compress<B>(q, buf);
     std::memcpy(out, buf, static_cast<size_t>((rem * B + 7) / 8));
@@ -337,16 +344,18 @@ static void decode_row_t(const uint8_t* __restrict p, const uint8_t* end, int64_
 }
 
 template <int B>
-static void fake_row_t(const float* __restrict x, int64_t f, float scale, float lo,
+static void fake_row_t(const float* __restrict x, int64_t f, float scale, float lo, float nz,
                        float* __restrict out) {
   const V vs = vset1(scale), vl = vset1(lo), vm = vset1(static_cast<float>((1 << B) - 1));
+  const V vn = vset1(nz);
   int64_t k = 0;
   for (; k + W <= f; k += W) {
-    vstore(out + k, vadd(opaque(vmul(to_float(quantize(vload(x + k), vl, vs, vm)), vs)), vl));
+    vstore(out + k, vadd(opaque(vmul(to_float(quantize(vload(x + k), vl, vs, vm, vn)), vs)), vl));
   }
   if (k < f) {
     const M m = tail_mask(static_cast<int>(f - k));
-    vstore(out + k, vadd(opaque(vmul(to_float(quantize(vload(x + k, m), vl, vs, vm)), vs)), vl), m);
+    vstore(out + k, vadd(opaque(vmul(to_float(quantize(vload(x + k, m), vl, vs, vm, vn)), vs)), vl),
+           m);
   }
 }
 
@@ -400,8 +409,9 @@ static void decode_half(const uint8_t* __restrict p, int64_t f, float* __restric
       break;                               \
   }
 
-static void pack_row(const float* x, int64_t f, int bits, float scale, float lo, uint8_t* out) {
-#define QGNN_CALL(B) pack_row_t<B>(x, f, scale, lo, out)
+static void pack_row(const float* x, int64_t f, int bits, float scale, float lo, float nz,
+                     uint8_t* out) {
+#define QGNN_CALL(B) pack_row_t<B>(x, f, scale, lo, nz, out)
   QGNN_QUANT_BITS_SWITCH(bits, QGNN_CALL)
 #undef QGNN_CALL
 }
@@ -421,8 +431,9 @@ static void decode_row(const uint8_t* p, const uint8_t* end, int64_t f, int bits
 #undef QGNN_CALL
 }
 
-static void fake_row(const float* x, int64_t f, int bits, float scale, float lo, float* out) {
-#define QGNN_CALL(B) fake_row_t<B>(x, f, scale, lo, out)
+static void fake_row(const float* x, int64_t f, int bits, float scale, float lo, float nz,
+                     float* out) {
+#define QGNN_CALL(B) fake_row_t<B>(x, f, scale, lo, nz, out)
   QGNN_QUANT_BITS_SWITCH(bits, QGNN_CALL)
 #undef QGNN_CALL
 }

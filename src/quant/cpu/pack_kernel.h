@@ -94,8 +94,10 @@ struct PackedSpmmArgs {
 struct Kernels {
   // min / max of x[0, f), f >= 1; returns false when a value is NaN or infinite.
   bool (*minmax)(const float* x, int64_t f, float* mn, float* mx);
-  // Quantizes and packs f values at bits in 1..8 into row_bytes(f, bits) bytes.
-  void (*pack)(const float* x, int64_t f, int bits, float scale, float lo, uint8_t* out);
+  // Quantizes and packs f values at bits in 1..8 into row_bytes(f, bits) bytes. nz = 1
+  // raises the code of every non-zero x to at least 1 (Rounding::kNonzero, used when
+  // lo == 0), nz = 0 rounds plainly.
+  void (*pack)(const float* x, int64_t f, int bits, float scale, float lo, float nz, uint8_t* out);
   // Half-precision (round to nearest even) of f values into 2 f bytes, and back.
   void (*pack_half)(const float* x, int64_t f, uint8_t* out);
   // Decodes f values of a row at bits in {1..8, 16, 32} starting at p; `end` bounds the
@@ -103,7 +105,7 @@ struct Kernels {
   void (*decode)(const uint8_t* p, const uint8_t* end, int64_t f, int bits, float scale, float lo,
                  float* out);
   // out = dequantize(quantize(x)) at bits in 1..8, bit-identical to pack + decode.
-  void (*fake)(const float* x, int64_t f, int bits, float scale, float lo, float* out);
+  void (*fake)(const float* x, int64_t f, int bits, float scale, float lo, float nz, float* out);
   // Packed SpMM over output rows [rb, re).
   void (*spmm_rows)(const PackedSpmmArgs& a, int64_t rb, int64_t re);
 };
