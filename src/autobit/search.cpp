@@ -84,7 +84,10 @@ bool is_binary(const NodeFeatures& x) {
 SearchSpace search_space(const GnnModel& model, const GraphOperators& ops, const NodeFeatures* x) {
   SearchSpace s;
   s.input_max_bits = s.bits.back();
-  if (x != nullptr && is_binary(*x)) s.input_max_bits = 1;
+  if (x != nullptr && is_binary(*x)) {
+    s.input_max_bits = 1;
+    s.value_options = false;  // binary codes: rounding and column scales change nothing
+  }
   for (const QuantPointInfo& p : model.quant_points(ops)) {
     if (p.attention) {
       s.attention_layers.push_back(p.layer);
@@ -104,6 +107,8 @@ struct Config {
   bool taq = false;
   std::vector<int> caps;  // 3 non-increasing TAQ caps
   bool row_gran = true;   // embeddings: per-row ranges (else per-tensor)
+  bool nonzero = false;   // embeddings: Rounding::kNonzero (else kNearest)
+  bool cols = false;      // embeddings: per-column scales
 };
 
 BitPolicy to_policy(const Config& c, const SearchSpace& s) {
@@ -116,6 +121,8 @@ BitPolicy to_policy(const Config& c, const SearchSpace& s) {
   }
   if (c.taq) p.set_taq(QuantRole::kEmbedding, DegreeBuckets{{}, c.caps});
   p.set_granularity(QuantRole::kEmbedding, c.row_gran ? Granularity::kRow : Granularity::kTensor);
+  p.set_rounding(QuantRole::kEmbedding, c.nonzero ? Rounding::kNonzero : Rounding::kNearest);
+  p.set_column_scales(QuantRole::kEmbedding, c.cols);
   return p;
 }
 
@@ -129,6 +136,8 @@ std::vector<float> features(const Config& c) {
   f.push_back(c.taq ? 1.0f : 0.0f);
   for (int i = 0; i < 3; ++i) f.push_back(c.taq ? static_cast<float>(c.caps[i]) : 32.0f);
   f.push_back(c.row_gran ? 1.0f : 0.0f);
+  f.push_back(c.nonzero ? 1.0f : 0.0f);
+  f.push_back(c.cols ? 1.0f : 0.0f);
   return f;
 }
 
@@ -193,6 +202,10 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
     std::sort(c.caps.begin(), c.caps.end(), std::greater<int>());
   }
   c.row_gran = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+  if (s.value_options) {
+    c.nonzero = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+    c.cols = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+  }
   return c;
 }
 
@@ -239,7 +252,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       if (opt.max_avg_bits <= 0) return c;
       const BitPolicy p = to_policy(c, space);
       auto [it, fresh] = avg_bits.try_emplace(p.to_string(), 0.0);
-      if (fresh) it->second = memory_report(model, data.ops, p, &input).stored_average_bits();
+      if (fresh) it->second = memory_report(model, data.ops, p, &input).average_bits();
       if (it->second <= opt.max_avg_bits) return c;
     }
     return std::nullopt;
@@ -293,7 +306,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       const BitPolicy p = to_policy(c, space);
       const std::string key = p.to_string();
       if (seen.count(key) || !in_pool.insert(key).second) continue;
-      saving.push_back(memory_report(model, data.ops, p, &input).stored_saving());
+      saving.push_back(memory_report(model, data.ops, p, &input).saving());
       cx.push_back(features(c));
       cand.push_back(std::move(c));
     }
@@ -315,7 +328,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     double incumbent = 0.0;  // 0: nothing feasible measured yet
     double mean_margin = 0.0;
     for (const SearchPoint& pt : result.points) {
-      if (feasible(pt)) incumbent = std::max(incumbent, pt.result.memory.stored_saving());
+      if (feasible(pt)) incumbent = std::max(incumbent, pt.result.memory.saving());
       mean_margin += pt.val_margin / static_cast<double>(result.points.size());
     }
     const double model_floor = floor + mean_margin;
@@ -345,14 +358,13 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
     if (opt.max_avg_bits > 0) {
       const PolicyResult* b = result.best >= 0 ? &result.points[result.best].result : nullptr;
       if (b == nullptr || r.val_acc > b->val_acc ||
-          (r.val_acc == b->val_acc && r.memory.stored_saving() > b->memory.stored_saving())) {
+          (r.val_acc == b->val_acc && r.memory.saving() > b->memory.saving())) {
         result.best = static_cast<int64_t>(i);
       }
       continue;
     }
     if (!feasible(result.points[i])) continue;
-    if (result.best < 0 ||
-        r.memory.stored_saving() > result.points[result.best].result.memory.stored_saving()) {
+    if (result.best < 0 || r.memory.saving() > result.points[result.best].result.memory.saving()) {
       result.best = static_cast<int64_t>(i);
     }
   }
@@ -362,7 +374,7 @@ SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainDat
       const PolicyResult& r = result.points[i].result;
       const PolicyResult* b = result.best >= 0 ? &result.points[result.best].result : nullptr;
       if (b == nullptr || r.val_acc > b->val_acc ||
-          (r.val_acc == b->val_acc && r.memory.stored_saving() > b->memory.stored_saving())) {
+          (r.val_acc == b->val_acc && r.memory.saving() > b->memory.saving())) {
         result.best = static_cast<int64_t>(i);
       }
     }
@@ -388,8 +400,7 @@ std::string search_points_csv(const SearchResult& r) {
        << p.result.test_acc << ',' << m.average_bits() << ',' << m.fp32_mb() << ',' << m.dense_mb()
        << ',' << m.saving() << ',' << (p.from_model ? std::to_string(p.predicted_val_acc) : "")
        << ',' << (dominated ? 0 : 1) << ',' << p.val_disagreements << ',' << p.val_margin << ','
-       << m.stored_mb() << ',' << m.stored_saving() << ",\"" << p.result.policy.to_string()
-       << "\"\n";
+       << m.stored_mb() << ',' << m.saving() << ",\"" << p.result.policy.to_string() << "\"\n";
   }
   return os.str();
 }

@@ -51,26 +51,34 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
           << "layer " << q.layer;
     }
     std::set<std::string> policies;
+    bool nonzero = false, cols = false;
     for (const auto& pt : r.points) {
       EXPECT_TRUE(policies.insert(pt.result.policy.to_string()).second) << "repeated policy";
       EXPECT_EQ(pt.from_model, !random && pt.round > 0);
+      nonzero = nonzero || pt.result.policy.rounding(QuantRole::kEmbedding) == Rounding::kNonzero;
+      cols = cols || pt.result.policy.column_scales(QuantRole::kEmbedding);
     }
+    // The full level also searches the rounding and column scales (continuous inputs).
+    EXPECT_TRUE(nonzero);
+    EXPECT_TRUE(cols);
+    EXPECT_EQ(widest.rounding(QuantRole::kEmbedding), Rounding::kNearest);
+    EXPECT_FALSE(widest.column_scales(QuantRole::kEmbedding));
     EXPECT_EQ(r.cost_model_ms.size(), random ? 0u : 2u);
     ASSERT_GE(r.best, 0);
     // Within budget means clearing the floor by the paired noise margin (the search ranks
-    // by the saving as stored),
+    // by the headline saving, dense codes plus parameters),
     // margin_sigmas * 100 sqrt(d) / n_val, d = validation nodes where the quantized model's
     // class differs from the fp32 model's.
     const int64_t n_val = data.val_mask.sum().item<int64_t>();
     const double floor = fp32.best_val_acc - o.max_drop;
-    const double best_saving = r.points[r.best].result.memory.stored_saving();
+    const double best_saving = r.points[r.best].result.memory.saving();
     ASSERT_TRUE(r.within_budget);
     EXPECT_GE(r.points[r.best].result.val_acc - r.points[r.best].val_margin, floor);
     for (const auto& pt : r.points) {
       EXPECT_NEAR(pt.val_margin, o.margin_sigmas * 100.0 * std::sqrt(pt.val_disagreements) / n_val,
                   1e-9);
       if (pt.result.val_acc - pt.val_margin >= floor) {
-        EXPECT_LE(pt.result.memory.stored_saving(), best_saving);
+        EXPECT_LE(pt.result.memory.saving(), best_saving);
       }
     }
     // CSV: header + one line per point; the policy is the quoted last column.
@@ -132,8 +140,11 @@ TEST(SearchSpace, BinaryInputsAreSearchedOnlyAtTheirLosslessWidth) {
   Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
   GnnModel model(p.model);
   EXPECT_EQ(search_space(model, data.ops, &data.x).input_max_bits, 8);
+  EXPECT_TRUE(search_space(model, data.ops, &data.x).value_options);
   const NodeFeatures binary(torch::ones({80, 10}));
   EXPECT_EQ(search_space(model, data.ops, &binary).input_max_bits, 1);
+  // Rounding and column scales cannot change binary codes: not searched.
+  EXPECT_FALSE(search_space(model, data.ops, &binary).value_options);
 }
 
 TEST(EvaluatePolicy, SeededFineTuningIsAPrefixOfLongerFineTuning) {

@@ -61,6 +61,10 @@ struct SearchSpace {
   // costs memory), else the widest of `bits`. Levels that tie every point to one
   // width (uniform, CWQ) ignore it.
   int input_max_bits = 8;
+  // Whether the full (TAQ) level also chooses how embeddings become codes: nonzero vs.
+  // nearest rounding and per-column scales (quant/packed_tensor.h: Rounding,
+  // QuantOptions). Off for a binary input, whose 1-bit codes both leave unchanged.
+  bool value_options = true;
 };
 // The search space of `model`; `x` (the model's input, optional) caps the input width
 // when it is binary.
@@ -74,7 +78,8 @@ QGNN_API bool is_binary(const NodeFeatures& x);
 // Which of SGQuant's granularities a search may combine (Fig. 7): one width for every
 // point (uniform); one width per component, embeddings vs. attention (CWQ); per layer and
 // component (CWQ+LWQ); and in-degree buckets on top (CWQ+LWQ+TAQ, the full space, which
-// also chooses the range granularity). Restricted levels keep per-row ranges.
+// also chooses the range granularity, the rounding and column scales). Restricted levels
+// keep per-row ranges, nearest rounding and no column scales.
 enum class SearchGranularity { kUniform, kComponent, kLayer, kTopology };
 // "uniform", "cwq", "lwq", "taq"; throws c10::Error naming the bad value.
 QGNN_API SearchGranularity parse_search_granularity(const std::string& s);
@@ -137,10 +142,10 @@ using SearchProgress = std::function<void(const SearchPoint&, int64_t done, int6
 // cost model's floor adds the mean margin measured so far) (or, with max_avg_bits, the
 // best validation accuracy within
 // that memory; the cost model then proposes the candidates it predicts most accurate).
-// Savings and the max_avg_bits budget are counted as stored (MemoryReport::
-// stored_saving, stored_average_bits: a sparse 1-bit input as its index list), the
-// accounting the search was tuned and measured with (bench/RESULTS.md); reports lead
-// with the dense figures (MemoryReport::saving).
+// Savings and the max_avg_bits budget are the headline's (MemoryReport::saving,
+// average_bits: dense codes plus parameters, comparable with SGQuant's Table III); a
+// lossless storage format (the index list of a sparse 1-bit input) is reported apart and
+// never steers the search.
 // Deterministic for a seed and thread count.
 QGNN_API SearchResult search_bits(GnnModel& model, const ModelState& fp32, const TrainData& data,
                                   double fp32_val_acc, const OptimConfig& optim,
