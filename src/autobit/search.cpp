@@ -107,8 +107,8 @@ struct Config {
   bool taq = false;
   std::vector<int> caps;  // 3 non-increasing TAQ caps
   bool row_gran = true;   // embeddings: per-row ranges (else per-tensor)
-  bool nonzero = false;   // embeddings: Rounding::kNonzero (else kNearest)
-  bool cols = false;      // embeddings: per-column scales
+  bool nonzero = false;   // the input: Rounding::kNonzero (else kNearest)
+  bool cols = false;      // the input: per-column scales
 };
 
 BitPolicy to_policy(const Config& c, const SearchSpace& s) {
@@ -121,8 +121,10 @@ BitPolicy to_policy(const Config& c, const SearchSpace& s) {
   }
   if (c.taq) p.set_taq(QuantRole::kEmbedding, DegreeBuckets{{}, c.caps});
   p.set_granularity(QuantRole::kEmbedding, c.row_gran ? Granularity::kRow : Granularity::kTensor);
-  p.set_rounding(QuantRole::kEmbedding, c.nonzero ? Rounding::kNonzero : Rounding::kNearest);
-  p.set_column_scales(QuantRole::kEmbedding, c.cols);
+  // The input point only: hidden embeddings are dense ReLU outputs, where nonzero rounding
+  // at 1 bit binarizes them (Coauthor CS GCN: validation 84.7 vs 89.6 without it).
+  if (c.nonzero) p.set_layer_rounding(0, QuantRole::kEmbedding, Rounding::kNonzero);
+  if (c.cols) p.set_layer_column_scales(0, QuantRole::kEmbedding, true);
   return p;
 }
 

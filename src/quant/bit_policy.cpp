@@ -217,6 +217,15 @@ BitPolicy BitPolicy::parse(const std::string& spec_in) {
       p.taq_role_[ps.role(parts[0])] = ps.buckets(value);
     } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "gran") {
       p.gran_[ps.role(parts[0])] = ps.granularity(value);
+    } else if (parts.size() == 3 && parts[0].rfind("layer", 0) == 0 && is_storage_role(parts[1]) &&
+               (parts[2] == "round" || parts[2] == "cols")) {
+      const int64_t layer = ps.integer(parts[0].substr(5), "a layer number after 'layer'");
+      const auto key = std::make_pair(layer, ps.role(parts[1]));
+      if (parts[2] == "round") {
+        p.layer_round_[key] = ps.rounding(value);
+      } else {
+        p.layer_cols_[key] = ps.on_off(value);
+      }
     } else if (parts.size() == 2 && parts[0].rfind("layer", 0) == 0) {
       const int64_t layer = ps.integer(parts[0].substr(5), "a layer number after 'layer'");
       p.layer_bits_[{layer, ps.role(parts[1])}] = ps.bits(value);
@@ -250,6 +259,19 @@ std::string BitPolicy::to_string() const {
     c.push_back("layer" + std::to_string(key.first) + "." + role_name(key.second) + "=" +
                 std::to_string(b));
   }
+  // Layer overrides of rounding and column scales print when they differ from the role's.
+  for (const auto& [key, r] : layer_round_) {
+    if (r != role_rounding(key.second)) {
+      c.push_back("layer" + std::to_string(key.first) + "." + role_name(key.second) +
+                  ".round=" + qgnn::to_string(r));
+    }
+  }
+  for (const auto& [key, on] : layer_cols_) {
+    if (on != role_column_scales(key.second)) {
+      c.push_back("layer" + std::to_string(key.first) + "." + role_name(key.second) +
+                  ".cols=" + (on ? "on" : "off"));
+    }
+  }
   if (c.empty()) return "fp32";
   std::string out;
   for (size_t i = 0; i < c.size(); ++i) out += (i ? ";" : "") + c[i];
@@ -272,18 +294,36 @@ Granularity BitPolicy::granularity(QuantRole role) const {
   return role == QuantRole::kEmbedding ? Granularity::kRow : Granularity::kTensor;
 }
 
-Rounding BitPolicy::rounding(QuantRole role) const {
+Rounding BitPolicy::role_rounding(QuantRole role) const {
   auto it = round_.find(role);
   return it != round_.end() ? it->second : Rounding::kNearest;
 }
 
-bool BitPolicy::column_scales(QuantRole role) const {
+bool BitPolicy::role_column_scales(QuantRole role) const {
   auto it = cols_.find(role);
   return it != cols_.end() && it->second;
 }
 
+Rounding BitPolicy::rounding(const QuantPoint& p) const {
+  auto it = layer_round_.find({p.layer, p.role});
+  return it != layer_round_.end() ? it->second : role_rounding(p.role);
+}
+
+bool BitPolicy::column_scales(const QuantPoint& p) const {
+  auto it = layer_cols_.find({p.layer, p.role});
+  return it != layer_cols_.end() ? it->second : role_column_scales(p.role);
+}
+
 void BitPolicy::set_rounding(QuantRole role, Rounding r) { round_[role] = r; }
 void BitPolicy::set_column_scales(QuantRole role, bool on) { cols_[role] = on; }
+void BitPolicy::set_layer_rounding(int64_t layer, QuantRole role, Rounding r) {
+  TORCH_CHECK(layer >= 0, "BitPolicy: layer must be >= 0, got ", layer);
+  layer_round_[{layer, role}] = r;
+}
+void BitPolicy::set_layer_column_scales(int64_t layer, QuantRole role, bool on) {
+  TORCH_CHECK(layer >= 0, "BitPolicy: layer must be >= 0, got ", layer);
+  layer_cols_[{layer, role}] = on;
+}
 
 bool BitPolicy::is_full_precision() const {
   auto all32 = [](const auto& m) {

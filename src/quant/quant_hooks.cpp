@@ -34,10 +34,10 @@ struct OneBitRange {
 
 // The options a policy gives the points of a role, for tensor x (column scales are
 // measured on x itself).
-QuantOptions point_options(const BitPolicy& policy, QuantRole role, const at::Tensor& x) {
+QuantOptions point_options(const BitPolicy& policy, const QuantPoint& p, const at::Tensor& x) {
   QuantOptions o;
-  o.rounding = policy.rounding(role);
-  if (policy.column_scales(role)) o.column_scale = column_scales(x.detach());
+  o.rounding = policy.rounding(p);
+  if (policy.column_scales(p)) o.column_scale = column_scales(x.detach());
   return o;
 }
 
@@ -304,7 +304,7 @@ NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
   const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
   const at::Tensor x = h.to_dense();
   at::Tensor q = fake_quantize(x, rb, policy_.granularity(QuantRole::kEmbedding),
-                               point_options(policy_, QuantRole::kEmbedding, x));
+                               point_options(policy_, p, x));
   NodeFeatures out = h.is_sparse() ? NodeFeatures::from_dense(q, 1.0) : NodeFeatures(q);
   if (constant) cache_[layer] = Cached{storage, out};
   return out;
@@ -317,7 +317,7 @@ at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, cons
   const bool flat = alpha.dim() == 1;
   at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
   at::Tensor q = fake_quantize(a2, rb, policy_.granularity(QuantRole::kAttention),
-                               point_options(policy_, QuantRole::kAttention, a2));
+                               point_options(policy_, p, a2));
   return flat ? q.squeeze(1) : q;
 }
 
@@ -341,7 +341,7 @@ NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h
   auto packed = std::make_shared<const PackedTensor>(
       PackedTensor::pack(x, rb, policy_.granularity(QuantRole::kEmbedding),
                          layer == 0 ? PackLayoutChoice::kAuto : PackLayoutChoice::kBitmap,
-                         point_options(policy_, QuantRole::kEmbedding, x)));
+                         point_options(policy_, p, x)));
   stored_[{layer, false}] = packed->nbytes();
   return NodeFeatures(packed);
 }
@@ -356,9 +356,9 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
   const RowBits rb = policy_.row_bits(p, attention_row_degree(g));
   const bool flat = alpha.dim() == 1;
   const at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
-  const PackedTensor packed = PackedTensor::pack(a2, rb, policy_.granularity(QuantRole::kAttention),
-                                                 PackLayoutChoice::kBitmap,
-                                                 point_options(policy_, QuantRole::kAttention, a2));
+  const PackedTensor packed =
+      PackedTensor::pack(a2, rb, policy_.granularity(QuantRole::kAttention),
+                         PackLayoutChoice::kBitmap, point_options(policy_, p, a2));
   stored_[{layer, true}] = packed.nbytes();
   at::Tensor out = packed.decode();
   return flat ? out.squeeze(1) : out;
@@ -371,7 +371,7 @@ std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const Grap
   const at::Tensor d = x.to_dense();
   return std::make_shared<const PackedTensor>(
       PackedTensor::pack(d, rb, policy.granularity(QuantRole::kEmbedding), PackLayoutChoice::kAuto,
-                         point_options(policy, QuantRole::kEmbedding, d)));
+                         point_options(policy, p, d)));
 }
 
 MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
@@ -393,7 +393,7 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
     const Granularity gran = policy.granularity(role);
     PackedSize s = packed_size(info.rows, info.cols, rb, gran);
     const bool cols =
-        policy.column_scales(role) &&
+        policy.column_scales(p) &&
         std::any_of(rb.group_bits.begin(), rb.group_bits.end(), [](int b) { return b <= 8; });
     if (cols) s.bytes += 4 * info.cols;  // the column scales (float32 [F])
     m.dense_bytes = s.bytes;
@@ -408,7 +408,7 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
                   input->num_cols(), "] features, the model's input point is [", info.rows, ", ",
                   info.cols, "]");
       const bool several_groups = rb.row_group.defined() && rb.num_groups() > 1;
-      const int64_t ones = one_bit ? input->ones(rb, gran, policy.rounding(role), cols) : 0;
+      const int64_t ones = one_bit ? input->ones(rb, gran, policy.rounding(p), cols) : 0;
       if (one_bit &&
           index_list_is_smaller(info.rows, info.cols, ones, s.code_bytes, several_groups)) {
         // The layout PackedTensor::pack chooses; its offsets replace the bitmap's.

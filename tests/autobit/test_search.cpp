@@ -55,14 +55,20 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
     for (const auto& pt : r.points) {
       EXPECT_TRUE(policies.insert(pt.result.policy.to_string()).second) << "repeated policy";
       EXPECT_EQ(pt.from_model, !random && pt.round > 0);
-      nonzero = nonzero || pt.result.policy.rounding(QuantRole::kEmbedding) == Rounding::kNonzero;
-      cols = cols || pt.result.policy.column_scales(QuantRole::kEmbedding);
+      nonzero =
+          nonzero || pt.result.policy.rounding({0, QuantRole::kEmbedding}) == Rounding::kNonzero;
+      cols = cols || pt.result.policy.column_scales({0, QuantRole::kEmbedding});
     }
-    // The full level also searches the rounding and column scales (continuous inputs).
+    // The full level also searches the input's rounding and column scales (continuous
+    // inputs); hidden embeddings keep nearest rounding.
     EXPECT_TRUE(nonzero);
     EXPECT_TRUE(cols);
-    EXPECT_EQ(widest.rounding(QuantRole::kEmbedding), Rounding::kNearest);
-    EXPECT_FALSE(widest.column_scales(QuantRole::kEmbedding));
+    for (const auto& pt : r.points) {
+      EXPECT_EQ(pt.result.policy.rounding({1, QuantRole::kEmbedding}), Rounding::kNearest);
+      EXPECT_FALSE(pt.result.policy.column_scales({1, QuantRole::kEmbedding}));
+    }
+    EXPECT_EQ(widest.rounding({0, QuantRole::kEmbedding}), Rounding::kNearest);
+    EXPECT_FALSE(widest.column_scales({0, QuantRole::kEmbedding}));
     EXPECT_EQ(r.cost_model_ms.size(), random ? 0u : 2u);
     ASSERT_GE(r.best, 0);
     // Within budget means clearing the floor by the paired noise margin (the search ranks

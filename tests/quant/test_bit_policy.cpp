@@ -34,7 +34,8 @@ TEST(BitPolicy, CanonicalTextRoundTrips) {
   for (const char* spec :
        {"fp32", "bits=4", "emb=4;att=2;layer1.emb=8;taq=4@<=2,3@<=8,2", "emb=1;att.taq=4,3,2",
         "bits=16;emb.gran=tensor;att.gran=bucket;layer3.att=5", "emb=8;emb.taq=8@<=1,2",
-        "emb=2;round=nonzero;emb.cols=on", "emb=1;emb.round=nonzero;cols=on;att.cols=off"}) {
+        "emb=2;round=nonzero;emb.cols=on", "emb=1;emb.round=nonzero;cols=on;att.cols=off",
+        "emb=2;layer0.emb.round=nonzero;layer0.emb.cols=on;layer1.att.cols=on"}) {
     BitPolicy p = BitPolicy::parse(spec);
     const std::string text = p.to_string();
     BitPolicy q = BitPolicy::parse(text);
@@ -48,20 +49,35 @@ TEST(BitPolicy, CanonicalTextRoundTrips) {
 
 TEST(BitPolicy, RoundingAndColumnScalesPerComponent) {
   const BitPolicy d = BitPolicy::parse("emb=2");
-  EXPECT_EQ(d.rounding(QuantRole::kEmbedding), Rounding::kNearest);  // SGQuant's default
-  EXPECT_FALSE(d.column_scales(QuantRole::kEmbedding));
+  EXPECT_EQ(d.rounding(kEmb0), Rounding::kNearest);  // SGQuant's default
+  EXPECT_FALSE(d.column_scales(kEmb0));
   const BitPolicy p = BitPolicy::parse("emb=2;round=nonzero;att.round=nearest;emb.cols=on");
-  EXPECT_EQ(p.rounding(QuantRole::kEmbedding), Rounding::kNonzero);
-  EXPECT_EQ(p.rounding(QuantRole::kAttention), Rounding::kNearest);
-  EXPECT_TRUE(p.column_scales(QuantRole::kEmbedding));
-  EXPECT_FALSE(p.column_scales(QuantRole::kAttention));
+  EXPECT_EQ(p.rounding(kEmb1), Rounding::kNonzero);
+  EXPECT_EQ(p.rounding(kAtt0), Rounding::kNearest);
+  EXPECT_TRUE(p.column_scales(kEmb1));
+  EXPECT_FALSE(p.column_scales(kAtt0));
   EXPECT_EQ(p.to_string(), "emb=2;emb.round=nonzero;emb.cols=on");
+  // Layer overrides: the input only.
+  const BitPolicy l = BitPolicy::parse("emb=2;layer0.emb.round=nonzero;layer0.emb.cols=on");
+  EXPECT_EQ(l.rounding(kEmb0), Rounding::kNonzero);
+  EXPECT_EQ(l.rounding(kEmb1), Rounding::kNearest);
+  EXPECT_TRUE(l.column_scales(kEmb0));
+  EXPECT_FALSE(l.column_scales(kEmb1));
+  EXPECT_EQ(l.to_string(), "emb=2;layer0.emb.round=nonzero;layer0.emb.cols=on");
+  const BitPolicy o = BitPolicy::parse("emb=2;emb.cols=on;layer1.emb.cols=off");
+  EXPECT_TRUE(o.column_scales(kEmb0));
+  EXPECT_FALSE(o.column_scales(kEmb1));
+  EXPECT_TRUE(BitPolicy::parse(o.to_string()) == o);
+  EXPECT_EQ(BitPolicy::parse("emb=2;emb.cols=on;layer1.emb.cols=on").to_string(),
+            "emb=2;emb.cols=on");  // an override equal to its role's prints nothing
   // The defaults print nothing: an explicit default equals the policy without it.
   EXPECT_TRUE(BitPolicy::parse("emb=2;round=nearest;cols=off") == d);
   for (const auto& [spec, needle] : std::vector<std::pair<std::string, std::string>>{
            {"emb=2;round=up", "unknown rounding 'up' (nearest or nonzero) in 'round=up'"},
            {"emb=2;emb.cols=yes", "expected on or off, got 'yes' in 'emb.cols=yes'"},
-           {"emb=2;w.round=nonzero", "unknown key 'w.round'"}}) {
+           {"emb=2;w.round=nonzero", "unknown key 'w.round'"},
+           {"emb=2;layer0.emb.round=up", "unknown rounding 'up'"},
+           {"emb=2;layerX.emb.cols=on", "expected a layer number after 'layer', got 'X'"}}) {
     try {
       BitPolicy::parse(spec);
       ADD_FAILURE() << spec << " parsed";

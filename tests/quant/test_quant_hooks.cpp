@@ -253,7 +253,8 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
             "emb=1;taq=4@<=2,3@<=5,2;att=3", "emb=1;taq=4@<=2,3@<=5,2;gran=bucket",
             "emb=1;emb.taq=4,3,2;emb.gran=tensor", "emb=2", "emb=2;taq=4@<=2,2@<=5,1",
             "emb=1;round=nonzero;cols=on;att=3", "emb=2;emb.cols=on;layer1.emb=3",
-            "emb=1;emb.round=nonzero;emb.gran=tensor"}) {
+            "emb=1;emb.round=nonzero;emb.gran=tensor",
+            "emb=1;layer0.emb.round=nonzero;layer0.emb.cols=on;layer1.emb=2"}) {
         SCOPED_TRACE(std::string(name) + " " + spec + (x.is_sparse() ? " sparse x" : " dense x"));
         torch::manual_seed(0);
         GnnModel model(make_preset("kipf", parse_model_kind(name), f, 5).model);
@@ -281,8 +282,9 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
           // The input point as PackedTensor::pack stores it.
           const RowBits rb = policy.row_bits({0, QuantRole::kEmbedding}, embedding_row_degree(ops));
           QuantOptions opt;
-          opt.rounding = policy.rounding(QuantRole::kEmbedding);
-          if (policy.column_scales(QuantRole::kEmbedding)) opt.column_scale = column_scales(xd);
+          const QuantPoint p0{0, QuantRole::kEmbedding};
+          opt.rounding = policy.rounding(p0);
+          if (policy.column_scales(p0)) opt.column_scale = column_scales(xd);
           const PackedTensor packed = PackedTensor::pack(
               xd, rb, policy.granularity(QuantRole::kEmbedding), PackLayoutChoice::kAuto, opt);
           EXPECT_EQ(m.stored_bytes, packed.nbytes());
@@ -304,7 +306,7 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
       }
     }
   }
-  EXPECT_EQ(index_points, 2 * 3 * 9);  // inputs x models x 1-bit input policies
+  EXPECT_EQ(index_points, 2 * 3 * 10);  // inputs x models x 1-bit input policies
   // Statistics of a different input shape are rejected.
   GnnModel model(make_preset("kipf", ModelKind::kGCN, f, 5).model);
   const InputCodeStats other{NodeFeatures(sparse_binary(n, f + 1, 0.01, 1))};

@@ -61,9 +61,10 @@ struct SearchSpace {
   // costs memory), else the widest of `bits`. Levels that tie every point to one
   // width (uniform, CWQ) ignore it.
   int input_max_bits = 8;
-  // Whether the full (TAQ) level also chooses how embeddings become codes: nonzero vs.
-  // nearest rounding and per-column scales (quant/packed_tensor.h: Rounding,
-  // QuantOptions). Off for a binary input, whose 1-bit codes both leave unchanged.
+  // Whether the full (TAQ) level also chooses how the input (layer 0's embedding) becomes
+  // codes: nonzero vs. nearest rounding and per-column scales (quant/packed_tensor.h:
+  // Rounding, QuantOptions). Off for a binary input, whose 1-bit codes both leave
+  // unchanged.
   bool value_options = true;
 };
 // The search space of `model`; `x` (the model's input, optional) caps the input width

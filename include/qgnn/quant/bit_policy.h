@@ -22,6 +22,7 @@
 //   cols     per-column scales on top of the ranges: cols=on|off, emb.cols=, att.cols=
 //            (default off; each column is divided by the mean of its non-zero |x| before
 //            quantization, QuantOptions::column_scale).
+//            Both take layer overrides: layer0.emb.round=nonzero, layer0.emb.cols=on.
 // Integer QAT (Degree-Quant, quant/qat.h) adds four components with the same clauses:
 //   w (weights, symmetric per output channel), lin (linear outputs = messages),
 //   agg (aggregated messages), hid (GIN's MLP hidden layer); e.g. "bits=4;w=8".
@@ -67,7 +68,8 @@ class QGNN_API BitPolicy {
   static BitPolicy parse(const std::string& spec);
   // Canonical text: bits, emb, att, emb.gran, att.gran, emb.round, att.round (when nonzero),
   // emb.cols, att.cols (when on), taq, emb.taq, att.taq, then
-  // layer overrides by layer and role. "fp32" when nothing is quantized.
+  // layer overrides by layer and role, then layer overrides of round and cols (those that
+  // differ from their role's). "fp32" when nothing is quantized.
   std::string to_string() const;
   bool operator==(const BitPolicy& o) const { return to_string() == o.to_string(); }
 
@@ -76,8 +78,9 @@ class QGNN_API BitPolicy {
   // Bucket caps for a role (TAQ), or nullopt.
   std::optional<DegreeBuckets> buckets(QuantRole role) const;
   Granularity granularity(QuantRole role) const;
-  Rounding rounding(QuantRole role) const;
-  bool column_scales(QuantRole role) const;
+  // Rounding and column scales of a point (layer override, else the role's).
+  Rounding rounding(const QuantPoint& p) const;
+  bool column_scales(const QuantPoint& p) const;
   // True when every point is 32-bit.
   bool is_full_precision() const;
 
@@ -95,6 +98,8 @@ class QGNN_API BitPolicy {
   void set_granularity(QuantRole role, Granularity g);
   void set_rounding(QuantRole role, Rounding r);
   void set_column_scales(QuantRole role, bool on);
+  void set_layer_rounding(int64_t layer, QuantRole role, Rounding r);
+  void set_layer_column_scales(int64_t layer, QuantRole role, bool on);
 
  private:
   int default_bits_ = 32;
@@ -105,6 +110,11 @@ class QGNN_API BitPolicy {
   std::map<QuantRole, Granularity> gran_;
   std::map<QuantRole, Rounding> round_;
   std::map<QuantRole, bool> cols_;
+  std::map<std::pair<int64_t, QuantRole>, Rounding> layer_round_;
+  std::map<std::pair<int64_t, QuantRole>, bool> layer_cols_;
+
+  Rounding role_rounding(QuantRole role) const;
+  bool role_column_scales(QuantRole role) const;
 };
 
 // True for 1..8, 16, 32.
