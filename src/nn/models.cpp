@@ -323,6 +323,10 @@ torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x
   for (size_t l = 0; l < n; ++l) {
     const bool last = l + 1 == n;
     NodeFeatures in = point(static_cast<int64_t>(l), h, ops).dropout(p, train);
+    // The layer reads `in` only: under packed inference the float embedding (h, out) is
+    // released here, before the layer runs, and only its codes stay alive.
+    h = NodeFeatures();
+    out = torch::Tensor();
     switch (config_.kind) {
       case ModelKind::kGCN:
         out = std::static_pointer_cast<GCNConvImpl>(convs_[l])->forward(ops, in);
@@ -340,8 +344,15 @@ torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x
         TORCH_INTERNAL_ASSERT(false);
     }
     if (!last) {
-      out = config_.kind == ModelKind::kGAT ? torch::elu(out) : torch::relu(out);
-      h = NodeFeatures(out);
+      // In place when no gradient is recorded (inference): one [N, F] buffer, not two.
+      const bool inplace = !out.requires_grad();
+      if (config_.kind == ModelKind::kGAT) {
+        out = inplace ? torch::elu_(out) : torch::elu(out);
+      } else {
+        out = inplace ? out.relu_() : torch::relu(out);
+      }
+      h = NodeFeatures(std::move(out));
+      out = torch::Tensor();
     }
   }
   return out;
