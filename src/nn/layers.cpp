@@ -4,11 +4,16 @@
 #include <torch/nn/init.h>
 
 #include <cmath>
+#include <vector>
 
+#include "ops/cpu/kernels.h"
+#include "ops/ops_internal.h"
 #include "qgnn/ops/dropout.h"
 #include "qgnn/ops/edge_softmax.h"
 #include "qgnn/ops/sddmm.h"
 #include "qgnn/ops/spmm.h"
+// Packed attention (an nn -> quant dependency; the "Make room" issue moves this seam).
+#include "qgnn/quant/packed_tensor.h"
 
 namespace qgnn {
 
@@ -116,6 +121,25 @@ GATConvImpl::GATConvImpl(int64_t in_channels, int64_t out, int64_t h, bool cat, 
   if (use_bias) bias = zeros_bias(*this, "bias", cat ? h * out : out);
 }
 
+namespace {
+
+// Target-row blocks of about `edges` edges each: row bounds and the matching edge bounds.
+void edge_blocks(const CsrGraph& g, int64_t edges, std::vector<int64_t>& rows,
+                 std::vector<int64_t>& bounds) {
+  const int64_t* ip = g.indptr().data_ptr<int64_t>();
+  const int64_t r = g.num_rows();
+  rows = {0};
+  bounds = {0};
+  for (int64_t i = 1; i <= r; ++i) {
+    if (ip[i] - bounds.back() >= edges || i == r) {
+      rows.push_back(i);
+      bounds.push_back(ip[i]);
+    }
+  }
+}
+
+}  // namespace
+
 torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
   const CsrGraph& g = ops.self_loops();
   const int64_t n = x.num_rows();
@@ -123,6 +147,39 @@ torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures
                .view({n, heads, out_channels});
   auto score_src = (h * att_src).sum(-1);  // [N, H]
   auto score_dst = (h * att_dst).sum(-1);  // [N, H]
+  if (site_.hook != nullptr && !is_training() && !h.requires_grad()) {
+    // Packed inference: alpha is computed a block of target rows at a time, with the
+    // arithmetic of sddmm_add + leaky_relu + edge_softmax below, and packed right away.
+    std::vector<int64_t> rows, bounds;
+    edge_blocks(g, 1 << 16, rows, bounds);
+    const at::Tensor sd = score_dst.contiguous(), ss = score_src.contiguous();
+    const float* sdp = sd.data_ptr<float>();
+    const float* ssp = ss.data_ptr<float>();
+    const int64_t* ip = g.indptr().data_ptr<int64_t>();
+    const int64_t* ix = g.indices().data_ptr<int64_t>();
+    const int64_t hh = heads;
+    const float slope = static_cast<float>(negative_slope);
+    auto produce = [&](int64_t k, float* out) {
+      const int64_t i0 = rows[k], i1 = rows[k + 1], e0 = ip[i0];
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t e = ip[i]; e < ip[i + 1]; ++e) {
+          float* o = out + (e - e0) * hh;
+          for (int64_t c = 0; c < hh; ++c) {
+            const float v = sdp[i * hh + c] + ssp[ix[e] * hh + c];
+            o[c] = v > 0.0f ? v : v * slope;
+          }
+        }
+      }
+      detail::edge_softmax_rows(ip, e0, out, hh, out, i0, i1);
+    };
+    if (auto alpha = site_.hook->pack_attention(site_.layer, g, heads, bounds, produce)) {
+      last_attention_ = torch::Tensor();
+      auto out = packed_attention_spmm(g, h.view({n, heads * out_channels}), *alpha);
+      out = concat ? out : out.view({n, heads, out_channels}).mean(1);
+      out = site_.activation(QuantRole::kAggregate, out);
+      return bias.defined() ? out + bias : out;
+    }
+  }
   auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
   auto alpha = edge_softmax(g, e);  // [E', H]
   if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, g);
@@ -147,6 +204,32 @@ torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tens
   auto norm_sq = (x * x).sum(-1, /*keepdim=*/true);
   auto keep = norm_sq > 1e-12;
   auto xn = x * torch::where(keep, norm_sq, torch::ones_like(norm_sq)).rsqrt() * keep;
+  if (site_.hook != nullptr && !is_training() && !xn.requires_grad()) {
+    // Packed inference: alpha (one value per edge) is computed a block of target rows at a
+    // time, with the arithmetic of sddmm_dot + beta * cosine + edge_softmax below, packed
+    // right away, and the aggregation reads its codes.
+    std::vector<int64_t> rows, bounds;
+    edge_blocks(g, 1 << 16, rows, bounds);
+    const at::Tensor xc = xn.contiguous();
+    const float* xp = xc.data_ptr<float>();
+    const int64_t width = xc.size(1);
+    const int64_t* ip = g.indptr().data_ptr<int64_t>();
+    const int64_t* ix = g.indices().data_ptr<int64_t>();
+    const float b = beta.item<float>();
+    auto produce = [&](int64_t k, float* out) {
+      const int64_t i0 = rows[k], i1 = rows[k + 1], e0 = ip[i0];
+      std::vector<int64_t> local(static_cast<size_t>(i1 - i0 + 1));
+      for (int64_t t = 0; t <= i1 - i0; ++t) local[t] = ip[i0 + t] - e0;
+      cpu::sddmm_dot(cpu::CsrView{local.data(), ix + e0, i1 - i0}, xp + i0 * width, xp, 1, width,
+                     out);
+      for (int64_t e = 0; e < ip[i1] - e0; ++e) out[e] = b * out[e];
+      detail::edge_softmax_rows(ip, e0, out, 1, out, i0, i1);
+    };
+    if (auto packed = site_.hook->pack_attention(site_.layer, g, 1, bounds, produce)) {
+      last_attention_ = torch::Tensor();
+      return packed_attention_spmm(g, x.contiguous(), *packed);
+    }
+  }
   auto cosine = sddmm_dot(g, xn, xn).view({-1});  // [E']
   auto alpha = edge_softmax(g, beta * cosine);
   if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, g);

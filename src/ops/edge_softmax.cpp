@@ -22,7 +22,7 @@ using torch::autograd::variable_list;
 // H = 1 and H = 8 (kH = 0: any H, given at run time).
 template <int kH>
 void softmax_forward_rows(const int64_t* indptr, const float* scores, int64_t heads_rt, float* out,
-                          int64_t rb, int64_t re) {
+                          int64_t rb, int64_t re, int64_t base = 0) {
   const int64_t heads = kH > 0 ? kH : heads_rt;
   std::vector<float> buf(2 * heads);
   float* __restrict mx = buf.data();
@@ -30,8 +30,8 @@ void softmax_forward_rows(const int64_t* indptr, const float* scores, int64_t he
   for (int64_t i = rb; i < re; ++i) {
     const int64_t eb = indptr[i], n = indptr[i + 1] - eb;
     if (n == 0) continue;
-    const float* __restrict s = scores + eb * heads;
-    float* __restrict o = out + eb * heads;
+    const float* s = scores + (eb - base) * heads;
+    float* o = out + (eb - base) * heads;
     for (int64_t h = 0; h < heads; ++h) mx[h] = s[h];
     for (int64_t e = 1; e < n; ++e) {
       for (int64_t h = 0; h < heads; ++h) mx[h] = std::max(mx[h], s[e * heads + h]);
@@ -73,6 +73,22 @@ void softmax_backward_rows(const int64_t* indptr, const float* alpha, const floa
     }
   }
 }
+
+}  // namespace
+
+namespace detail {
+void edge_softmax_rows(const int64_t* indptr, int64_t base, const float* scores, int64_t heads,
+                       float* out, int64_t rb, int64_t re) {
+  if (heads == 1)
+    softmax_forward_rows<1>(indptr, scores, heads, out, rb, re, base);
+  else if (heads == 8)
+    softmax_forward_rows<8>(indptr, scores, heads, out, rb, re, base);
+  else
+    softmax_forward_rows<0>(indptr, scores, heads, out, rb, re, base);
+}
+}  // namespace detail
+
+namespace {
 
 // scores, out: [E, H] contiguous.
 void softmax_forward(const CsrGraph& g, const float* scores, int64_t heads, float* out) {

@@ -29,6 +29,12 @@ at::Tensor spmm_raw(const CsrGraph& g, const at::Tensor& x, const at::Tensor& w,
 at::Tensor sddmm_dot_raw(const CsrGraph& g, const at::Tensor& dst, const at::Tensor& src,
                          int64_t heads);
 
+// Edge softmax of target rows [rb, re) without autograd, with edge_softmax's arithmetic
+// (bit-identical per row). scores / out hold the rows' edges from edge `base` on:
+// edge e is at (e - base) * heads. out may equal scores (in place).
+void edge_softmax_rows(const int64_t* indptr, int64_t base, const float* scores, int64_t heads,
+                       float* out, int64_t rb, int64_t re);
+
 // True when autograd must record an op on these inputs.
 inline bool needs_autograd(const at::Tensor& a, const at::Tensor& b = {}) {
   return at::GradMode::is_enabled() &&

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -94,14 +95,11 @@ struct Plan {
   }
 };
 
-Plan make_plan(const char* fn, const at::Tensor& x, const RowBits& rows, Granularity gran) {
-  TORCH_CHECK(x.defined(), fn, ": x is undefined");
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(), fn,
-              ": x must be a [N, F] float32 CPU tensor, got ", x.sizes(), " ", x.scalar_type(),
-              " on ", x.device());
+Plan make_plan(const char* fn, int64_t n, int64_t f, const RowBits& rows, Granularity gran) {
+  TORCH_CHECK(n >= 0 && f >= 0, fn, ": shape must be non-negative, got [", n, ", ", f, "]");
   Plan p;
-  p.n = x.size(0);
-  p.f = x.size(1);
+  p.n = n;
+  p.f = f;
   p.gran = gran;
   const int64_t g = rows.num_groups();
   TORCH_CHECK(g >= 1 && g <= 256, fn, ": rows.group_bits must hold 1 to 256 groups, got ", g);
@@ -131,6 +129,14 @@ Plan make_plan(const char* fn, const at::Tensor& x, const RowBits& rows, Granula
   }
   if (p.any_quantized) p.num_params = gran == Granularity::kRow ? p.n : g;
   return p;
+}
+
+Plan make_plan(const char* fn, const at::Tensor& x, const RowBits& rows, Granularity gran) {
+  TORCH_CHECK(x.defined(), fn, ": x is undefined");
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(), fn,
+              ": x must be a [N, F] float32 CPU tensor, got ", x.sizes(), " ", x.scalar_type(),
+              " on ", x.device());
+  return make_plan(fn, x.size(0), x.size(1), rows, gran);
 }
 
 // Records the smallest failing row.
@@ -428,6 +434,144 @@ PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Gra
       PackedTensorAccess::to_index_list(t, ones);
     }
   }
+  return t;
+}
+
+PackedTensor PackedTensor::pack_blocks(int64_t rows_n, int64_t cols,
+                                       const std::vector<int64_t>& bounds, const RowBits& rows,
+                                       Granularity gran, Rounding rounding,
+                                       const BlockProducer& produce) {
+  const char* fn = "PackedTensor::pack_blocks";
+  const Plan p = make_plan(fn, rows_n, cols, rows, gran);
+  TORCH_CHECK(bounds.size() >= 2 && bounds.front() == 0 && bounds.back() == rows_n, fn,
+              ": bounds must run from 0 to ", rows_n, " (got ", bounds.size(), " entries)");
+  for (size_t i = 1; i < bounds.size(); ++i) {
+    TORCH_CHECK(bounds[i] >= bounds[i - 1], fn, ": bounds must not decrease, got ", bounds[i - 1],
+                " then ", bounds[i]);
+  }
+  TORCH_CHECK(static_cast<bool>(produce), fn, ": produce is empty");
+  const int64_t n = p.n, f = p.f, blocks = static_cast<int64_t>(bounds.size()) - 1;
+  PackedTensor t;
+  t.rows_ = n;
+  t.cols_ = f;
+  t.group_bits_ = p.gbits;
+  t.gran_ = gran;
+  const int64_t* off = nullptr;
+  int64_t total = 0;
+  if (p.gp != nullptr) {
+    t.row_group_ = p.group;
+    t.row_offset_ = at::empty({n + 1}, at::kLong);
+    int64_t* o = t.row_offset_.data_ptr<int64_t>();
+    o[0] = 0;
+    for (int64_t r = 0; r < n; ++r) o[r + 1] = o[r] + row_bytes(f, p.bits(r));
+    total = o[n];
+    off = o;
+  } else {
+    t.row_stride_ = row_bytes(f, p.gbits[0]);
+    total = n * t.row_stride_;
+  }
+  t.codes_ = at::empty({total}, at::kByte);
+  if (p.any_quantized) t.params_ = at::empty({p.num_params, 2}, at::kFloat);
+  if (n == 0 || f == 0) return t;
+  const Kernels& k = quant_cpu::kernels();
+  float* params = t.params_.defined() ? t.params_.data_ptr<float>() : nullptr;
+  RowErrors err(n);
+  // Blocks in parallel, each produced into a per-task buffer.
+  auto for_blocks = [&](const std::function<void(int64_t r0, int64_t r1, const float*)>& fn_rows) {
+    at::parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
+      std::vector<float> buf;
+      for (int64_t b = bb; b < be; ++b) {
+        const int64_t r0 = bounds[b], r1 = bounds[b + 1];
+        if (r0 == r1) continue;
+        buf.resize(static_cast<size_t>((r1 - r0) * f));
+        produce(b, buf.data());
+        fn_rows(r0, r1, buf.data());
+      }
+    });
+  };
+  if (p.any_quantized && gran != Granularity::kRow) {
+    // Pass 1: the group ranges, exactly as group_params() folds per-row min / max.
+    const int64_t g = static_cast<int64_t>(p.gbits.size());
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> rmin(static_cast<size_t>(n), inf), rmax(static_cast<size_t>(n), -inf);
+    for_blocks([&](int64_t r0, int64_t r1, const float* x) {
+      for (int64_t r = r0; r < r1; ++r) {
+        if (p.bits(r) > 8) continue;
+        if (!k.minmax(x + (r - r0) * f, f, &rmin[r], &rmax[r])) record_min(err.non_finite, r);
+      }
+    });
+    err.check(fn, n);
+    std::vector<float> lo(static_cast<size_t>(g), inf), hi(static_cast<size_t>(g), -inf);
+    float tlo = inf, thi = -inf;
+    for (int64_t r = 0; r < n; ++r) {
+      if (p.bits(r) > 8) continue;
+      const int64_t gi = p.gp != nullptr ? p.gp[r] : 0;
+      lo[gi] = std::min(lo[gi], rmin[r]);
+      hi[gi] = std::max(hi[gi], rmax[r]);
+      tlo = std::min(tlo, rmin[r]);
+      thi = std::max(thi, rmax[r]);
+    }
+    for (int64_t gi = 0; gi < g; ++gi) {
+      float l = gran == Granularity::kTensor ? tlo : lo[gi];
+      float h = gran == Granularity::kTensor ? thi : hi[gi];
+      if (l > h) l = h = 0.0f;
+      if (p.gbits[gi] > 8) {
+        params[2 * gi] = 1.0f;
+        params[2 * gi + 1] = 0.0f;
+        continue;
+      }
+      TORCH_CHECK(std::isfinite(h - l), fn, ": quantization range [", l, ", ", h, "] of group ", gi,
+                  " is too wide: hi - lo overflows float32");
+      params[2 * gi] = affine_scale(l, h, p.gbits[gi]);
+      params[2 * gi + 1] = l;
+    }
+  }
+  // Pass 2 (the only one with per-row ranges): codes.
+  uint8_t* codes = t.codes_.data_ptr<uint8_t>();
+  const int64_t stride = t.row_stride_;
+  QuantOptions opt;
+  opt.rounding = rounding;
+  for_blocks([&](int64_t r0, int64_t r1, const float* x) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + (r - r0) * f;
+      uint8_t* out = codes + (off != nullptr ? off[r] : r * stride);
+      const int b = p.bits(r);
+      if (b > 8) {
+        if (gran == Granularity::kRow && params != nullptr) {
+          params[2 * r] = 1.0f;
+          params[2 * r + 1] = 0.0f;
+        }
+        if (b == 32) {
+          std::memcpy(out, xr, 4 * static_cast<size_t>(f));
+        } else {
+          k.pack_half(xr, f, out);
+        }
+        continue;
+      }
+      float scale = 1.0f, lo = 0.0f;
+      if (gran == Granularity::kRow) {
+        float mn, mx;
+        if (!k.minmax(xr, f, &mn, &mx)) {
+          record_min(err.non_finite, r);
+          continue;
+        }
+        if (!std::isfinite(mx - mn)) {
+          record_min(err.too_wide, r);
+          continue;
+        }
+        scale = affine_scale(mn, mx, b);
+        lo = mn;
+        params[2 * r] = scale;
+        params[2 * r + 1] = lo;
+      } else {
+        const int64_t pi = p.param_index(r);
+        scale = params[2 * pi];
+        lo = params[2 * pi + 1];
+      }
+      k.pack(xr, f, b, scale, lo, nonzero_floor(opt, lo), out);
+    }
+  });
+  err.check(fn, n);
   return t;
 }
 

@@ -364,6 +364,22 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
   return flat ? out.squeeze(1) : out;
 }
 
+std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_attention(
+    int64_t layer, const CsrGraph& g, int64_t heads, const std::vector<int64_t>& bounds,
+    const std::function<void(int64_t block, float* out)>& produce) {
+  const QuantPoint p{layer, QuantRole::kAttention};
+  if (policy_.bits(p) == 32 || policy_.column_scales(p)) return nullptr;
+  // Row degrees ([E'] int64) only when TAQ needs them.
+  const RowBits rb = policy_.buckets(QuantRole::kAttention)
+                         ? policy_.row_bits(p, attention_row_degree(g))
+                         : RowBits::uniform(policy_.bits(p));
+  auto packed = std::make_shared<const PackedTensor>(PackedTensor::pack_blocks(
+      g.num_edges(), heads, bounds, rb, policy_.granularity(QuantRole::kAttention),
+      policy_.rounding(p), produce));
+  stored_[{layer, true}] = packed->nbytes();
+  return packed;
+}
+
 std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const GraphOperators& ops,
                                                const BitPolicy& policy) {
   const QuantPoint p{0, QuantRole::kEmbedding};

@@ -6,6 +6,7 @@
 #include <torch/autograd.h>
 
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -58,6 +59,83 @@ TEST(PackedSpmm, MatchesDenseReference) {
       EXPECT_TRUE(at::equal(out_w.narrow(0, 67, 3), at::zeros({3, f}))) << what;
     }
   }
+}
+
+TEST(PackBlocks, EqualsPackingTheWholeMatrix) {
+  // Every width, mixed row groups, every granularity, both roundings, blocks of uneven
+  // sizes (some empty), one and two threads: codes, parameters and bytes equal pack().
+  const int64_t n = 203, f = 9;
+  at::manual_seed(3);
+  const at::Tensor x = (at::rand({n, f}) < 0.6).to(at::kFloat) * at::randn({n, f}) * 2;
+  const std::vector<int> gb = {1, 2, 3, 4, 5, 6, 7, 8, 16, 32};
+  const RowBits grouped{random_groups(n, static_cast<int64_t>(gb.size()), 7), gb};
+  const std::vector<int64_t> bounds = {0, 0, 1, 50, 50, 51, 120, 203};
+  const float* xp = x.data_ptr<float>();
+  auto produce = [&](int64_t k, float* out) {
+    std::memcpy(out, xp + bounds[k] * f, 4 * static_cast<size_t>((bounds[k + 1] - bounds[k]) * f));
+  };
+  for (int threads : {1, 2}) {
+    ThreadGuard tg(threads);
+    for (const RowBits& rows : {grouped, RowBits::uniform(3), RowBits::uniform(1)}) {
+      for (Granularity gran : kAllGranularities) {
+        for (Rounding rounding : {Rounding::kNearest, Rounding::kNonzero}) {
+          SCOPED_TRACE(std::to_string(rows.num_groups()) + " groups, " +
+                       testing::granularity_name(gran) + ", " + to_string(rounding) + ", " +
+                       std::to_string(threads) + " threads");
+          QuantOptions opt;
+          opt.rounding = rounding;
+          const PackedTensor want =
+              PackedTensor::pack(x, rows, gran, PackLayoutChoice::kBitmap, opt);
+          const PackedTensor got =
+              PackedTensor::pack_blocks(n, f, bounds, rows, gran, rounding, produce);
+          EXPECT_EQ(got.nbytes(), want.nbytes());
+          EXPECT_TRUE(at::equal(got.codes_as_int(), want.codes_as_int()));
+          EXPECT_TRUE(bitwise_equal(got.decode(), want.decode()));
+          for (int64_t r = 0; r < n; ++r) {
+            ASSERT_EQ(got.row_scale(r), want.row_scale(r)) << "row " << r;
+            ASSERT_EQ(got.row_lo(r), want.row_lo(r)) << "row " << r;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_THROW(PackedTensor::pack_blocks(n, f, {0, 100}, RowBits::uniform(2), Granularity::kRow,
+                                         Rounding::kNearest, produce),
+               c10::Error);  // bounds must end at N
+  EXPECT_THROW(PackedTensor::pack_blocks(n, f, {0, 120, 50, 203}, RowBits::uniform(2),
+                                         Granularity::kRow, Rounding::kNearest, produce),
+               c10::Error);  // decreasing
+  auto nan = [&](int64_t, float* out) { out[0] = std::numeric_limits<float>::quiet_NaN(); };
+  EXPECT_THROW(PackedTensor::pack_blocks(1, 1, {0, 1}, RowBits::uniform(2), Granularity::kTensor,
+                                         Rounding::kNearest, nan),
+               c10::Error);
+}
+
+TEST(PackedAttentionSpmm, MatchesSpmmOverDecodedAttention) {
+  const CsrGraph g = random_graph(90, 5, 4, /*isolated=*/3).with_self_loops();
+  for (int64_t heads : {1, 3, 8}) {
+    const int64_t d = 5;
+    at::manual_seed(heads);
+    const at::Tensor x = at::randn({90, heads * d});
+    const at::Tensor alpha = at::rand({g.num_edges(), heads});
+    for (int bits : {2, 4, 8, 16}) {
+      const PackedTensor a = PackedTensor::pack(alpha, RowBits::uniform(bits), Granularity::kTensor,
+                                                PackLayoutChoice::kBitmap);
+      const at::Tensor ad = a.decode();
+      // Reference: the dense per-head aggregation over the decoded attention.
+      at::Tensor want = at::zeros({90, heads * d});
+      for (int64_t h = 0; h < heads; ++h) {
+        const at::Tensor ah = dense_adjacency(g.with_weights(ad.select(1, h).contiguous()));
+        want.narrow(1, h * d, d).copy_(at::matmul(ah, x.narrow(1, h * d, d)));
+      }
+      const at::Tensor got = packed_attention_spmm(g, x, a);
+      EXPECT_TRUE(at::allclose(got, want, 1e-4, 1e-5))
+          << heads << " heads, " << bits << " bits: " << (got - want).abs().max().item<float>();
+    }
+  }
+  const PackedTensor a = PackedTensor::pack(at::rand({g.num_edges(), 2}), RowBits::uniform(4));
+  EXPECT_THROW(packed_attention_spmm(g, at::randn({90, 5}), a), c10::Error);  // 5 % 2 != 0
+  EXPECT_THROW(packed_attention_spmm(g, at::randn({89, 4}), a), c10::Error);
 }
 
 TEST(PackedSpmm, MixedBitRowsAndGranularities) {

@@ -6,7 +6,10 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/ops/features.h"
@@ -15,6 +18,7 @@
 namespace qgnn {
 
 class GraphOperators;
+class PackedTensor;
 
 // The role of a quantization point (qgnn/quant/bit_policy.h names them in policies).
 //   kEmbedding  a layer's input embedding h^k (SGQuant, and QAT's layer input)
@@ -38,6 +42,19 @@ class QGNN_API QuantHook {
   // `g` (the graph the layer attends over, e.g. A + I); row e belongs to target node
   // g.row_ids()[e].
   virtual at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) = 0;
+
+  // Packed inference: the attention of layer `layer` stored as packed codes, [E', H] rows
+  // in the edge order of `g`, produced block by block so that no float [E', H] tensor is
+  // held: produce(k, out) writes rows [bounds[k], bounds[k + 1]) into out (row-major, H
+  // floats per row). The layer then aggregates from the codes (packed_attention_spmm).
+  // Returns nullptr when the hook keeps attention as a tensor (then the layer computes
+  // it whole and calls attention()). Inference only.
+  virtual std::shared_ptr<const PackedTensor> pack_attention(
+      int64_t /*layer*/, const CsrGraph& /*g*/, int64_t /*heads*/,
+      const std::vector<int64_t>& /*bounds*/,
+      const std::function<void(int64_t block, float* out)>& /*produce*/) {
+    return nullptr;
+  }
 
   // Quantization-aware training (Degree-Quant) also quantizes weights and the activations
   // inside a layer. Layers call these only when quantizes_layers() is true; otherwise

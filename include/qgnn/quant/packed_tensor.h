@@ -29,6 +29,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,20 @@ class QGNN_API PackedTensor {
                            Granularity gran = Granularity::kRow,
                            PackLayoutChoice layout = PackLayoutChoice::kAuto,
                            const QuantOptions& opt = {});
+
+  // Packs an [R, F] matrix produced block by block, never holding it whole: equal (codes,
+  // parameters, bytes) to pack(x, rows, gran, PackLayoutChoice::kBitmap, {rounding}) of
+  // the full matrix x.
+  //   bounds: block boundaries 0 = b_0 <= b_1 <= ... <= b_K = R; produce(k, out) writes
+  //   rows [b_k, b_{k+1}) of x into out (row-major, F floats per row). Blocks are produced
+  //   in parallel (produce must be thread-safe), each once with per-row ranges and twice
+  //   with kTensor / kBucket ranges (the first pass measures the ranges).
+  //   Peak extra memory: one block per task.
+  // Throws c10::Error for bad bounds or bits, and when a value is not finite.
+  using BlockProducer = std::function<void(int64_t block, float* out)>;
+  static PackedTensor pack_blocks(int64_t rows_n, int64_t cols, const std::vector<int64_t>& bounds,
+                                  const RowBits& rows, Granularity gran, Rounding rounding,
+                                  const BlockProducer& produce);
 
   // Stacks packed row blocks, as if the stacked float matrix had been packed at once:
   // layout, codes, decode() and nbytes() equal pack(cat(x_i), RowBits::uniform(b), kRow,
@@ -242,6 +257,18 @@ QGNN_API at::Tensor packed_spmm(const at::Tensor& indptr, const at::Tensor& indi
 // Same over a validated graph, with its edge weights (g.weights(), or ones).
 //   REQUIRES: g.num_cols() == x.num_rows().
 QGNN_API at::Tensor packed_spmm(const CsrGraph& g, const PackedTensor& x);
+
+// Attention-weighted aggregation with packed attention values (GAT, AGNN under packed
+// inference):
+//   out[i, h, :] = sum_{e = (j -> i)} alpha^[e, h] * x[j, h, :]
+//   g: the graph attended over (rows = targets); x: [N, H * D] float32 (head h's features
+//   in columns [h D, (h + 1) D)); alpha: [E, H] packed, one row per edge of g in CSR order
+//   (column scales allowed). returns [R, H * D] float32.
+// Decodes each target row's alpha rows into a per-task buffer (never the whole [E, H]).
+// Matches spmm(g, x.view({N, H, D}), kSum, alpha.decode()) to float rounding. No autograd.
+// Throws c10::Error on shape mismatches.
+QGNN_API at::Tensor packed_attention_spmm(const CsrGraph& g, const at::Tensor& x,
+                                          const PackedTensor& alpha);
 
 // Linear transform of packed rows: x^ W^T (+ b), decoding tiles of rows into a small
 // per-thread float buffer (never the whole matrix), each multiplied right away (oneDNN's

@@ -53,7 +53,8 @@ class QGNN_API FakeQuantHook : public QuantHook {
 // Quantized inference on packed storage: every quantized embedding is packed
 // (PackedTensor) and the next layer computes from the packed rows (packed_linear decodes
 // tiles on the fly; the float copy of the whole matrix is never made). Attention values
-// are packed and read back. An input that is already packed passes through. Records the
+// are packed block by block as they are computed and aggregated from their codes (GAT,
+// AGNN: pack_attention). An input that is already packed passes through. Records the
 // bytes actually held by each point. Inference only (no autograd).
 // The input point (layer 0's embedding) takes the layout pack() chooses (an index list
 // for sparse 1-bit inputs); hidden embeddings and attention are stored as bitmaps, whose
@@ -64,6 +65,12 @@ class QGNN_API PackedInferenceHook : public QuantHook {
   explicit PackedInferenceHook(BitPolicy policy);
   NodeFeatures embedding(int64_t layer, const NodeFeatures& h, const GraphOperators& ops) override;
   at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) override;
+  // Packs attention block by block (PackedTensor::pack_blocks) at the policy's bits,
+  // ranges and rounding; nullptr at 32 bits and with column scales (att.cols=on needs the
+  // whole tensor), where the layer falls back to attention().
+  std::shared_ptr<const PackedTensor> pack_attention(
+      int64_t layer, const CsrGraph& g, int64_t heads, const std::vector<int64_t>& bounds,
+      const std::function<void(int64_t block, float* out)>& produce) override;
   const BitPolicy& policy() const { return policy_; }
   // Bytes held by each point in the last forward: (layer, is_attention) -> bytes.
   const std::map<std::pair<int64_t, bool>, int64_t>& stored_bytes() const { return stored_; }
