@@ -89,9 +89,15 @@ struct InferOptions {
 struct MemoryOptions {
   CommonOptions common;
   std::string dataset;
+  // A trained fp32 checkpoint (train / quantize --save): its model, weights, feature
+  // normalization and split. Empty: an untrained --model (sgquant preset).
+  std::string checkpoint;
   std::string model = "gcn";
+  std::string feature_norm = "auto";  // without a checkpoint
+  bool check_fake = false;            // also run the fake-quantized model and compare predictions
   // "fp32" (dense float x, as PyG holds it), "csr" (fp32, x stored sparse), B (an integer:
-  // "emb=B;emb.gran=row") or a bit-policy spec with uniform layer-0 bits and row ranges.
+  // "bits=B;emb.gran=row", every point) or a bit-policy spec with uniform layer-0 bits and
+  // row ranges.
   std::vector<std::string> policies = {"fp32", "csr", "4", "2"};
   // Rows of x read (and packed) at a time. Chunks above glibc's 32 MB mmap threshold are
   // returned to the system when freed; smaller ones fragment the heap between packed parts.

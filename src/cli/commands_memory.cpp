@@ -15,6 +15,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,8 @@
 #include "qgnn/quant/bit_policy.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "qgnn/quant/quant_hooks.h"
+#include "qgnn/train/checkpoint.h"
+#include "qgnn/train/trainer.h"
 #include "qgnn/util/threads.h"
 
 namespace qgnn::cli {
@@ -50,7 +53,8 @@ PolicyArg parse_policy_arg(const std::string& s) {
     return a;
   }
   const bool is_int = !s.empty() && std::all_of(s.begin(), s.end(), ::isdigit);
-  a.policy = BitPolicy::parse(is_int ? "emb=" + s + ";emb.gran=row" : s);
+  // B: every point (embeddings and attention) at B bits, embeddings with per-row ranges.
+  a.policy = BitPolicy::parse(is_int ? "bits=" + s + ";emb.gran=row" : s);
   a.storage =
       a.policy.bits({0, QuantRole::kEmbedding}) == 32 ? XStorage::kDense : XStorage::kPacked;
   return a;
@@ -90,28 +94,85 @@ NodeFeatures concat_csr(const std::vector<CsrGraph>& parts, int64_t rows, int64_
   return NodeFeatures(CsrGraph(indptr, at::cat(indices), at::cat(values), cols));
 }
 
-// Loads the graph and x (binarized, min(x, 1)) as `arg` asks, runs full-graph inference of
-// an untrained sgquant-preset model and returns the measurements. Runs in the child.
+// Column document frequencies of the file's x (rows with x != 0 per column), streamed.
+at::Tensor streamed_df(const std::string& path, int64_t chunk_rows, int64_t f) {
+  at::Tensor df = at::zeros({f}, at::kDouble);
+  read_dataset_features(path, chunk_rows, [&](const at::Tensor& chunk, int64_t) {
+    df.add_(chunk.ne(0).sum(0).to(at::kDouble));
+  });
+  return df;
+}
+
+// True when every value of the file's x is a non-negative integer (auto_feature_norm's
+// test for counts), streamed.
+bool streamed_counts(const std::string& path, int64_t chunk_rows) {
+  bool counts = true;
+  read_dataset_features(path, chunk_rows, [&](const at::Tensor& chunk, int64_t) {
+    counts = counts && chunk.ge(0).all().item<bool>() && chunk.eq(chunk.round()).all().item<bool>();
+  });
+  return counts;
+}
+
+// Applies the stored part of a feature normalization to rows of x in place: min(x, 1)
+// for kBinarize, x * idf for kTfidf (row normalizations happen inside the model).
+void normalize_in_place(at::Tensor& rows, FeatureNorm norm, const at::Tensor& idf) {
+  if (norm == FeatureNorm::kBinarize) rows.clamp_max_(1);
+  if (norm == FeatureNorm::kTfidf) rows.mul_(idf.unsqueeze(0));
+}
+
+// Loads the graph and x (normalized as the model was trained, or as --feature-norm says)
+// as `arg` asks, runs full-graph inference of the checkpoint's model (or an untrained
+// sgquant-preset --model) and returns the measurements. Runs in the child.
 nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
                                 const PolicyArg& arg) {
   nlohmann::json j;
   j["baseline_rss_mb"] = proc_status_mb("VmRSS");
   const auto load_start = std::chrono::steady_clock::now();
-  Dataset d = read_dataset(path, o.seed, /*load_features=*/arg.storage == XStorage::kDense);
+  std::optional<LoadedCheckpoint> ck;
+  if (!o.checkpoint.empty()) {
+    ck = load_checkpoint(o.checkpoint);
+    TORCH_CHECK(ck->meta.extra.count("qat") == 0, "memory: ", o.checkpoint,
+                " was trained with QAT; measure it with qgnn infer");
+  }
+  const int64_t split_seed = ck && ck->meta.split_seed >= 0 ? ck->meta.split_seed : o.seed;
+  Dataset d = read_dataset(path, split_seed, /*load_features=*/arg.storage == XStorage::kDense);
+  if (ck) check_checkpoint_fits(*ck, d);
   GraphOperators ops(d.graph);
   const int64_t n = d.num_nodes(), f = d.num_features();
+  FeatureNorm norm =
+      ck ? parse_feature_norm(ck->meta.feature_norm) : parse_feature_norm(o.feature_norm);
+  if (norm == FeatureNorm::kAuto) {
+    norm = d.x.defined()                         ? auto_feature_norm(d)
+           : d.has_public_split                  ? FeatureNorm::kRow
+           : streamed_counts(path, o.chunk_rows) ? FeatureNorm::kBinarize
+                                                 : FeatureNorm::kNone;
+  }
+  at::Tensor idf;
+  if (norm == FeatureNorm::kTfidf) {
+    const at::Tensor df =
+        d.x.defined() ? at::zeros({f}, at::kDouble) : streamed_df(path, o.chunk_rows, f);
+    if (d.x.defined()) {  // row blocks: no [N, F] temporary beside x
+      for (int64_t r = 0; r < n; r += o.chunk_rows) {
+        df.add_(d.x.narrow(0, r, std::min(o.chunk_rows, n - r)).ne(0).sum(0).to(at::kDouble));
+      }
+    }
+    idf = at::where(df > 0, at::log(static_cast<double>(n) / df.clamp_min(1)), at::zeros_like(df))
+              .to(at::kFloat);
+  }
+  j["feature_norm"] = to_string(norm);
   NodeFeatures x;
   int64_t x_bytes = 0;
   InputCodeStats x_stats;  // packed x: exact input bytes in the memory report
   if (arg.storage == XStorage::kDense) {
-    d.x.clamp_max_(1);  // in place: the reader's one copy is the only one
+    normalize_in_place(d.x, norm, idf);  // in place: the reader's one copy is the only one
     x = NodeFeatures(d.x);
     x_bytes = d.x.numel() * 4;
   } else if (arg.storage == XStorage::kCsr) {
     std::vector<CsrGraph> parts;
     read_dataset_features(path, o.chunk_rows, [&](const at::Tensor& chunk, int64_t) {
-      chunk.clamp_max_(1);  // each chunk is a fresh tensor: binarize it in place
-      parts.push_back(NodeFeatures::from_dense(chunk, 1.0).sparse());
+      at::Tensor c = chunk;  // a fresh tensor per chunk: normalized in place
+      normalize_in_place(c, norm, idf);
+      parts.push_back(NodeFeatures::from_dense(c, 1.0).sparse());
     });
     x = concat_csr(parts, n, f);
     parts.clear();
@@ -120,14 +181,19 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     const QuantPoint p0{0, QuantRole::kEmbedding};
     const RowBits rb = arg.policy.row_bits(p0, embedding_row_degree(ops));
     const Granularity gran = arg.policy.granularity(QuantRole::kEmbedding);
-    TORCH_CHECK(rb.num_groups() == 1 && (gran == Granularity::kRow || rb.group_bits[0] >= 16),
+    TORCH_CHECK(rb.num_groups() == 1 && (gran == Granularity::kRow || rb.group_bits[0] >= 16) &&
+                    !arg.policy.column_scales(p0),
                 "memory: policy '", arg.label,
-                "': streamed packing needs uniform layer-0 bits and emb.gran=row");
+                "': streamed packing needs uniform layer-0 bits, emb.gran=row and no column "
+                "scales");
+    QuantOptions qo;
+    qo.rounding = arg.policy.rounding(p0);
     std::vector<PackedTensor> parts;
     read_dataset_features(path, o.chunk_rows, [&](const at::Tensor& chunk, int64_t) {
-      chunk.clamp_max_(1);
-      x_stats.append_rows(chunk);
-      parts.push_back(PackedTensor::pack(chunk, rb, gran));
+      at::Tensor c = chunk;
+      normalize_in_place(c, norm, idf);
+      x_stats.append_rows(c);
+      parts.push_back(PackedTensor::pack(c, rb, gran, PackLayoutChoice::kAuto, qo));
     });
     auto packed = std::make_shared<const PackedTensor>(PackedTensor::concat_rows(std::move(parts)));
     x_bytes = packed->nbytes();
@@ -137,22 +203,31 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
   j["load_ms"] = ms_since(load_start);
   j["x_mb"] = x_bytes / 1e6;
 
-  const ModelKind kind = parse_model_kind(o.model);
-  Preset preset = make_preset("sgquant", kind, f, d.num_classes, DatasetFamily::kRandomSplit);
-  manual_seed(static_cast<uint64_t>(o.seed));
-  GnnModel model(preset.model);
+  std::shared_ptr<GnnModel> model_ptr;
+  if (ck) {
+    model_ptr = ck->model;
+  } else {
+    const ModelKind kind = parse_model_kind(o.model);
+    Preset preset = make_preset("sgquant", kind, f, d.num_classes, DatasetFamily::kRandomSplit);
+    preset.model.row_normalize_input = model_normalizes_rows(norm);
+    manual_seed(static_cast<uint64_t>(o.seed));
+    model_ptr = std::make_shared<GnnModel>(preset.model);
+  }
+  GnnModel& model = *model_ptr;
   std::shared_ptr<PackedInferenceHook> hook;
   if (arg.storage == XStorage::kPacked) {
     hook = std::make_shared<PackedInferenceHook>(arg.policy);
     model.set_quant_hook(hook);
+  } else {
+    model.set_quant_hook(nullptr);
   }
   model.eval();
   torch::NoGradGuard no_grad;
   std::vector<double> times;
-  at::Tensor logits;
+  at::Tensor pred;
   for (int64_t i = 0; i <= o.repeats; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    logits = model.forward(ops, x);
+    pred = model.forward(ops, x).argmax(1);
     if (i > 0) times.push_back(ms_since(start));  // i == 0 is the warm-up
   }
   std::sort(times.begin(), times.end());
@@ -163,16 +238,31 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     for (const auto& [key, bytes] : hook->stored_bytes()) held += bytes;
   }
   j["infer_ms"] = times.empty() ? 0.0 : times[times.size() / 2];
+  j["infer_ms_all"] = times;
   j["feature_mb"] = mem.dense_mb();
   j["stored_feature_mb"] = mem.stored_mb();
   j["fp32_feature_mb"] = mem.fp32_mb();
   j["avg_bits"] = mem.average_bits();
   j["packed_held_mb"] = held / 1e6;
-  j["logits_sum"] = logits.sum().item<double>();
+  j["feature_mb_source"] = "shapes (memory_report: dense codes + parameters)";
+  j["test_acc"] =
+      100.0 *
+      pred.masked_select(d.test_mask).eq(d.y.masked_select(d.test_mask)).sum().item<double>() /
+      std::max<int64_t>(1, d.test_mask.sum().item<int64_t>());
   j["num_nodes"] = n;
   j["num_features"] = f;
+  j["num_edges"] = d.graph.num_edges();
   j["nnz"] = x.is_sparse() ? x.nnz() : -1;
-  j["peak_rss_mb"] = proc_status_mb("VmHWM");
+  j["peak_rss_mb"] = proc_status_mb("VmHWM");  // before the optional check below
+  if (o.check_fake && hook) {
+    // The fake-quantized model on the float features: what packed inference must equal.
+    x = NodeFeatures();
+    Dataset full = read_dataset(path, split_seed);
+    normalize_in_place(full.x, norm, idf);
+    model.set_quant_hook(std::make_shared<FakeQuantHook>(arg.policy));
+    const at::Tensor fake = model.forward(ops, NodeFeatures(full.x)).argmax(1);
+    j["fake_quant_agreement_pct"] = 100.0 * fake.eq(pred).sum().item<double>() / n;
+  }
   return j;
 }
 
@@ -268,11 +358,13 @@ int run_memory(const MemoryOptions& o) {
   outputs.reserve("--json", o.common.json);
   // The parent runs no libtorch kernels: a child forked after OpenMP started its thread
   // pool could deadlock, and the parent's own memory would count in every child's peak.
-  std::cout << "full-graph inference of an untrained " << o.model << " (sgquant preset) on " << path
-            << ", x binarized (min(x, 1)); one child process per policy\n"
+  std::cout << "full-graph inference of "
+            << (o.checkpoint.empty() ? "an untrained " + o.model + " (sgquant preset)"
+                                     : "the model in " + o.checkpoint)
+            << " on " << path << "; one child process per policy\n"
             << "| policy | x storage | peak RSS MB | baseline RSS MB | x held MB | feature MB "
-               "(fp32 MB) | avg bits | load ms | infer ms |\n"
-            << "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+               "from shapes (fp32 MB) | avg bits | load ms | infer ms | test acc % |\n"
+            << "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   nlohmann::json rows = nlohmann::json::array();
   int failures = 0;
   std::string first_failure;
@@ -292,7 +384,7 @@ int run_memory(const MemoryOptions& o) {
                 << " (" << fmt2(j["fp32_feature_mb"].get<double>()) << ") | "
                 << fmt2(j["avg_bits"].get<double>(), 2) << " | "
                 << fmt2(j["load_ms"].get<double>(), 0) << " | " << fmt2(j["infer_ms"].get<double>())
-                << " |\n";
+                << " | " << fmt2(j["test_acc"].get<double>(), 2) << " |\n";
     }
     std::cout.flush();
     rows.push_back(std::move(j));
@@ -300,8 +392,13 @@ int run_memory(const MemoryOptions& o) {
   TORCH_CHECK(failures == 0, "memory: ", failures, " of ", args.size(),
               " policies failed (first: ", first_failure, ")");
   const nlohmann::json report = {
-      {"dataset", path}, {"model", o.model},           {"preset", "sgquant"},
-      {"seed", o.seed},  {"chunk_rows", o.chunk_rows}, {"threads", o.common.threads},
+      {"dataset", path},
+      {"checkpoint", o.checkpoint},
+      {"model", o.checkpoint.empty() ? o.model : std::string("from checkpoint")},
+      {"preset", o.checkpoint.empty() ? std::string("sgquant") : std::string("from checkpoint")},
+      {"seed", o.seed},
+      {"chunk_rows", o.chunk_rows},
+      {"threads", o.common.threads},
       {"rows", rows}};
   outputs.write_text(o.common.json, report.dump(2) + "\n");
   outputs.commit();

@@ -260,12 +260,25 @@ int main(int argc, char** argv) {
   auto* mem_cmd = app.add_subcommand(
       "memory", "peak RSS of full-graph inference per bit policy, each in a child process");
   mem_cmd->add_option("--dataset", mem.dataset, "bundled name (cora) or .npz path")->required();
-  mem_cmd->add_option("--model", mem.model, "gcn, gat, agnn, sage or gin (sgquant preset)")
-      ->check(one_of(kModels))
-      ->capture_default_str();
+  auto* mem_ckpt = mem_cmd->add_option(
+      "--checkpoint", mem.checkpoint,
+      "trained fp32 checkpoint (train / quantize --save): its model, weights, features, split");
+  auto* mem_model = mem_cmd
+                        ->add_option("--model", mem.model,
+                                     "untrained gcn, gat, agnn, sage or gin (sgquant preset)")
+                        ->check(one_of(kModels))
+                        ->capture_default_str();
+  mem_model->excludes(mem_ckpt);
+  auto* mem_norm = mem_cmd->add_option("--feature-norm", mem.feature_norm, kFeatureNormHelp)
+                       ->check(one_of(kFeatureNorms))
+                       ->capture_default_str();
+  mem_norm->excludes(mem_ckpt);
+  mem_cmd->add_flag("--check-fake", mem.check_fake,
+                    "also run the fake-quantized model and report the agreement of predictions "
+                    "(after the peak RSS is read)");
   mem_cmd
       ->add_option("--policies", mem.policies,
-                   "comma-separated: fp32 (dense x), csr (fp32, sparse x), B (emb=B;emb.gran=row) "
+                   "comma-separated: fp32 (dense x), csr (fp32, sparse x), B (bits=B;emb.gran=row) "
                    "or a policy spec")
       ->delimiter(',')
       ->capture_default_str();

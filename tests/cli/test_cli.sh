@@ -205,6 +205,24 @@ if "$QGNN" memory --dataset cora --policies fp32,csr,4,2 --repeats 1 --chunk-row
      and (.rows | all(.peak_rss_mb > 0))'
 else fail "memory --dataset cora: $(cat "$TMP/err")"; fi
 
+# `qgnn memory --checkpoint`: a trained GAT at every point's 4 and 2 bits; packed
+# inference predicts what the fake-quantized model predicts; test accuracy per policy.
+if "$QGNN" train --dataset cora --model gat --epochs 20 --save "$TMP/gat.ckpt" --quiet \
+  >/dev/null 2>"$TMP/err" &&
+  "$QGNN" memory --checkpoint "$TMP/gat.ckpt" --dataset cora --policies fp32,4,2 --repeats 1 \
+    --check-fake --json "$TMP/memck.json" >/dev/null 2>>"$TMP/err"; then
+  expect_json "memory --checkpoint" "$TMP/memck.json" \
+    '(.rows | length) == 3 and .checkpoint != "" and (.rows | all(.test_acc > 30))
+     and .rows[1].fake_quant_agreement_pct == 100 and .rows[2].fake_quant_agreement_pct == 100
+     and .rows[1].x_mb < .rows[0].x_mb and .rows[2].avg_bits < .rows[1].avg_bits
+     and (.rows | all(.feature_norm == "row"))
+     and (.rows[0].feature_mb_source | startswith("shapes"))'
+else fail "memory --checkpoint: $(cat "$TMP/err")"; fi
+expect_error "memory: --checkpoint with --model" 2 "--checkpoint excludes --model" -- \
+  memory --dataset cora --checkpoint "$TMP/gat.ckpt" --model gcn
+expect_error "memory: missing checkpoint" 1 "memory: 1 of 1 policies failed" "missing.ckpt" -- \
+  memory --dataset cora --checkpoint "$TMP/missing.ckpt" --policies fp32
+
 # `qgnn generate`: a tiny graph is byte-identical for one seed and reads back with the
 # requested sizes.
 if "$QGNN" generate --nodes 300 --edges 2000 --features 8 --classes 3 --seed 5 \
