@@ -94,12 +94,7 @@ namespace {
 void softmax_forward(const CsrGraph& g, const float* scores, int64_t heads, float* out) {
   const int64_t* indptr = g.indptr().data_ptr<int64_t>();
   cpu::parallel_rows(indptr, g.num_rows(), 6 * heads, 8 + 2 * heads, [&](int64_t rb, int64_t re) {
-    if (heads == 1)
-      softmax_forward_rows<1>(indptr, scores, heads, out, rb, re);
-    else if (heads == 8)
-      softmax_forward_rows<8>(indptr, scores, heads, out, rb, re);
-    else
-      softmax_forward_rows<0>(indptr, scores, heads, out, rb, re);
+    detail::edge_softmax_rows(indptr, 0, scores, heads, out, rb, re);
   });
 }
 

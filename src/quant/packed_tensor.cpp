@@ -157,25 +157,16 @@ struct RowErrors {
   }
 };
 
-// Parameters of the groups for kTensor / kBucket: params[2 g] = scale, params[2 g + 1] = lo;
-// (1, 0) for 16/32-bit groups.
-void group_params(const char* fn, const Kernels& k, const float* x, const Plan& p, float* params,
-                  RowErrors& err) {
-  const int64_t n = p.n, f = p.f, g = static_cast<int64_t>(p.gbits.size());
-  std::vector<float> rmin(static_cast<size_t>(n), 0.0f), rmax(static_cast<size_t>(n), 0.0f);
-  if (f > 0) {
-    at::parallel_for(0, n, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        if (p.bits(r) > 8) continue;
-        if (!k.minmax(x + r * f, f, &rmin[r], &rmax[r])) record_min(err.non_finite, r);
-      }
-    });
-  }
-  err.check(fn, n);
+// Folds per-row ranges (rmin / rmax, rows of 16/32-bit groups skipped) into the parameters
+// of the groups for kTensor / kBucket: params[2 g] = scale, params[2 g + 1] = lo; (1, 0)
+// for 16/32-bit groups.
+void fold_group_params(const char* fn, const Plan& p, const std::vector<float>& rmin,
+                       const std::vector<float>& rmax, float* params) {
+  const int64_t n = p.n, g = static_cast<int64_t>(p.gbits.size());
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> lo(static_cast<size_t>(g), inf), hi(static_cast<size_t>(g), -inf);
   float tlo = inf, thi = -inf;
-  if (f > 0) {
+  if (p.f > 0) {
     for (int64_t r = 0; r < n; ++r) {
       if (p.bits(r) > 8) continue;
       const int64_t gi = p.gp != nullptr ? p.gp[r] : 0;
@@ -200,6 +191,23 @@ void group_params(const char* fn, const Kernels& k, const float* x, const Plan& 
     params[2 * gi] = affine_scale(l, h, b);
     params[2 * gi + 1] = l;
   }
+}
+
+// Group parameters (fold_group_params) of a whole matrix x.
+void group_params(const char* fn, const Kernels& k, const float* x, const Plan& p, float* params,
+                  RowErrors& err) {
+  const int64_t n = p.n, f = p.f;
+  std::vector<float> rmin(static_cast<size_t>(n), 0.0f), rmax(static_cast<size_t>(n), 0.0f);
+  if (f > 0) {
+    at::parallel_for(0, n, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        if (p.bits(r) > 8) continue;
+        if (!k.minmax(x + r * f, f, &rmin[r], &rmax[r])) record_min(err.non_finite, r);
+      }
+    });
+  }
+  err.check(fn, n);
+  fold_group_params(fn, p, rmin, rmax, params);
 }
 
 // Runs fn(r, bits, scale, lo) for every row in parallel with the row's parameters, which it
@@ -346,6 +354,34 @@ PackedView PackedTensorAccess::view(const PackedTensor& t) {
   return v;
 }
 
+const int64_t* PackedTensorAccess::allocate(PackedTensor& t, int64_t n, int64_t f,
+                                            const std::vector<int>& group_bits,
+                                            const at::Tensor& row_group, Granularity gran,
+                                            int64_t num_params) {
+  t.rows_ = n;
+  t.cols_ = f;
+  t.group_bits_ = group_bits;
+  t.gran_ = gran;
+  const int64_t* off = nullptr;
+  int64_t total = 0;
+  if (row_group.defined()) {
+    const uint8_t* g = row_group.data_ptr<uint8_t>();
+    t.row_group_ = row_group;
+    t.row_offset_ = at::empty({n + 1}, at::kLong);
+    int64_t* o = t.row_offset_.data_ptr<int64_t>();
+    o[0] = 0;
+    for (int64_t r = 0; r < n; ++r) o[r + 1] = o[r] + row_bytes(f, group_bits[g[r]]);
+    total = o[n];
+    off = o;
+  } else {
+    t.row_stride_ = row_bytes(f, group_bits[0]);
+    total = n * t.row_stride_;
+  }
+  t.codes_ = at::empty({total}, at::kByte);
+  if (num_params >= 0) t.params_ = at::empty({num_params, 2}, at::kFloat);
+  return off;
+}
+
 void PackedTensorAccess::to_index_list(PackedTensor& t, const std::vector<int64_t>& ones) {
   const PackedView v = view(t);
   const int64_t n = t.rows_, f = t.cols_;
@@ -383,27 +419,9 @@ PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Gra
       cols ? (x_in / opt.column_scale.unsqueeze(0)).contiguous() : x_in.contiguous();
   PackedTensor t;
   if (cols) t.col_scale_ = opt.column_scale.contiguous().clone();
-  t.rows_ = p.n;
-  t.cols_ = p.f;
-  t.group_bits_ = p.gbits;
-  t.gran_ = gran;
   const int64_t n = p.n, f = p.f;
-  int64_t total = 0;
-  const int64_t* off = nullptr;
-  if (p.gp != nullptr) {
-    t.row_group_ = p.group;
-    t.row_offset_ = at::empty({n + 1}, at::kLong);
-    int64_t* o = t.row_offset_.data_ptr<int64_t>();
-    o[0] = 0;
-    for (int64_t r = 0; r < n; ++r) o[r + 1] = o[r] + row_bytes(f, p.bits(r));
-    total = o[n];
-    off = o;
-  } else {
-    t.row_stride_ = row_bytes(f, p.gbits[0]);
-    total = n * t.row_stride_;
-  }
-  t.codes_ = at::empty({total}, at::kByte);
-  if (p.any_quantized) t.params_ = at::empty({p.num_params, 2}, at::kFloat);
+  const int64_t* off = PackedTensorAccess::allocate(t, n, f, p.gbits, p.group, gran,
+                                                    p.any_quantized ? p.num_params : -1);
   const Kernels& k = quant_cpu::kernels();
   const float* xp = x.data_ptr<float>();
   uint8_t* codes = t.codes_.data_ptr<uint8_t>();
@@ -452,26 +470,8 @@ PackedTensor PackedTensor::pack_blocks(int64_t rows_n, int64_t cols,
   TORCH_CHECK(static_cast<bool>(produce), fn, ": produce is empty");
   const int64_t n = p.n, f = p.f, blocks = static_cast<int64_t>(bounds.size()) - 1;
   PackedTensor t;
-  t.rows_ = n;
-  t.cols_ = f;
-  t.group_bits_ = p.gbits;
-  t.gran_ = gran;
-  const int64_t* off = nullptr;
-  int64_t total = 0;
-  if (p.gp != nullptr) {
-    t.row_group_ = p.group;
-    t.row_offset_ = at::empty({n + 1}, at::kLong);
-    int64_t* o = t.row_offset_.data_ptr<int64_t>();
-    o[0] = 0;
-    for (int64_t r = 0; r < n; ++r) o[r + 1] = o[r] + row_bytes(f, p.bits(r));
-    total = o[n];
-    off = o;
-  } else {
-    t.row_stride_ = row_bytes(f, p.gbits[0]);
-    total = n * t.row_stride_;
-  }
-  t.codes_ = at::empty({total}, at::kByte);
-  if (p.any_quantized) t.params_ = at::empty({p.num_params, 2}, at::kFloat);
+  const int64_t* off = PackedTensorAccess::allocate(t, n, f, p.gbits, p.group, gran,
+                                                    p.any_quantized ? p.num_params : -1);
   if (n == 0 || f == 0) return t;
   const Kernels& k = quant_cpu::kernels();
   float* params = t.params_.defined() ? t.params_.data_ptr<float>() : nullptr;
@@ -490,10 +490,8 @@ PackedTensor PackedTensor::pack_blocks(int64_t rows_n, int64_t cols,
     });
   };
   if (p.any_quantized && gran != Granularity::kRow) {
-    // Pass 1: the group ranges, exactly as group_params() folds per-row min / max.
-    const int64_t g = static_cast<int64_t>(p.gbits.size());
-    const float inf = std::numeric_limits<float>::infinity();
-    std::vector<float> rmin(static_cast<size_t>(n), inf), rmax(static_cast<size_t>(n), -inf);
+    // Pass 1: the group ranges, folded from per-row min / max as group_params() does.
+    std::vector<float> rmin(static_cast<size_t>(n), 0.0f), rmax(static_cast<size_t>(n), 0.0f);
     for_blocks([&](int64_t r0, int64_t r1, const float* x) {
       for (int64_t r = r0; r < r1; ++r) {
         if (p.bits(r) > 8) continue;
@@ -501,30 +499,7 @@ PackedTensor PackedTensor::pack_blocks(int64_t rows_n, int64_t cols,
       }
     });
     err.check(fn, n);
-    std::vector<float> lo(static_cast<size_t>(g), inf), hi(static_cast<size_t>(g), -inf);
-    float tlo = inf, thi = -inf;
-    for (int64_t r = 0; r < n; ++r) {
-      if (p.bits(r) > 8) continue;
-      const int64_t gi = p.gp != nullptr ? p.gp[r] : 0;
-      lo[gi] = std::min(lo[gi], rmin[r]);
-      hi[gi] = std::max(hi[gi], rmax[r]);
-      tlo = std::min(tlo, rmin[r]);
-      thi = std::max(thi, rmax[r]);
-    }
-    for (int64_t gi = 0; gi < g; ++gi) {
-      float l = gran == Granularity::kTensor ? tlo : lo[gi];
-      float h = gran == Granularity::kTensor ? thi : hi[gi];
-      if (l > h) l = h = 0.0f;
-      if (p.gbits[gi] > 8) {
-        params[2 * gi] = 1.0f;
-        params[2 * gi + 1] = 0.0f;
-        continue;
-      }
-      TORCH_CHECK(std::isfinite(h - l), fn, ": quantization range [", l, ", ", h, "] of group ", gi,
-                  " is too wide: hi - lo overflows float32");
-      params[2 * gi] = affine_scale(l, h, p.gbits[gi]);
-      params[2 * gi + 1] = l;
-    }
+    fold_group_params(fn, p, rmin, rmax, params);
   }
   // Pass 2 (the only one with per-row ranges): codes.
   uint8_t* codes = t.codes_.data_ptr<uint8_t>();

@@ -53,6 +53,13 @@ struct PackedView {
 
 struct PackedTensorAccess {
   static PackedView view(const PackedTensor& t);
+  // Sets t's shape, groups and granularity and allocates its bitmap codes (row offsets
+  // with several groups, else a fixed row stride) and num_params (scale, lo) pairs (no
+  // parameter tensor when -1: no group has <= 8 bits). row_group: uint8 [N] contiguous, or
+  // undefined for a single group. Returns the row byte offsets, or nullptr with a single group.
+  static const int64_t* allocate(PackedTensor& t, int64_t n, int64_t f,
+                                 const std::vector<int>& group_bits, const at::Tensor& row_group,
+                                 Granularity gran, int64_t num_params);
   // Stores the bitmap of t (every group 1 bit) as an index list instead; `ones` [N]: the
   // 1-codes of each row.
   static void to_index_list(PackedTensor& t, const std::vector<int64_t>& ones);
