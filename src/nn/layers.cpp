@@ -83,6 +83,15 @@ torch::Tensor zeros_bias(torch::nn::Module& m, const std::string& name, int64_t 
   return m.register_parameter(name, torch::zeros({out}));
 }
 
+// out + bias; in place when no gradient is recorded (inference), so that a layer's
+// [N, F] output exists once. `out` must be a fresh tensor the caller owns.
+torch::Tensor add_bias(torch::Tensor out, const torch::Tensor& bias) {
+  if (!bias.defined()) return out;
+  const bool inplace =
+      !at::GradMode::is_enabled() || (!out.requires_grad() && !bias.requires_grad());
+  return inplace ? out.add_(bias) : out + bias;
+}
+
 }  // namespace
 
 GCNConvImpl::GCNConvImpl(int64_t in_channels, int64_t out_channels, bool use_bias) {
@@ -104,7 +113,7 @@ torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures
   } else {
     out = at::matmul(spmm(a, x.dense()), weight.t());
   }
-  return bias.defined() ? out + bias : out;
+  return add_bias(std::move(out), bias);
 }
 
 GATConvImpl::GATConvImpl(int64_t in_channels, int64_t out, int64_t h, bool cat, double slope,
@@ -177,7 +186,7 @@ torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures
       auto out = packed_attention_spmm(g, h.view({n, heads * out_channels}), *alpha);
       out = concat ? out : out.view({n, heads, out_channels}).mean(1);
       out = site_.activation(QuantRole::kAggregate, out);
-      return bias.defined() ? out + bias : out;
+      return add_bias(std::move(out), bias);
     }
   }
   auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
@@ -188,7 +197,7 @@ torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures
   auto out = spmm(g, h, Reduce::kSum, alpha);  // [N, H, D]
   out = concat ? out.view({n, heads * out_channels}) : out.mean(1);
   out = site_.activation(QuantRole::kAggregate, out);
-  return bias.defined() ? out + bias : out;
+  return add_bias(std::move(out), bias);
 }
 
 AGNNConvImpl::AGNNConvImpl(bool requires_grad) {
