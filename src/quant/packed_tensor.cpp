@@ -210,6 +210,52 @@ void group_params(const char* fn, const Kernels& k, const float* x, const Plan& 
   fold_group_params(fn, p, rmin, rmax, params);
 }
 
+// The (scale, lo) of row r, whose f values are at xr: measured for per-row ranges (and
+// stored in params when given; (1, 0) for 16/32-bit rows), else read from the group
+// slots of params. False, with the row recorded in err, when the row cannot be quantized
+// (non-finite values, or a range whose width overflows float32).
+bool row_params(const Kernels& k, const float* xr, const Plan& p, int64_t r, float* params,
+                RowErrors& err, float& scale, float& lo) {
+  const int b = p.bits(r);
+  scale = 1.0f;
+  lo = 0.0f;
+  if (p.gran == Granularity::kRow) {
+    if (b <= 8 && p.f > 0) {
+      float mn, mx;
+      if (!k.minmax(xr, p.f, &mn, &mx)) {
+        record_min(err.non_finite, r);
+        return false;
+      }
+      if (!std::isfinite(mx - mn)) {
+        record_min(err.too_wide, r);
+        return false;
+      }
+      scale = affine_scale(mn, mx, b);
+      lo = mn;
+    }
+    if (params != nullptr) {
+      params[2 * r] = scale;
+      params[2 * r + 1] = lo;
+    }
+  } else if (params != nullptr) {
+    const int64_t pi = p.param_index(r);
+    scale = params[2 * pi];
+    lo = params[2 * pi + 1];
+  }
+  return true;
+}
+
+// Stores one row of f values at `bits` (32: as is, 16: half, else codes) into out.
+void store_row(const Kernels& k, const float* xr, int64_t f, int bits, float scale, float lo,
+               float nz, uint8_t* out) {
+  if (bits == 32)
+    std::memcpy(out, xr, 4 * static_cast<size_t>(f));
+  else if (bits == 16)
+    k.pack_half(xr, f, out);
+  else if (f > 0)
+    k.pack(xr, f, bits, scale, lo, nz, out);
+}
+
 // Runs fn(r, bits, scale, lo) for every row in parallel with the row's parameters, which it
 // also stores in params ([P, 2]; per-row slots are filled here for kRow). The single place
 // where parameters are computed, shared by pack() and fake_quantize().
@@ -222,32 +268,9 @@ void for_each_row(const char* fn_name, const Kernels& k, const float* x, const P
   const int64_t f = p.f;
   at::parallel_for(0, p.n, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
-      const int b = p.bits(r);
-      float scale = 1.0f, lo = 0.0f;
-      if (p.gran == Granularity::kRow) {
-        if (b <= 8 && f > 0) {
-          float mn, mx;
-          if (!k.minmax(x + r * f, f, &mn, &mx)) {
-            record_min(err.non_finite, r);
-            continue;
-          }
-          if (!std::isfinite(mx - mn)) {
-            record_min(err.too_wide, r);
-            continue;
-          }
-          scale = affine_scale(mn, mx, b);
-          lo = mn;
-        }
-        if (params != nullptr) {
-          params[2 * r] = scale;
-          params[2 * r + 1] = lo;
-        }
-      } else if (params != nullptr) {
-        const int64_t pi = p.param_index(r);
-        scale = params[2 * pi];
-        lo = params[2 * pi + 1];
-      }
-      fn(r, b, scale, lo);
+      float scale, lo;
+      if (!row_params(k, x + r * f, p, r, params, err, scale, lo)) continue;
+      fn(r, p.bits(r), scale, lo);
     }
   });
   err.check(fn_name, p.n);
@@ -429,14 +452,8 @@ PackedTensor PackedTensor::pack(const at::Tensor& x_in, const RowBits& rows, Gra
   for_each_row("PackedTensor::pack", k, xp, p,
                t.params_.defined() ? t.params_.data_ptr<float>() : nullptr,
                [&](int64_t r, int b, float scale, float lo) {
-                 const float* xr = xp + r * f;
-                 uint8_t* out = codes + (off != nullptr ? off[r] : r * stride);
-                 if (b == 32)
-                   std::memcpy(out, xr, 4 * static_cast<size_t>(f));
-                 else if (b == 16)
-                   k.pack_half(xr, f, out);
-                 else if (f > 0)
-                   k.pack(xr, f, b, scale, lo, nonzero_floor(opt, lo), out);
+                 store_row(k, xp + r * f, f, b, scale, lo, nonzero_floor(opt, lo),
+                           codes + (off != nullptr ? off[r] : r * stride));
                });
   const bool all_one_bit =
       std::all_of(p.gbits.begin(), p.gbits.end(), [](int b) { return b == 1; });
@@ -509,41 +526,10 @@ PackedTensor PackedTensor::pack_blocks(int64_t rows_n, int64_t cols,
   for_blocks([&](int64_t r0, int64_t r1, const float* x) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + (r - r0) * f;
-      uint8_t* out = codes + (off != nullptr ? off[r] : r * stride);
-      const int b = p.bits(r);
-      if (b > 8) {
-        if (gran == Granularity::kRow && params != nullptr) {
-          params[2 * r] = 1.0f;
-          params[2 * r + 1] = 0.0f;
-        }
-        if (b == 32) {
-          std::memcpy(out, xr, 4 * static_cast<size_t>(f));
-        } else {
-          k.pack_half(xr, f, out);
-        }
-        continue;
-      }
-      float scale = 1.0f, lo = 0.0f;
-      if (gran == Granularity::kRow) {
-        float mn, mx;
-        if (!k.minmax(xr, f, &mn, &mx)) {
-          record_min(err.non_finite, r);
-          continue;
-        }
-        if (!std::isfinite(mx - mn)) {
-          record_min(err.too_wide, r);
-          continue;
-        }
-        scale = affine_scale(mn, mx, b);
-        lo = mn;
-        params[2 * r] = scale;
-        params[2 * r + 1] = lo;
-      } else {
-        const int64_t pi = p.param_index(r);
-        scale = params[2 * pi];
-        lo = params[2 * pi + 1];
-      }
-      k.pack(xr, f, b, scale, lo, nonzero_floor(opt, lo), out);
+      float scale, lo;
+      if (!row_params(k, xr, p, r, params, err, scale, lo)) continue;
+      store_row(k, xr, f, p.bits(r), scale, lo, nonzero_floor(opt, lo),
+                codes + (off != nullptr ? off[r] : r * stride));
     }
   });
   err.check(fn, n);

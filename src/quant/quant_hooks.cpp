@@ -32,6 +32,13 @@ struct OneBitRange {
   bool one(float v) const { return (v - lo) / scale > 0.5f || (nonzero && v != 0.0f); }
 };
 
+// Row grouping of an attention point over the edges of g; the per-edge in-degree table
+// ([E'] int64) is built only when TAQ needs it.
+RowBits attention_row_bits(const BitPolicy& policy, const QuantPoint& p, const CsrGraph& g) {
+  return policy.buckets(p.role) ? policy.row_bits(p, attention_row_degree(g))
+                                : RowBits::uniform(policy.bits(p));
+}
+
 // The options a policy gives the points of a role, for tensor x (column scales are
 // measured on x itself).
 QuantOptions point_options(const BitPolicy& policy, const QuantPoint& p, const at::Tensor& x) {
@@ -313,7 +320,7 @@ NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
 at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) {
   const QuantPoint p{layer, QuantRole::kAttention};
   if (policy_.bits(p) == 32) return alpha;
-  const RowBits rb = policy_.row_bits(p, attention_row_degree(g));
+  const RowBits rb = attention_row_bits(policy_, p, g);
   const bool flat = alpha.dim() == 1;
   at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
   at::Tensor q = fake_quantize(a2, rb, policy_.granularity(QuantRole::kAttention),
@@ -353,7 +360,7 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
     stored_[{layer, true}] = 4 * alpha.numel();
     return alpha;
   }
-  const RowBits rb = policy_.row_bits(p, attention_row_degree(g));
+  const RowBits rb = attention_row_bits(policy_, p, g);
   const bool flat = alpha.dim() == 1;
   const at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
   const PackedTensor packed =
@@ -369,10 +376,7 @@ std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_attention(
     const std::function<void(int64_t block, float* out)>& produce) {
   const QuantPoint p{layer, QuantRole::kAttention};
   if (policy_.bits(p) == 32 || policy_.column_scales(p)) return nullptr;
-  // Row degrees ([E'] int64) only when TAQ needs them.
-  const RowBits rb = policy_.buckets(QuantRole::kAttention)
-                         ? policy_.row_bits(p, attention_row_degree(g))
-                         : RowBits::uniform(policy_.bits(p));
+  const RowBits rb = attention_row_bits(policy_, p, g);
   auto packed = std::make_shared<const PackedTensor>(PackedTensor::pack_blocks(
       g.num_edges(), heads, bounds, rb, policy_.granularity(QuantRole::kAttention),
       policy_.rounding(p), produce));
