@@ -108,7 +108,7 @@ at::Tensor streamed_df(const std::string& path, int64_t chunk_rows, int64_t f) {
 bool streamed_counts(const std::string& path, int64_t chunk_rows) {
   bool counts = true;
   read_dataset_features(path, chunk_rows, [&](const at::Tensor& chunk, int64_t) {
-    counts = counts && chunk.ge(0).all().item<bool>() && chunk.eq(chunk.round()).all().item<bool>();
+    counts = counts && holds_counts(chunk);
   });
   return counts;
 }
@@ -156,8 +156,7 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
         df.add_(d.x.narrow(0, r, std::min(o.chunk_rows, n - r)).ne(0).sum(0).to(at::kDouble));
       }
     }
-    idf = at::where(df > 0, at::log(static_cast<double>(n) / df.clamp_min(1)), at::zeros_like(df))
-              .to(at::kFloat);
+    idf = inverse_document_frequency(df, n);
   }
   j["feature_norm"] = to_string(norm);
   NodeFeatures x;

@@ -411,8 +411,17 @@ std::string resolve_dataset_path(const std::string& name_or_path) {
 FeatureNorm auto_feature_norm(const Dataset& d) {
   if (d.has_public_split) return FeatureNorm::kRow;
   if (!d.x.defined()) return FeatureNorm::kAuto;
-  const bool counts = d.x.ge(0).all().item<bool>() && d.x.eq(d.x.round()).all().item<bool>();
-  return counts ? FeatureNorm::kBinarize : FeatureNorm::kNone;
+  return holds_counts(d.x) ? FeatureNorm::kBinarize : FeatureNorm::kNone;
+}
+
+bool holds_counts(const at::Tensor& x) {
+  return x.ge(0).all().item<bool>() && x.eq(x.round()).all().item<bool>();
+}
+
+at::Tensor inverse_document_frequency(const at::Tensor& df, int64_t n) {
+  const at::Tensor d = df.to(at::kDouble);
+  return at::where(d > 0, at::log(static_cast<double>(n) / d.clamp_min(1)), at::zeros_like(d))
+      .to(at::kFloat);
 }
 
 at::Tensor tfidf_weight(const at::Tensor& x) {
@@ -425,10 +434,7 @@ at::Tensor tfidf_weight(const at::Tensor& x) {
     TORCH_CHECK(false, "feature norm tfidf: x must be >= 0 (term counts), got ",
                 x[r][c].item<float>(), " at [", r, ", ", c, "]");
   }
-  const at::Tensor df = x.ne(0).sum(0).to(at::kDouble);  // [F]
-  const double n = static_cast<double>(x.size(0));
-  const at::Tensor idf = at::where(df > 0, at::log(n / df.clamp_min(1)), at::zeros_like(df));
-  return x * idf.to(at::kFloat).unsqueeze(0);
+  return x * inverse_document_frequency(x.ne(0).sum(0), x.size(0)).unsqueeze(0);
 }
 
 at::Tensor preprocess_features(const Dataset& d, FeatureNorm norm) {

@@ -91,6 +91,12 @@ QGNN_API at::Tensor preprocess_features(const Dataset& d, FeatureNorm norm);
 // indicators, keyword counts); else kNone, so continuous features (embeddings, Gaussian
 // class means plus noise) stay continuous. kAuto when x is not loaded.
 QGNN_API FeatureNorm auto_feature_norm(const Dataset& d);
+// True when every value of x is a non-negative integer (counts or 0/1 indicators): the
+// test auto_feature_norm applies, also per chunk of a streamed x.
+QGNN_API bool holds_counts(const at::Tensor& x);
+// idf_j = log(N / df_j) for df_j > 0, else 0 (a column no row uses). df: [F] document
+// frequencies (rows with x[:, j] != 0, any numeric dtype); returns [F] float32.
+QGNN_API at::Tensor inverse_document_frequency(const at::Tensor& df, int64_t n);
 // x * idf_j (kTfidf before its row normalization), for models that normalize rows
 // themselves (ModelConfig::row_normalize_input). x: [N, F] float32, x >= 0.
 QGNN_API at::Tensor tfidf_weight(const at::Tensor& x);
