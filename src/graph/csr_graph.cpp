@@ -274,9 +274,10 @@ CsrGraph CsrGraph::with_self_loops() const {
   }
   const int64_t num_edges = np[n];
   at::Tensor indices = at::empty({num_edges}, at::kLong);
-  at::Tensor weights = at::empty({num_edges}, at::kFloat);
+  // Unweighted input stays unweighted (all new weights would be 1): no [E'] weights.
+  at::Tensor weights = wp ? at::empty({num_edges}, at::kFloat) : at::Tensor();
   int64_t* ni = indices.data_ptr<int64_t>();
-  float* nw = weights.data_ptr<float>();
+  float* nw = wp ? weights.data_ptr<float>() : nullptr;
   at::parallel_for(0, n, 2048, [&](int64_t b, int64_t end) {
     for (int64_t i = b; i < end; ++i) {
       int64_t out = np[i];
@@ -284,21 +285,20 @@ CsrGraph CsrGraph::with_self_loops() const {
       bool pending = !has_loop[i];
       for (int64_t e = ip[i]; e < ip[i + 1]; ++e) {
         if (pending && idx[e] > i) {
-          ni[out] = i;
-          nw[out++] = 1.0f;
+          if (nw) nw[out] = 1.0f;
+          ni[out++] = i;
           pending = false;
         }
-        ni[out] = idx[e];
-        nw[out++] = wp ? wp[e] : 1.0f;
+        if (nw) nw[out] = wp[e];
+        ni[out++] = idx[e];
       }
       if (pending) {
-        ni[out] = i;
-        nw[out++] = 1.0f;
+        if (nw) nw[out] = 1.0f;
+        ni[out++] = i;
       }
     }
   });
-  // Unweighted input stays unweighted (all new weights are 1).
-  return trusted(indptr, indices, wp ? weights : at::Tensor(), n);
+  return trusted(indptr, indices, weights, n);
 }
 
 const CsrGraph& CsrGraph::gcn_normalized() const {

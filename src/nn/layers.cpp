@@ -18,9 +18,9 @@
 namespace qgnn {
 
 struct GraphOperators::Lazy {
-  std::once_flag loops_once, gcn_once, mean_once, scale_once;
+  std::once_flag loops_once, gcn_once, mean_once, scale_once, added_once;
   CsrGraph loops;
-  at::Tensor gcn_scale;
+  at::Tensor gcn_scale, added_loops;
 };
 
 GraphOperators::GraphOperators(CsrGraph g) : graph_(std::move(g)), lazy_(std::make_shared<Lazy>()) {
@@ -37,18 +37,49 @@ const CsrGraph& GraphOperators::gcn() const { return graph_.gcn_normalized(); }
 
 const CsrGraph& GraphOperators::mean() const { return graph_.mean_normalized(); }
 
+const at::Tensor& GraphOperators::added_loops() const {
+  std::call_once(lazy_->added_once, [&] {
+    const int64_t n = graph_.num_rows();
+    at::Tensor added = at::empty({n}, at::kFloat);
+    const int64_t* ip = graph_.indptr().data_ptr<int64_t>();
+    const int64_t* ix = graph_.indices().data_ptr<int64_t>();
+    float* a = added.data_ptr<float>();
+    at::parallel_for(0, n, 1 << 12, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        bool has = false;
+        for (int64_t k = ip[i]; k < ip[i + 1] && !has; ++k) has = ix[k] == i;
+        a[i] = has ? 0.0f : 1.0f;
+      }
+    });
+    lazy_->added_loops = added;
+  });
+  return lazy_->added_loops;
+}
+
 const at::Tensor& GraphOperators::gcn_scale() const {
   std::call_once(lazy_->scale_once, [&] {
-    at::NoGradGuard no_grad;
-    const CsrGraph& a = self_loops();
-    at::Tensor deg =
-        a.has_weights()
-            ? torch::zeros({a.num_rows()}).index_add_(0, a.row_ids(), a.weights())
-            : (a.indptr().narrow(0, 1, a.num_rows()) - a.indptr().narrow(0, 0, a.num_rows()))
-                  .to(torch::kFloat);
-    lazy_->gcn_scale = torch::where(deg > 0, deg.to(torch::kDouble).rsqrt(),
-                                    torch::zeros_like(deg, torch::kDouble))
-                           .to(torch::kFloat);
+    // (in-degree of A + I)^-1/2: A's (weighted) row sums plus the loops A + I adds, one
+    // pass over the CSR rows (no [E] row-id or A + I copy).
+    const at::Tensor& added = added_loops();
+    const int64_t n = graph_.num_rows();
+    at::Tensor scale = at::empty({n}, at::kFloat);
+    const int64_t* ip = graph_.indptr().data_ptr<int64_t>();
+    const float* w = graph_.has_weights() ? graph_.weights().data_ptr<float>() : nullptr;
+    const float* a = added.data_ptr<float>();
+    float* sp = scale.data_ptr<float>();
+    at::parallel_for(0, n, 1 << 12, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float deg = 0.0f;
+        if (w != nullptr) {
+          for (int64_t k = ip[i]; k < ip[i + 1]; ++k) deg += w[k];
+        } else {
+          deg = static_cast<float>(ip[i + 1] - ip[i]);
+        }
+        deg += a[i];
+        sp[i] = deg > 0.0f ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(deg))) : 0.0f;
+      }
+    });
+    lazy_->gcn_scale = scale;
   });
   return lazy_->gcn_scale;
 }
@@ -94,42 +125,6 @@ torch::Tensor add_bias(torch::Tensor out, const torch::Tensor& bias) {
 
 }  // namespace
 
-GCNConvImpl::GCNConvImpl(int64_t in_channels, int64_t out_channels, bool use_bias) {
-  weight = glorot(*this, "weight", {out_channels, in_channels});
-  if (use_bias) bias = zeros_bias(*this, "bias", out_channels);
-}
-
-torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
-  if (site_.quantizes_layers()) {
-    const at::Tensor s = ops.gcn_scale().unsqueeze(1);
-    auto lin = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight)) * s);
-    auto agg = site_.activation(QuantRole::kAggregate, spmm(ops.self_loops(), lin) * s);
-    return bias.defined() ? agg + bias : agg;
-  }
-  const CsrGraph& a = ops.gcn();
-  torch::Tensor out;
-  if (x.is_sparse() || x.is_packed() || weight.size(0) <= weight.size(1)) {
-    out = spmm(a, x.linear(weight));  // A (X W): fewer columns to aggregate
-  } else {
-    out = at::matmul(spmm(a, x.dense()), weight.t());
-  }
-  return add_bias(std::move(out), bias);
-}
-
-GATConvImpl::GATConvImpl(int64_t in_channels, int64_t out, int64_t h, bool cat, double slope,
-                         double attn_dropout, bool use_bias)
-    : heads(h),
-      out_channels(out),
-      concat(cat),
-      negative_slope(slope),
-      attention_dropout(attn_dropout) {
-  TORCH_CHECK(h >= 1, "GATConv: heads must be >= 1, got ", h);
-  weight = glorot(*this, "weight", {h * out, in_channels});
-  att_src = glorot(*this, "att_src", {h, out});
-  att_dst = glorot(*this, "att_dst", {h, out});
-  if (use_bias) bias = zeros_bias(*this, "bias", cat ? h * out : out);
-}
-
 namespace {
 
 // Target-row blocks of about `edges` edges each: row bounds and the matching edge bounds.
@@ -147,23 +142,158 @@ void edge_blocks(const CsrGraph& g, int64_t edges, std::vector<int64_t>& rows,
   }
 }
 
+// Block `k` of rows [rows[k], rows[k + 1]), `cols` floats per row, into out.
+using RowProducer = std::function<void(int64_t block, float* out)>;
+
+// A layer's output [N, cols]: handed to `pack` block by block when it takes it, else
+// produced whole (blocks in parallel).
+LayerOutput block_output(int64_t n, int64_t cols, const std::vector<int64_t>& rows,
+                         const RowProducer& produce, const OutputPacker& pack) {
+  if (pack && rows.size() >= 2) {
+    if (auto packed = pack(cols, rows, produce)) return {torch::Tensor(), std::move(packed)};
+  }
+  at::Tensor out = at::empty({n, cols}, at::kFloat);
+  float* op = out.data_ptr<float>();
+  const int64_t blocks = static_cast<int64_t>(rows.size()) - 1;
+  at::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) produce(k, op + rows[k] * cols);
+  });
+  return {out, nullptr};
+}
+
+// score[i, h] = sum_d h[i, h, d] att[h, d], without the [N, H, D] product (inference).
+torch::Tensor head_scores(const torch::Tensor& h, const torch::Tensor& att) {
+  const at::Tensor hc = h.contiguous(), ac = att.contiguous();
+  const int64_t n = hc.size(0), heads = hc.size(1), d = hc.size(2);
+  at::Tensor out = at::empty({n, heads}, at::kFloat);
+  const float* hp = hc.data_ptr<float>();
+  const float* ap = ac.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n, 1 << 10, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      for (int64_t k = 0; k < heads; ++k) {
+        const float* x = hp + (i * heads + k) * d;
+        const float* a = ap + k * d;
+        float acc = 0.0f;
+        for (int64_t c = 0; c < d; ++c) acc += x[c] * a[c];
+        op[i * heads + k] = acc;
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
+GCNConvImpl::GCNConvImpl(int64_t in_channels, int64_t out_channels, bool use_bias) {
+  weight = glorot(*this, "weight", {out_channels, in_channels});
+  if (use_bias) bias = zeros_bias(*this, "bias", out_channels);
+}
+
+torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  if (site_.quantizes_layers()) {
+    const at::Tensor s = ops.gcn_scale().unsqueeze(1);
+    auto lin = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight)) * s);
+    auto agg = site_.activation(QuantRole::kAggregate, spmm(ops.self_loops(), lin) * s);
+    return bias.defined() ? agg + bias : agg;
+  }
+  if (!at::GradMode::is_enabled()) return infer(ops, x).dense;
+  const CsrGraph& a = ops.gcn();
+  torch::Tensor out;
+  if (x.is_sparse() || x.is_packed() || weight.size(0) <= weight.size(1)) {
+    out = spmm(a, x.linear(weight));  // A (X W): fewer columns to aggregate
+  } else {
+    out = at::matmul(spmm(a, x.dense()), weight.t());
+  }
+  return add_bias(std::move(out), bias);
+}
+
+LayerOutput GCNConvImpl::infer(const GraphOperators& ops, const NodeFeatures& x,
+                               const OutputPacker& pack) {
+  TORCH_CHECK(!at::GradMode::is_enabled() && !site_.quantizes_layers(),
+              "GCNConv::infer: inference only (no autograd, no layer quantization)");
+  const int64_t n = x.num_rows(), c = weight.size(0);
+  if (!(x.is_sparse() || x.is_packed() || c <= weight.size(1))) {
+    // (A X) W is cheaper here (more outputs than inputs): through the normalized graph.
+    return {add_bias(at::matmul(spmm(ops.gcn(), x.dense()), weight.t()), bias), nullptr};
+  }
+  // s * X W, in place: A (s * X W) then sums the columns of D^-1/2 (A + I) without it.
+  const at::Tensor& s = ops.gcn_scale();
+  at::Tensor xw = x.linear(weight).contiguous();
+  xw.mul_(s.unsqueeze(1));
+  const CsrGraph& g = ops.graph();
+  const int64_t* ip = g.indptr().data_ptr<int64_t>();
+  const int64_t* ix = g.indices().data_ptr<int64_t>();
+  const float* wp = g.has_weights() ? g.weights().data_ptr<float>() : nullptr;
+  const float* sp = s.data_ptr<float>();
+  const float* lp = ops.added_loops().data_ptr<float>();
+  const float* xp = xw.data_ptr<float>();
+  const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  std::vector<int64_t> rows, bounds;
+  edge_blocks(g, 1 << 16, rows, bounds);
+  auto produce = [&](int64_t k, float* out) {
+    const int64_t i0 = rows[k], i1 = rows[k + 1], e0 = ip[i0];
+    std::vector<int64_t> local(static_cast<size_t>(i1 - i0 + 1));
+    for (int64_t t = 0; t <= i1 - i0; ++t) local[t] = ip[i0 + t] - e0;
+    cpu::spmm_sum(cpu::CsrView{local.data(), ix + e0, i1 - i0}, xp, c,
+                  wp != nullptr ? wp + e0 : nullptr, nullptr, 1, c, out, c);
+    for (int64_t i = i0; i < i1; ++i) {
+      float* o = out + (i - i0) * c;
+      const float* xi = xp + i * c;
+      const float si = sp[i], li = lp[i];
+      for (int64_t j = 0; j < c; ++j) o[j] = (o[j] + li * xi[j]) * si;
+      if (bp != nullptr) {
+        for (int64_t j = 0; j < c; ++j) o[j] += bp[j];
+      }
+    }
+  };
+  return block_output(n, c, rows, produce, pack);
+}
+
+GATConvImpl::GATConvImpl(int64_t in_channels, int64_t out, int64_t h, bool cat, double slope,
+                         double attn_dropout, bool use_bias)
+    : heads(h),
+      out_channels(out),
+      concat(cat),
+      negative_slope(slope),
+      attention_dropout(attn_dropout) {
+  TORCH_CHECK(h >= 1, "GATConv: heads must be >= 1, got ", h);
+  weight = glorot(*this, "weight", {h * out, in_channels});
+  att_src = glorot(*this, "att_src", {h, out});
+  att_dst = glorot(*this, "att_dst", {h, out});
+  if (use_bias) bias = zeros_bias(*this, "bias", cat ? h * out : out);
+}
+
 torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures& x) {
+  return run(ops, x, {}).dense;
+}
+
+LayerOutput GATConvImpl::infer(const GraphOperators& ops, const NodeFeatures& x,
+                               const OutputPacker& pack) {
+  TORCH_CHECK(!at::GradMode::is_enabled() && !is_training(),
+              "GATConv::infer: inference only (eval mode, no autograd)");
+  return run(ops, x, pack);
+}
+
+LayerOutput GATConvImpl::run(const GraphOperators& ops, const NodeFeatures& x,
+                             const OutputPacker& pack) {
   const CsrGraph& g = ops.self_loops();
-  const int64_t n = x.num_rows();
+  const int64_t n = x.num_rows(), width = heads * out_channels;
   auto h = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight)))
                .view({n, heads, out_channels});
-  auto score_src = (h * att_src).sum(-1);  // [N, H]
-  auto score_dst = (h * att_dst).sum(-1);  // [N, H]
+  const bool grad = at::GradMode::is_enabled();
+  auto score_src = grad ? (h * att_src).sum(-1) : head_scores(h, att_src);  // [N, H]
+  auto score_dst = grad ? (h * att_dst).sum(-1) : head_scores(h, att_dst);  // [N, H]
   if (site_.hook != nullptr && !is_training() && !h.requires_grad()) {
     // Packed inference: alpha is computed a block of target rows at a time, with the
     // arithmetic of sddmm_add + leaky_relu + edge_softmax below, and packed right away.
     std::vector<int64_t> rows, bounds;
     edge_blocks(g, 1 << 16, rows, bounds);
-    const at::Tensor sd = score_dst.contiguous(), ss = score_src.contiguous();
-    const float* sdp = sd.data_ptr<float>();
-    const float* ssp = ss.data_ptr<float>();
+    score_dst = score_dst.contiguous();
+    score_src = score_src.contiguous();
+    const float* sdp = score_dst.data_ptr<float>();
+    const float* ssp = score_src.data_ptr<float>();
     const int64_t* ip = g.indptr().data_ptr<int64_t>();
     const int64_t* ix = g.indices().data_ptr<int64_t>();
     const int64_t hh = heads;
@@ -183,10 +313,35 @@ torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures
     };
     if (auto alpha = site_.hook->pack_attention(site_.layer, g, heads, bounds, produce)) {
       last_attention_ = torch::Tensor();
-      auto out = packed_attention_spmm(g, h.view({n, heads * out_channels}), *alpha);
-      out = concat ? out : out.view({n, heads, out_channels}).mean(1);
-      out = site_.activation(QuantRole::kAggregate, out);
-      return add_bias(std::move(out), bias);
+      score_src = score_dst = torch::Tensor();  // [N, H] each: not needed past alpha
+      // The output, a block of target rows at a time: sum_j alpha^_ij W h_j from the
+      // codes, concatenated or averaged over heads, plus bias.
+      const at::Tensor hv = h.view({n, width});
+      const int64_t d = out_channels, cols = concat ? width : d;
+      const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+      const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+      auto produce_out = [&](int64_t k, float* out) {
+        const int64_t i0 = rows[k], i1 = rows[k + 1];
+        if (concat) {
+          packed_attention_spmm_rows(g, hv, *alpha, i0, i1, out);
+        } else {
+          std::vector<float> all(static_cast<size_t>((i1 - i0) * width));
+          packed_attention_spmm_rows(g, hv, *alpha, i0, i1, all.data());
+          for (int64_t i = 0; i < i1 - i0; ++i) {
+            for (int64_t c = 0; c < d; ++c) {
+              float acc = 0.0f;
+              for (int64_t k2 = 0; k2 < hh; ++k2) acc += all[i * width + k2 * d + c];
+              out[i * d + c] = acc / static_cast<float>(hh);
+            }
+          }
+        }
+        if (bp != nullptr) {
+          for (int64_t i = 0; i < i1 - i0; ++i) {
+            for (int64_t c = 0; c < cols; ++c) out[i * cols + c] += bp[c];
+          }
+        }
+      };
+      return block_output(n, cols, rows, produce_out, pack);
     }
   }
   auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
@@ -197,7 +352,7 @@ torch::Tensor GATConvImpl::forward(const GraphOperators& ops, const NodeFeatures
   auto out = spmm(g, h, Reduce::kSum, alpha);  // [N, H, D]
   out = concat ? out.view({n, heads * out_channels}) : out.mean(1);
   out = site_.activation(QuantRole::kAggregate, out);
-  return add_bias(std::move(out), bias);
+  return {add_bias(std::move(out), bias), nullptr};
 }
 
 AGNNConvImpl::AGNNConvImpl(bool requires_grad) {

@@ -327,21 +327,51 @@ torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x
     // released here, before the layer runs, and only its codes stay alive.
     h = NodeFeatures();
     out = torch::Tensor();
-    switch (config_.kind) {
-      case ModelKind::kGCN:
-        out = std::static_pointer_cast<GCNConvImpl>(convs_[l])->forward(ops, in);
-        break;
-      case ModelKind::kGAT:
-        out = std::static_pointer_cast<GATConvImpl>(convs_[l])->forward(ops, in);
-        break;
-      case ModelKind::kSAGE:
-        out = std::static_pointer_cast<SAGEConvImpl>(convs_[l])->forward(ops, in);
-        break;
-      case ModelKind::kGIN:
-        out = std::static_pointer_cast<GINConvImpl>(convs_[l])->forward(ops, in);
-        break;
-      case ModelKind::kAGNN:
-        TORCH_INTERNAL_ASSERT(false);
+    const bool gat = config_.kind == ModelKind::kGAT;
+    if (hook_ && !train && !at::GradMode::is_enabled() && !hook_->quantizes_layers() &&
+        (gat || config_.kind == ModelKind::kGCN)) {
+      // Packed inference: the hook may take this layer's output, activation applied, a
+      // block of rows at a time as the next layer's packed input (no float [N, F] output).
+      OutputPacker pack;
+      if (!last) {
+        pack = [&](int64_t cols, const std::vector<int64_t>& bounds,
+                   const std::function<void(int64_t, float*)>& produce) {
+          return hook_->pack_embedding(
+              static_cast<int64_t>(l) + 1, ops, cols, bounds, [&](int64_t k, float* o) {
+                produce(k, o);
+                at::Tensor t = at::from_blob(o, {(bounds[k + 1] - bounds[k]) * cols});
+                if (gat) {
+                  at::elu_(t);
+                } else {
+                  t.relu_();
+                }
+              });
+        };
+      }
+      LayerOutput r = gat ? std::static_pointer_cast<GATConvImpl>(convs_[l])->infer(ops, in, pack)
+                          : std::static_pointer_cast<GCNConvImpl>(convs_[l])->infer(ops, in, pack);
+      if (r.packed) {
+        h = NodeFeatures(std::move(r.packed));
+        continue;
+      }
+      out = std::move(r.dense);
+    } else {
+      switch (config_.kind) {
+        case ModelKind::kGCN:
+          out = std::static_pointer_cast<GCNConvImpl>(convs_[l])->forward(ops, in);
+          break;
+        case ModelKind::kGAT:
+          out = std::static_pointer_cast<GATConvImpl>(convs_[l])->forward(ops, in);
+          break;
+        case ModelKind::kSAGE:
+          out = std::static_pointer_cast<SAGEConvImpl>(convs_[l])->forward(ops, in);
+          break;
+        case ModelKind::kGIN:
+          out = std::static_pointer_cast<GINConvImpl>(convs_[l])->forward(ops, in);
+          break;
+        case ModelKind::kAGNN:
+          TORCH_INTERNAL_ASSERT(false);
+      }
     }
     if (!last) {
       // In place when no gradient is recorded (inference): one [N, F] buffer, not two.

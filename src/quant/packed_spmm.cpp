@@ -131,48 +131,80 @@ at::Tensor packed_spmm(const CsrGraph& g, const PackedTensor& x) {
   return packed_spmm(g.indptr(), g.indices(), g.weights(), x);
 }
 
+namespace {
+
+// Rows [rb, re) of the attention-weighted aggregation into o (row i at o + (i - rb) * width,
+// every element written). a: a scratch buffer for one row's decoded alpha.
+void attention_rows(const int64_t* ip, const int64_t* ix, const float* xp, int64_t width,
+                    int64_t heads, const PackedTensor& alpha, int64_t rb, int64_t re, float* o0,
+                    std::vector<float>& a) {
+  const int64_t d = width / heads;
+  std::fill(o0, o0 + (re - rb) * width, 0.0f);
+  for (int64_t i = rb; i < re; ++i) {
+    const int64_t eb = ip[i], ee = ip[i + 1];
+    if (eb == ee) continue;
+    a.resize(static_cast<size_t>((ee - eb) * heads));
+    alpha.decode_rows(eb, ee, a.data());
+    float* __restrict o = o0 + (i - rb) * width;
+    for (int64_t e = eb; e < ee; ++e) {
+      const float* __restrict xs = xp + ix[e] * width;
+      const float* ae = a.data() + (e - eb) * heads;
+      for (int64_t h = 0; h < heads; ++h) {
+        const float w = ae[h];
+        float* __restrict oh = o + h * d;
+        const float* __restrict xh = xs + h * d;
+        for (int64_t c = 0; c < d; ++c) oh[c] += w * xh[c];
+      }
+    }
+  }
+}
+
+void check_attention_args(const char* fn, const CsrGraph& g, const at::Tensor& x,
+                          const PackedTensor& alpha) {
+  TORCH_CHECK(g.defined(), fn, ": graph is undefined");
+  TORCH_CHECK(alpha.defined(), fn, ": alpha is undefined");
+  TORCH_CHECK(alpha.num_rows() == g.num_edges(), fn, ": alpha has ", alpha.num_rows(),
+              " rows but the graph has ", g.num_edges(), " edges");
+  const int64_t heads = alpha.num_cols();
+  TORCH_CHECK(heads >= 1, fn, ": alpha has no columns");
+  TORCH_CHECK(x.defined() && x.dim() == 2 && x.scalar_type() == at::kFloat &&
+                  x.size(0) == g.num_cols() && x.size(1) % heads == 0,
+              fn, ": x must be a [", g.num_cols(), ", H * D] float32 tensor with H = ", heads,
+              ", got ", x.sizes(), " ", x.scalar_type());
+}
+
+}  // namespace
+
 at::Tensor packed_attention_spmm(const CsrGraph& g, const at::Tensor& x_in,
                                  const PackedTensor& alpha) {
-  TORCH_CHECK(g.defined(), "packed_attention_spmm: graph is undefined");
-  TORCH_CHECK(alpha.defined(), "packed_attention_spmm: alpha is undefined");
-  TORCH_CHECK(alpha.num_rows() == g.num_edges(), "packed_attention_spmm: alpha has ",
-              alpha.num_rows(), " rows but the graph has ", g.num_edges(), " edges");
-  const int64_t heads = alpha.num_cols();
-  TORCH_CHECK(heads >= 1, "packed_attention_spmm: alpha has no columns");
-  TORCH_CHECK(x_in.defined() && x_in.dim() == 2 && x_in.scalar_type() == at::kFloat &&
-                  x_in.size(0) == g.num_cols() && x_in.size(1) % heads == 0,
-              "packed_attention_spmm: x must be a [", g.num_cols(),
-              ", H * D] float32 tensor with H = ", heads, ", got ", x_in.sizes(), " ",
-              x_in.scalar_type());
+  check_attention_args("packed_attention_spmm", g, x_in, alpha);
   const at::Tensor x = x_in.contiguous();
-  const int64_t r = g.num_rows(), width = x.size(1), d = width / heads;
-  at::Tensor out = at::zeros({r, width}, at::kFloat);
-  if (r == 0 || width == 0) return out;
+  const int64_t r = g.num_rows(), width = x.size(1), heads = alpha.num_cols();
+  at::Tensor out = at::empty({r, width}, at::kFloat);
+  if (r == 0 || width == 0) return out.zero_();
   const int64_t* ip = g.indptr().data_ptr<int64_t>();
   const int64_t* ix = g.indices().data_ptr<int64_t>();
   const float* xp = x.data_ptr<float>();
   float* op = out.data_ptr<float>();
   cpu::parallel_rows(ip, r, width + heads, width, [&](int64_t rb, int64_t re) {
-    std::vector<float> a;  // this row's decoded alpha [deg, H]
-    for (int64_t i = rb; i < re; ++i) {
-      const int64_t eb = ip[i], ee = ip[i + 1];
-      if (eb == ee) continue;
-      a.resize(static_cast<size_t>((ee - eb) * heads));
-      alpha.decode_rows(eb, ee, a.data());
-      float* __restrict o = op + i * width;
-      for (int64_t e = eb; e < ee; ++e) {
-        const float* __restrict xs = xp + ix[e] * width;
-        const float* ae = a.data() + (e - eb) * heads;
-        for (int64_t h = 0; h < heads; ++h) {
-          const float w = ae[h];
-          float* __restrict oh = o + h * d;
-          const float* __restrict xh = xs + h * d;
-          for (int64_t c = 0; c < d; ++c) oh[c] += w * xh[c];
-        }
-      }
-    }
+    std::vector<float> a;
+    attention_rows(ip, ix, xp, width, heads, alpha, rb, re, op + rb * width, a);
   });
   return out;
+}
+
+void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& x, const PackedTensor& alpha,
+                                int64_t row_begin, int64_t row_end, float* out) {
+  check_attention_args("packed_attention_spmm_rows", g, x, alpha);
+  TORCH_CHECK(x.is_contiguous(), "packed_attention_spmm_rows: x must be contiguous");
+  TORCH_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= g.num_rows(),
+              "packed_attention_spmm_rows: rows [", row_begin, ", ", row_end, ") outside [0, ",
+              g.num_rows(), ")");
+  if (row_begin == row_end || x.size(1) == 0) return;
+  std::vector<float> a;
+  attention_rows(g.indptr().data_ptr<int64_t>(), g.indices().data_ptr<int64_t>(),
+                 x.data_ptr<float>(), x.size(1), alpha.num_cols(), alpha, row_begin, row_end, out,
+                 a);
 }
 
 }  // namespace qgnn

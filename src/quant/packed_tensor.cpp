@@ -160,6 +160,29 @@ struct RowErrors {
 // Folds per-row ranges (rmin / rmax, rows of 16/32-bit groups skipped) into the parameters
 // of the groups for kTensor / kBucket: params[2 g] = scale, params[2 g + 1] = lo; (1, 0)
 // for 16/32-bit groups.
+// Group parameters from the value range of each group (lo[g], hi[g]) and of all quantized
+// rows (tlo, thi); empty ranges (lo > hi) give scale 1, lo 0.
+void finish_group_params(const char* fn, const Plan& p, const std::vector<float>& lo,
+                         const std::vector<float>& hi, float tlo, float thi, float* params) {
+  const int64_t g = static_cast<int64_t>(p.gbits.size());
+  for (int64_t gi = 0; gi < g; ++gi) {
+    const int b = p.gbits[gi];
+    float l = p.gran == Granularity::kTensor ? tlo : lo[gi];
+    float h = p.gran == Granularity::kTensor ? thi : hi[gi];
+    if (l > h) l = h = 0.0f;  // no values in range
+    if (b > 8) {
+      params[2 * gi] = 1.0f;
+      params[2 * gi + 1] = 0.0f;
+      continue;
+    }
+    TORCH_CHECK(std::isfinite(h - l), fn, ": quantization range [", l, ", ", h, "] of group ", gi,
+                " is too wide: hi - lo overflows float32");
+    params[2 * gi] = affine_scale(l, h, b);
+    params[2 * gi + 1] = l;
+  }
+}
+
+// Group parameters folded from per-row min / max.
 void fold_group_params(const char* fn, const Plan& p, const std::vector<float>& rmin,
                        const std::vector<float>& rmax, float* params) {
   const int64_t n = p.n, g = static_cast<int64_t>(p.gbits.size());
@@ -176,21 +199,7 @@ void fold_group_params(const char* fn, const Plan& p, const std::vector<float>& 
       thi = std::max(thi, rmax[r]);
     }
   }
-  for (int64_t gi = 0; gi < g; ++gi) {
-    const int b = p.gbits[gi];
-    float l = p.gran == Granularity::kTensor ? tlo : lo[gi];
-    float h = p.gran == Granularity::kTensor ? thi : hi[gi];
-    if (l > h) l = h = 0.0f;  // no values in range
-    if (b > 8) {
-      params[2 * gi] = 1.0f;
-      params[2 * gi + 1] = 0.0f;
-      continue;
-    }
-    TORCH_CHECK(std::isfinite(h - l), fn, ": quantization range [", l, ", ", h, "] of group ", gi,
-                " is too wide: hi - lo overflows float32");
-    params[2 * gi] = affine_scale(l, h, b);
-    params[2 * gi + 1] = l;
-  }
+  finish_group_params(fn, p, lo, hi, tlo, thi, params);
 }
 
 // Group parameters (fold_group_params) of a whole matrix x.
@@ -494,36 +503,55 @@ PackedTensor PackedTensor::pack_blocks(int64_t rows_n, int64_t cols,
   float* params = t.params_.defined() ? t.params_.data_ptr<float>() : nullptr;
   RowErrors err(n);
   // Blocks in parallel, each produced into a per-task buffer.
-  auto for_blocks = [&](const std::function<void(int64_t r0, int64_t r1, const float*)>& fn_rows) {
-    at::parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
-      std::vector<float> buf;
-      for (int64_t b = bb; b < be; ++b) {
-        const int64_t r0 = bounds[b], r1 = bounds[b + 1];
-        if (r0 == r1) continue;
-        buf.resize(static_cast<size_t>((r1 - r0) * f));
-        produce(b, buf.data());
-        fn_rows(r0, r1, buf.data());
-      }
-    });
-  };
+  auto for_blocks =
+      [&](const std::function<void(int64_t b, int64_t r0, int64_t r1, const float*)>& fn_rows) {
+        at::parallel_for(0, blocks, 1, [&](int64_t bb, int64_t be) {
+          std::vector<float> buf;
+          for (int64_t b = bb; b < be; ++b) {
+            const int64_t r0 = bounds[b], r1 = bounds[b + 1];
+            if (r0 == r1) continue;
+            buf.resize(static_cast<size_t>((r1 - r0) * f));
+            produce(b, buf.data());
+            fn_rows(b, r0, r1, buf.data());
+          }
+        });
+      };
   if (p.any_quantized && gran != Granularity::kRow) {
-    // Pass 1: the group ranges, folded from per-row min / max as group_params() does.
-    std::vector<float> rmin(static_cast<size_t>(n), 0.0f), rmax(static_cast<size_t>(n), 0.0f);
-    for_blocks([&](int64_t r0, int64_t r1, const float* x) {
+    // Pass 1: the group ranges, as group_params() folds them, kept per block and group
+    // (not per row: rows are edges for attention, E' of them).
+    const int64_t g = static_cast<int64_t>(p.gbits.size());
+    const float inf = std::numeric_limits<float>::infinity();
+    std::vector<float> blo(static_cast<size_t>(blocks * g), inf);
+    std::vector<float> bhi(static_cast<size_t>(blocks * g), -inf);
+    for_blocks([&](int64_t b, int64_t r0, int64_t r1, const float* x) {
       for (int64_t r = r0; r < r1; ++r) {
         if (p.bits(r) > 8) continue;
-        if (!k.minmax(x + (r - r0) * f, f, &rmin[r], &rmax[r])) record_min(err.non_finite, r);
+        float mn = 0.0f, mx = 0.0f;
+        if (!k.minmax(x + (r - r0) * f, f, &mn, &mx)) record_min(err.non_finite, r);
+        const int64_t gi = b * g + (p.gp != nullptr ? p.gp[r] : 0);
+        blo[gi] = std::min(blo[gi], mn);
+        bhi[gi] = std::max(bhi[gi], mx);
       }
     });
     err.check(fn, n);
-    fold_group_params(fn, p, rmin, rmax, params);
+    std::vector<float> lo(static_cast<size_t>(g), inf), hi(static_cast<size_t>(g), -inf);
+    float tlo = inf, thi = -inf;
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t gi = 0; gi < g; ++gi) {
+        lo[gi] = std::min(lo[gi], blo[b * g + gi]);
+        hi[gi] = std::max(hi[gi], bhi[b * g + gi]);
+        tlo = std::min(tlo, blo[b * g + gi]);
+        thi = std::max(thi, bhi[b * g + gi]);
+      }
+    }
+    finish_group_params(fn, p, lo, hi, tlo, thi, params);
   }
   // Pass 2 (the only one with per-row ranges): codes.
   uint8_t* codes = t.codes_.data_ptr<uint8_t>();
   const int64_t stride = t.row_stride_;
   QuantOptions opt;
   opt.rounding = rounding;
-  for_blocks([&](int64_t r0, int64_t r1, const float* x) {
+  for_blocks([&](int64_t, int64_t r0, int64_t r1, const float* x) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + (r - r0) * f;
       float scale, lo;

@@ -32,6 +32,13 @@ struct OneBitRange {
   bool one(float v) const { return (v - lo) / scale > 0.5f || (nonzero && v != 0.0f); }
 };
 
+// Row grouping of an embedding point; the in-degree vector only when TAQ needs it.
+RowBits embedding_row_bits(const BitPolicy& policy, const QuantPoint& p,
+                           const GraphOperators& ops) {
+  return policy.buckets(p.role) ? policy.row_bits(p, embedding_row_degree(ops))
+                                : RowBits::uniform(policy.bits(p));
+}
+
 // Row grouping of an attention point over the edges of g; the per-edge in-degree table
 // ([E'] int64) is built only when TAQ needs it.
 RowBits attention_row_bits(const BitPolicy& policy, const QuantPoint& p, const CsrGraph& g) {
@@ -308,7 +315,7 @@ NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
     auto it = cache_.find(layer);
     if (it != cache_.end() && it->second.source.is_same(storage)) return it->second.value;
   }
-  const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
+  const RowBits rb = embedding_row_bits(policy_, p, ops);
   const at::Tensor x = h.to_dense();
   at::Tensor q = fake_quantize(x, rb, policy_.granularity(QuantRole::kEmbedding),
                                point_options(policy_, p, x));
@@ -341,7 +348,7 @@ NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h
     stored_[{layer, false}] = 4 * h.num_rows() * h.num_cols();
     return h;
   }
-  const RowBits rb = policy_.row_bits(p, embedding_row_degree(ops));
+  const RowBits rb = embedding_row_bits(policy_, p, ops);
   // Hidden embeddings stay bitmaps: their stored bytes then follow from the shapes
   // (memory_report); only the input's layout depends on its values (InputCodeStats).
   const at::Tensor x = h.to_dense();
@@ -371,6 +378,19 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
   return flat ? out.squeeze(1) : out;
 }
 
+std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_embedding(
+    int64_t layer, const GraphOperators& ops, int64_t cols, const std::vector<int64_t>& bounds,
+    const std::function<void(int64_t block, float* out)>& produce) {
+  const QuantPoint p{layer, QuantRole::kEmbedding};
+  if (policy_.bits(p) == 32 || policy_.column_scales(p)) return nullptr;
+  const RowBits rb = embedding_row_bits(policy_, p, ops);
+  auto packed = std::make_shared<const PackedTensor>(PackedTensor::pack_blocks(
+      ops.num_nodes(), cols, bounds, rb, policy_.granularity(QuantRole::kEmbedding),
+      policy_.rounding(p), produce));
+  stored_[{layer, false}] = packed->nbytes();
+  return packed;
+}
+
 std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_attention(
     int64_t layer, const CsrGraph& g, int64_t heads, const std::vector<int64_t>& bounds,
     const std::function<void(int64_t block, float* out)>& produce) {
@@ -387,7 +407,7 @@ std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_attention(
 std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const GraphOperators& ops,
                                                const BitPolicy& policy) {
   const QuantPoint p{0, QuantRole::kEmbedding};
-  const RowBits rb = policy.row_bits(p, embedding_row_degree(ops));
+  const RowBits rb = embedding_row_bits(policy, p, ops);
   const at::Tensor d = x.to_dense();
   return std::make_shared<const PackedTensor>(
       PackedTensor::pack(d, rb, policy.granularity(QuantRole::kEmbedding), PackLayoutChoice::kAuto,
@@ -397,14 +417,12 @@ std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const Grap
 MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
                            const BitPolicy& policy, const InputCodeStats* input) {
   MemoryReport r;
-  at::Tensor emb_degree = embedding_row_degree(ops);
-  at::Tensor att_degree;
   for (const QuantPointInfo& info : model.quant_points(ops)) {
     const QuantRole role = info.attention ? QuantRole::kAttention : QuantRole::kEmbedding;
     const QuantPoint p{info.layer, role};
-    if (info.attention && !att_degree.defined())
-      att_degree = attention_row_degree(ops.self_loops());
-    const RowBits rb = policy.row_bits(p, info.attention ? att_degree : emb_degree);
+    // attention_row_bits builds the per-edge degree table only under TAQ.
+    const RowBits rb = info.attention ? attention_row_bits(policy, p, ops.self_loops())
+                                      : embedding_row_bits(policy, p, ops);
     PointMemory m;
     m.point = info;
     m.bits = policy.bits(p);

@@ -5,6 +5,7 @@
 
 #include "qgnn/nn/layers.h"
 #include "qgnn/nn/models.h"
+#include "qgnn/quant/packed_tensor.h"
 #include "testing/graphs.h"
 
 namespace qgnn {
@@ -64,6 +65,50 @@ TEST(GCNConv, MatchesDenseKipfWellingPropagationAndGradient) {
       expect_close(y, expected);
       auto grad = torch::autograd::grad({y.pow(2).sum()}, {conv->weight})[0];
       expect_close(grad, grad_expected, 1e-3);
+    }
+  }
+}
+
+TEST(GCNConv, InferenceMatchesDenseWithoutTheNormalizedGraph) {
+  // Weighted edges and some existing self loops (kept as they are by A + I): inference
+  // propagates with s * (A (s * X W) + added_loops * s * X W), never building A + I.
+  CsrGraph g = random_graph(50, 4.0, 9, /*isolated=*/3, /*weighted=*/true,
+                            /*allow_self_loops=*/true);
+  const int64_t loops = dense_adjacency(g).diagonal().ne(0).sum().item<int64_t>();
+  ASSERT_GT(loops, 0);
+  ASSERT_LT(loops, 47);
+  for (auto [in, out] : std::vector<std::pair<int64_t, int64_t>>{{17, 5}, {4, 9}}) {
+    auto x = sparse_input(50, in, 13);
+    GraphOperators ops(g);
+    torch::manual_seed(3);
+    GCNConv conv(in, out);
+    torch::nn::init::normal_(conv->bias);
+    auto a = dense_with_loops(g);
+    auto dinv = a.sum(1).pow(-0.5);
+    auto expected =
+        (dinv.unsqueeze(1) * a * dinv.unsqueeze(0)).matmul(x).matmul(conv->weight.t()) + conv->bias;
+    torch::NoGradGuard ng;
+    for (const auto& features : both_layouts(x)) {
+      expect_close(conv->forward(ops, features), expected);
+      // Handed out block by block: a packer at 32 bits stores the floats as they are.
+      int64_t blocks = 0;
+      OutputPacker pack = [&](int64_t cols, const std::vector<int64_t>& bounds,
+                              const std::function<void(int64_t, float*)>& produce) {
+        blocks = static_cast<int64_t>(bounds.size()) - 1;
+        return std::make_shared<const PackedTensor>(
+            PackedTensor::pack_blocks(50, cols, bounds, RowBits::uniform(32), Granularity::kRow,
+                                      Rounding::kNearest, produce));
+      };
+      LayerOutput r = conv->infer(ops, features, pack);
+      if (in < out && !features.is_sparse()) {  // (A X) W: the normalized graph's path, dense
+        EXPECT_FALSE(r.packed);
+        expect_close(r.dense, expected);
+      } else {
+        ASSERT_TRUE(r.packed);
+        EXPECT_FALSE(r.dense.defined());
+        EXPECT_GE(blocks, 1);
+        expect_close(r.packed->decode(), expected);
+      }
     }
   }
 }

@@ -115,6 +115,11 @@ class PhaseHook : public QuantHook {
       const std::function<void(int64_t, float*)>& produce) override {
     return inner_->pack_attention(layer, g, heads, bounds, produce);
   }
+  std::shared_ptr<const PackedTensor> pack_embedding(
+      int64_t layer, const GraphOperators& ops, int64_t cols, const std::vector<int64_t>& bounds,
+      const std::function<void(int64_t, float*)>& produce) override {
+    return inner_->pack_embedding(layer, ops, cols, bounds, produce);
+  }
 
  private:
   std::shared_ptr<QuantHook> inner_;
@@ -182,6 +187,57 @@ TEST(PackedInference, NoLayerHoldsAWholeFloatInputOrAttentionTensor) {
       model.forward(ops, NodeFeatures(xd));
       control.limit = std::numeric_limits<size_t>::max();
       EXPECT_GT(control.count.load(), 0);
+    }
+  }
+}
+
+TEST(PackedInference, HiddenOutputIsPackedAsItIsProduced) {
+  // A GCN / GAT hidden layer hands its output to the hook a block of rows at a time: the
+  // only [N, hidden]-sized float allocation of the forward is layer 0's linear output
+  // X W (the input is already packed; layer 1's tensors are class-wide). The fake-quant
+  // model, which holds the output too, shows the count can exceed 1.
+  const int64_t n = 400, f = 200, classes = 5;
+  CsrGraph g = testing::random_graph(n, 20.0, 8, /*isolated=*/2);
+  GraphOperators ops(g);
+  at::manual_seed(2);
+  const at::Tensor xd = at::rand({n, f}) * (at::rand({n, f}) < 0.5).to(at::kFloat);
+  for (const char* spec :
+       {"emb=4;att=8;layer1.emb=3", "emb=4;att=8;emb.gran=tensor;layer1.emb=2"}) {
+    const BitPolicy policy = BitPolicy::parse(spec);
+    for (const char* name : {"gcn", "gat"}) {
+      SCOPED_TRACE(std::string(name) + " " + spec);
+      torch::manual_seed(0);
+      Preset p = make_preset("kipf", parse_model_kind(name), f, classes);
+      if (std::string(name) == "gcn") p.model.hidden_channels = 48;  // GAT: 8 heads x 8
+      GnnModel model(p.model);
+      model.eval();
+      torch::NoGradGuard ng;
+      const int64_t hidden = model.quant_points(ops)[name == std::string("gat") ? 2 : 1].cols;
+      ASSERT_GE(hidden, 48);
+      const NodeFeatures x(pack_input(NodeFeatures(xd), ops, policy));
+      auto hook = std::make_shared<PackedInferenceHook>(policy);
+      model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
+      const at::Tensor fake = model.forward(ops, NodeFeatures(xd));
+      model.set_quant_hook(hook);
+      model.forward(ops, x);  // warm-up: graph caches
+      const size_t limit = static_cast<size_t>(n * hidden * 4);
+      at::Tensor real;
+      {
+        LargeAllocationCounter counter;
+        counter.limit = limit;
+        real = model.forward(ops, x);
+        counter.limit = std::numeric_limits<size_t>::max();
+        EXPECT_EQ(counter.count.load(), 1) << "largest " << counter.largest.load();
+      }
+      EXPECT_TRUE(hook->stored_bytes().count({1, false}));
+      EXPECT_TRUE(at::allclose(fake, real, 1e-4, 1e-4)) << (fake - real).abs().max().item<float>();
+      EXPECT_TRUE(at::equal(fake.argmax(1), real.argmax(1)));
+      LargeAllocationCounter control;
+      control.limit = limit;
+      model.set_quant_hook(std::make_shared<FakeQuantHook>(policy));
+      model.forward(ops, NodeFeatures(xd));
+      control.limit = std::numeric_limits<size_t>::max();
+      EXPECT_GE(control.count.load(), 2);
     }
   }
 }

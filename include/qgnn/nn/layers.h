@@ -8,8 +8,10 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "qgnn/graph/csr_graph.h"
 #include "qgnn/nn/quant_hook.h"
@@ -30,8 +32,13 @@ class QGNN_API GraphOperators {
   const CsrGraph& self_loops() const;               // A + I (missing loops added)
   const CsrGraph& gcn() const;                      // D^-1/2 (A + I) D^-1/2
   const CsrGraph& mean() const;                     // row-mean of A (1 / in-degree)
-  // (in-degree of A + I)^-1/2 as [N] float32: gcn() = diag(s) (A + I) diag(s).
+  // (in-degree of A + I)^-1/2 as [N] float32: gcn() = diag(s) (A + I) diag(s). Weighted
+  // graphs use weighted in-degrees. Computed from A (no A + I copy is made).
   const at::Tensor& gcn_scale() const;
+  // The diagonal self_loops() adds, [N] float32: 1 where row i of A has no self loop,
+  // else 0 (A + I = A + diag(added_loops())). Lets inference propagate with
+  // D^-1/2 (A + I) D^-1/2 without holding A + I or the normalized graph.
+  const at::Tensor& added_loops() const;
   int64_t num_nodes() const { return graph_.num_nodes(); }
 
  private:
@@ -51,12 +58,34 @@ class QGNN_API GraphOperators {
 //         hid = Q(relu(agg + b1)), out = hid W2^T + b2
 // with W quantized symmetrically per output channel. Without such a hook, the float path.
 
+// Inference with packed storage (SGQuant's packed embeddings): a layer hands its output
+// [N, cols] to the packer a block of rows at a time, so that the float output never
+// exists whole: produce(k, out) writes rows [row_bounds[k], row_bounds[k + 1]) row-major
+// into out (thread-safe; blocks may be produced in parallel and more than once). The
+// packer returns the packed output, or nullptr without calling produce when the consumer
+// keeps floats (32 bits, column scales); the layer then returns its output dense.
+using OutputPacker = std::function<std::shared_ptr<const PackedTensor>(
+    int64_t cols, const std::vector<int64_t>& row_bounds,
+    const std::function<void(int64_t block, float* out)>& produce)>;
+
+// A layer's inference output: dense [N, cols] float32, or packed (exactly one is set).
+struct LayerOutput {
+  torch::Tensor dense;
+  std::shared_ptr<const PackedTensor> packed;
+};
+
 // GCN layer (Kipf & Welling, ICLR 2017, Eq. 2): H' = D^-1/2 (A + I) D^-1/2 H W + b.
 //   forward: x [N, in] -> [N, out].
 class QGNN_API GCNConvImpl : public torch::nn::Module {
  public:
   GCNConvImpl(int64_t in_channels, int64_t out_channels, bool bias = true);
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+  // Inference (no autograd, no layer quantization): forward()'s result, computed as
+  // s * (A (s * X W) + added_loops * s * X W) + b with s = gcn_scale(), so that neither
+  // A + I nor the normalized graph is held, a block of target rows at a time; with `pack`
+  // the blocks go to it (see OutputPacker). Equals forward() to float rounding.
+  LayerOutput infer(const GraphOperators& ops, const NodeFeatures& x,
+                    const OutputPacker& pack = {});
   void set_quant_site(QuantSite s) { site_ = s; }
 
   torch::Tensor weight;  // [out, in]
@@ -77,6 +106,12 @@ class QGNN_API GATConvImpl : public torch::nn::Module {
   GATConvImpl(int64_t in_channels, int64_t out_channels, int64_t heads = 1, bool concat = true,
               double negative_slope = 0.2, double attention_dropout = 0.0, bool bias = true);
   torch::Tensor forward(const GraphOperators& ops, const NodeFeatures& x);
+  // Inference (eval mode, no autograd): forward()'s result. Under a hook that packs
+  // attention (PackedInferenceHook) the output is aggregated from the attention codes a
+  // block of target rows at a time and, with `pack`, handed to it block by block (see
+  // OutputPacker), so neither a float [E', H] attention nor a float output is held.
+  LayerOutput infer(const GraphOperators& ops, const NodeFeatures& x,
+                    const OutputPacker& pack = {});
   // Attention coefficients of the last forward, [E', heads] over the edges of A + I.
   const torch::Tensor& last_attention() const { return last_attention_; }
   // Routes alpha (and, for QAT, the other points) through the model's hook.
@@ -90,6 +125,7 @@ class QGNN_API GATConvImpl : public torch::nn::Module {
   double negative_slope, attention_dropout;
 
  private:
+  LayerOutput run(const GraphOperators& ops, const NodeFeatures& x, const OutputPacker& pack);
   torch::Tensor last_attention_;
   QuantSite site_;
 };

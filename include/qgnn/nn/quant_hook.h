@@ -56,6 +56,18 @@ class QGNN_API QuantHook {
     return nullptr;
   }
 
+  // Packed inference: the input embedding h^k of layer `layer`, [N, cols], stored as
+  // packed codes while the previous layer produces it a block of rows at a time
+  // (produce(k, out) writes rows [bounds[k], bounds[k + 1]) row-major), so that no float
+  // [N, cols] tensor is held; embedding() then receives it packed. Returns nullptr without
+  // calling produce when the hook keeps this embedding as floats. Inference only.
+  virtual std::shared_ptr<const PackedTensor> pack_embedding(
+      int64_t /*layer*/, const GraphOperators& /*ops*/, int64_t /*cols*/,
+      const std::vector<int64_t>& /*bounds*/,
+      const std::function<void(int64_t block, float* out)>& /*produce*/) {
+    return nullptr;
+  }
+
   // Quantization-aware training (Degree-Quant) also quantizes weights and the activations
   // inside a layer. Layers call these only when quantizes_layers() is true; otherwise
   // they keep their fastest float path. Defaults pass values through.

@@ -269,6 +269,14 @@ QGNN_API at::Tensor packed_spmm(const CsrGraph& g, const PackedTensor& x);
 // Throws c10::Error on shape mismatches.
 QGNN_API at::Tensor packed_attention_spmm(const CsrGraph& g, const at::Tensor& x,
                                           const PackedTensor& alpha);
+// Rows [row_begin, row_end) of packed_attention_spmm(g, x, alpha) (the same arithmetic),
+// written row-major into out ([row_end - row_begin, H * D], every element written).
+// Serial: callers run blocks of rows in parallel (a layer producing its output block by
+// block for packing, PackedTensor::pack_blocks). x must be contiguous.
+// Throws c10::Error on shape mismatches and rows outside [0, R).
+QGNN_API void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& x,
+                                         const PackedTensor& alpha, int64_t row_begin,
+                                         int64_t row_end, float* out);
 
 // Linear transform of packed rows: x^ W^T (+ b), decoding tiles of rows into a small
 // per-thread float buffer (never the whole matrix), each multiplied right away (oneDNN's

@@ -71,6 +71,11 @@ class QGNN_API PackedInferenceHook : public QuantHook {
   std::shared_ptr<const PackedTensor> pack_attention(
       int64_t layer, const CsrGraph& g, int64_t heads, const std::vector<int64_t>& bounds,
       const std::function<void(int64_t block, float* out)>& produce) override;
+  // Packs a hidden embedding block by block (a bitmap, as embedding() stores hidden
+  // layers; equal to packing the whole matrix); nullptr at 32 bits and with column scales.
+  std::shared_ptr<const PackedTensor> pack_embedding(
+      int64_t layer, const GraphOperators& ops, int64_t cols, const std::vector<int64_t>& bounds,
+      const std::function<void(int64_t block, float* out)>& produce) override;
   const BitPolicy& policy() const { return policy_; }
   // Bytes held by each point in the last forward: (layer, is_attention) -> bytes.
   const std::map<std::pair<int64_t, bool>, int64_t>& stored_bytes() const { return stored_; }
