@@ -231,11 +231,22 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
   torch::NoGradGuard no_grad;
   std::vector<double> times;
   at::Tensor pred;
+  std::vector<double> rss_after;  // VmRSS after each forward: anything a forward leaves
+  std::vector<double> hwm_after;
   for (int64_t i = 0; i <= o.repeats; ++i) {
+    pred = at::Tensor();  // the last forward's result is not part of this one's footprint
     const auto start = std::chrono::steady_clock::now();
     pred = model.forward(ops, x).argmax(1);
     if (i > 0) times.push_back(ms_since(start));  // i == 0 is the warm-up
+    // glibc keeps some of a forward's freed blocks (its mmap threshold adapts upward), so
+    // without this, peak RSS grows by tens of MB per repeat on the 2M-node graph: the peak
+    // then measures one forward, not the allocator's retention across repeats.
+    ::malloc_trim(0);
+    rss_after.push_back(proc_status_mb("VmRSS"));
+    hwm_after.push_back(proc_status_mb("VmHWM"));
   }
+  j["rss_after_forward_mb"] = rss_after;
+  j["peak_after_forward_mb"] = hwm_after;
   std::sort(times.begin(), times.end());
   const MemoryReport mem =
       memory_report(model, ops, arg.policy, arg.storage == XStorage::kPacked ? &x_stats : nullptr);

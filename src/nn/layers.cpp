@@ -18,9 +18,9 @@
 namespace qgnn {
 
 struct GraphOperators::Lazy {
-  std::once_flag loops_once, gcn_once, mean_once, scale_once, added_once;
+  std::once_flag loops_once, gcn_once, mean_once, scale_once, added_once, loop_indptr_once;
   CsrGraph loops;
-  at::Tensor gcn_scale, added_loops;
+  at::Tensor gcn_scale, added_loops, loop_indptr;
 };
 
 GraphOperators::GraphOperators(CsrGraph g) : graph_(std::move(g)), lazy_(std::make_shared<Lazy>()) {
@@ -54,6 +54,20 @@ const at::Tensor& GraphOperators::added_loops() const {
     lazy_->added_loops = added;
   });
   return lazy_->added_loops;
+}
+
+const at::Tensor& GraphOperators::self_loops_indptr() const {
+  std::call_once(lazy_->loop_indptr_once, [&] {
+    const int64_t n = graph_.num_rows();
+    at::Tensor lp = at::empty({n + 1}, at::kLong);
+    const int64_t* ip = graph_.indptr().data_ptr<int64_t>();
+    const float* a = added_loops().data_ptr<float>();
+    int64_t* o = lp.data_ptr<int64_t>();
+    o[0] = 0;
+    for (int64_t i = 0; i < n; ++i) o[i + 1] = o[i] + (ip[i + 1] - ip[i]) + (a[i] != 0.0f ? 1 : 0);
+    lazy_->loop_indptr = lp;
+  });
+  return lazy_->loop_indptr;
 }
 
 const at::Tensor& GraphOperators::gcn_scale() const {
@@ -128,10 +142,10 @@ torch::Tensor add_bias(torch::Tensor out, const torch::Tensor& bias) {
 namespace {
 
 // Target-row blocks of about `edges` edges each: row bounds and the matching edge bounds.
-void edge_blocks(const CsrGraph& g, int64_t edges, std::vector<int64_t>& rows,
+void edge_blocks(const at::Tensor& indptr, int64_t edges, std::vector<int64_t>& rows,
                  std::vector<int64_t>& bounds) {
-  const int64_t* ip = g.indptr().data_ptr<int64_t>();
-  const int64_t r = g.num_rows();
+  const int64_t* ip = indptr.data_ptr<int64_t>();
+  const int64_t r = indptr.numel() - 1;
   rows = {0};
   bounds = {0};
   for (int64_t i = 1; i <= r; ++i) {
@@ -231,7 +245,7 @@ LayerOutput GCNConvImpl::infer(const GraphOperators& ops, const NodeFeatures& x,
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   std::vector<int64_t> rows, bounds;
-  edge_blocks(g, 1 << 16, rows, bounds);
+  edge_blocks(g.indptr(), 1 << 16, rows, bounds);
   auto produce = [&](int64_t k, float* out) {
     const int64_t i0 = rows[k], i1 = rows[k + 1], e0 = ip[i0];
     std::vector<int64_t> local(static_cast<size_t>(i1 - i0 + 1));
@@ -278,7 +292,6 @@ LayerOutput GATConvImpl::infer(const GraphOperators& ops, const NodeFeatures& x,
 
 LayerOutput GATConvImpl::run(const GraphOperators& ops, const NodeFeatures& x,
                              const OutputPacker& pack) {
-  const CsrGraph& g = ops.self_loops();
   const int64_t n = x.num_rows(), width = heads * out_channels;
   auto h = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight)))
                .view({n, heads, out_channels});
@@ -286,32 +299,40 @@ LayerOutput GATConvImpl::run(const GraphOperators& ops, const NodeFeatures& x,
   auto score_src = grad ? (h * att_src).sum(-1) : head_scores(h, att_src);  // [N, H]
   auto score_dst = grad ? (h * att_dst).sum(-1) : head_scores(h, att_dst);  // [N, H]
   if (site_.hook != nullptr && !is_training() && !h.requires_grad()) {
-    // Packed inference: alpha is computed a block of target rows at a time, with the
-    // arithmetic of sddmm_add + leaky_relu + edge_softmax below, and packed right away.
+    // Packed inference over A + I read from A (no A + I copy), in A + I's edge order:
+    // alpha is computed a block of target rows at a time, with the arithmetic of
+    // sddmm_add + leaky_relu + edge_softmax below, and packed right away.
+    const CsrGraph& a = ops.graph();
+    const at::Tensor& loop_indptr = ops.self_loops_indptr();
     std::vector<int64_t> rows, bounds;
-    edge_blocks(g, 1 << 16, rows, bounds);
+    edge_blocks(loop_indptr, 1 << 16, rows, bounds);
     score_dst = score_dst.contiguous();
     score_src = score_src.contiguous();
     const float* sdp = score_dst.data_ptr<float>();
     const float* ssp = score_src.data_ptr<float>();
-    const int64_t* ip = g.indptr().data_ptr<int64_t>();
-    const int64_t* ix = g.indices().data_ptr<int64_t>();
+    const int64_t* ip = a.indptr().data_ptr<int64_t>();
+    const int64_t* ix = a.indices().data_ptr<int64_t>();
+    const int64_t* lp = loop_indptr.data_ptr<int64_t>();
     const int64_t hh = heads;
     const float slope = static_cast<float>(negative_slope);
     auto produce = [&](int64_t k, float* out) {
-      const int64_t i0 = rows[k], i1 = rows[k + 1], e0 = ip[i0];
+      const int64_t i0 = rows[k], i1 = rows[k + 1], e0 = lp[i0];
       for (int64_t i = i0; i < i1; ++i) {
-        for (int64_t e = ip[i]; e < ip[i + 1]; ++e) {
-          float* o = out + (e - e0) * hh;
-          for (int64_t c = 0; c < hh; ++c) {
-            const float v = sdp[i * hh + c] + ssp[ix[e] * hh + c];
-            o[c] = v > 0.0f ? v : v * slope;
-          }
-        }
+        float* row = out + (lp[i] - e0) * hh;
+        const float* sd = sdp + i * hh;
+        detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i,
+                                          lp[i + 1] - lp[i] > ip[i + 1] - ip[i],
+                                          [&](int64_t t, int64_t j) {
+                                            float* o = row + t * hh;
+                                            for (int64_t c = 0; c < hh; ++c) {
+                                              const float v = sd[c] + ssp[j * hh + c];
+                                              o[c] = v > 0.0f ? v : v * slope;
+                                            }
+                                          });
       }
-      detail::edge_softmax_rows(ip, e0, out, hh, out, i0, i1);
+      detail::edge_softmax_rows(lp, e0, out, hh, out, i0, i1);
     };
-    if (auto alpha = site_.hook->pack_attention(site_.layer, g, heads, bounds, produce)) {
+    if (auto alpha = site_.hook->pack_attention(site_.layer, loop_indptr, heads, bounds, produce)) {
       last_attention_ = torch::Tensor();
       score_src = score_dst = torch::Tensor();  // [N, H] each: not needed past alpha
       // The output, a block of target rows at a time: sum_j alpha^_ij W h_j from the
@@ -323,10 +344,10 @@ LayerOutput GATConvImpl::run(const GraphOperators& ops, const NodeFeatures& x,
       auto produce_out = [&](int64_t k, float* out) {
         const int64_t i0 = rows[k], i1 = rows[k + 1];
         if (concat) {
-          packed_attention_spmm_rows(g, hv, *alpha, i0, i1, out);
+          packed_attention_spmm_rows(a, loop_indptr, hv, *alpha, i0, i1, out);
         } else {
           std::vector<float> all(static_cast<size_t>((i1 - i0) * width));
-          packed_attention_spmm_rows(g, hv, *alpha, i0, i1, all.data());
+          packed_attention_spmm_rows(a, loop_indptr, hv, *alpha, i0, i1, all.data());
           for (int64_t i = 0; i < i1 - i0; ++i) {
             for (int64_t c = 0; c < d; ++c) {
               float acc = 0.0f;
@@ -344,6 +365,7 @@ LayerOutput GATConvImpl::run(const GraphOperators& ops, const NodeFeatures& x,
       return block_output(n, cols, rows, produce_out, pack);
     }
   }
+  const CsrGraph& g = ops.self_loops();
   auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
   auto alpha = edge_softmax(g, e);  // [E', H]
   if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, g);
@@ -373,7 +395,7 @@ torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tens
     // time, with the arithmetic of sddmm_dot + beta * cosine + edge_softmax below, packed
     // right away, and the aggregation reads its codes.
     std::vector<int64_t> rows, bounds;
-    edge_blocks(g, 1 << 16, rows, bounds);
+    edge_blocks(g.indptr(), 1 << 16, rows, bounds);
     const at::Tensor xc = xn.contiguous();
     const float* xp = xc.data_ptr<float>();
     const int64_t width = xc.size(1);
@@ -389,7 +411,7 @@ torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tens
       for (int64_t e = 0; e < ip[i1] - e0; ++e) out[e] = b * out[e];
       detail::edge_softmax_rows(ip, e0, out, 1, out, i0, i1);
     };
-    if (auto packed = site_.hook->pack_attention(site_.layer, g, 1, bounds, produce)) {
+    if (auto packed = site_.hook->pack_attention(site_.layer, g.indptr(), 1, bounds, produce)) {
       last_attention_ = torch::Tensor();
       return packed_attention_spmm(g, x.contiguous(), *packed);
     }

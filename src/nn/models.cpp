@@ -283,7 +283,8 @@ std::vector<QuantPointInfo> GnnModel::quant_points(const GraphOperators& ops) co
   const int64_t n = ops.num_nodes();
   const ModelConfig& c = config_;
   if (c.kind == ModelKind::kAGNN) {
-    const int64_t e = ops.self_loops().num_edges();
+    const at::Tensor& lp = ops.self_loops_indptr();  // (A + I is not built for this)
+    const int64_t e = lp[lp.numel() - 1].item<int64_t>();
     points.push_back({0, false, n, c.in_channels});
     for (int64_t l = 1; l <= c.num_layers; ++l) {
       points.push_back({l, false, n, c.hidden_channels});
@@ -298,7 +299,9 @@ std::vector<QuantPointInfo> GnnModel::quant_points(const GraphOperators& ops) co
     points.push_back({l, false, n, in});
     if (c.kind == ModelKind::kGAT) {
       const bool last = l == c.num_layers - 1;
-      points.push_back({l, true, ops.self_loops().num_edges(), last ? c.output_heads : c.heads});
+      const at::Tensor& lp = ops.self_loops_indptr();
+      points.push_back(
+          {l, true, lp[lp.numel() - 1].item<int64_t>(), last ? c.output_heads : c.heads});
     }
   }
   return points;

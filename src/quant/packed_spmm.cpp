@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "ops/cpu/kernels.h"
+#include "ops/ops_internal.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "quant/cpu/pack_kernel.h"
 
@@ -134,37 +135,47 @@ at::Tensor packed_spmm(const CsrGraph& g, const PackedTensor& x) {
 namespace {
 
 // Rows [rb, re) of the attention-weighted aggregation into o (row i at o + (i - rb) * width,
-// every element written). a: a scratch buffer for one row's decoded alpha.
-void attention_rows(const int64_t* ip, const int64_t* ix, const float* xp, int64_t width,
-                    int64_t heads, const PackedTensor& alpha, int64_t rb, int64_t re, float* o0,
-                    std::vector<float>& a) {
+// every element written). a: a scratch buffer for one row's decoded alpha. With lp (the
+// row pointer of A + I, g being A), row i reads A + I's sources in with_self_loops() order
+// and alpha rows [lp[i], lp[i + 1]).
+void attention_rows(const int64_t* ip, const int64_t* ix, const int64_t* lp, const float* xp,
+                    int64_t width, int64_t heads, const PackedTensor& alpha, int64_t rb, int64_t re,
+                    float* o0, std::vector<float>& a) {
   const int64_t d = width / heads;
   std::fill(o0, o0 + (re - rb) * width, 0.0f);
   for (int64_t i = rb; i < re; ++i) {
     const int64_t eb = ip[i], ee = ip[i + 1];
-    if (eb == ee) continue;
-    a.resize(static_cast<size_t>((ee - eb) * heads));
-    alpha.decode_rows(eb, ee, a.data());
+    const int64_t ab = lp != nullptr ? lp[i] : eb, ae_ = lp != nullptr ? lp[i + 1] : ee;
+    if (ab == ae_) continue;
+    a.resize(static_cast<size_t>((ae_ - ab) * heads));
+    alpha.decode_rows(ab, ae_, a.data());
     float* __restrict o = o0 + (i - rb) * width;
-    for (int64_t e = eb; e < ee; ++e) {
-      const float* __restrict xs = xp + ix[e] * width;
-      const float* ae = a.data() + (e - eb) * heads;
+    auto add = [&](int64_t t, int64_t j) {
+      const float* __restrict xs = xp + j * width;
+      const float* at = a.data() + t * heads;
       for (int64_t h = 0; h < heads; ++h) {
-        const float w = ae[h];
+        const float w = at[h];
         float* __restrict oh = o + h * d;
         const float* __restrict xh = xs + h * d;
         for (int64_t c = 0; c < d; ++c) oh[c] += w * xh[c];
       }
+    };
+    if (lp != nullptr) {
+      detail::for_each_source_with_loop(ix, eb, ee, i, ae_ - ab > ee - eb, add);
+    } else {
+      for (int64_t e = eb; e < ee; ++e) add(e - eb, ix[e]);
     }
   }
 }
 
+// edges: the number of alpha rows expected (-1: g's edges).
 void check_attention_args(const char* fn, const CsrGraph& g, const at::Tensor& x,
-                          const PackedTensor& alpha) {
+                          const PackedTensor& alpha, int64_t edges = -1) {
   TORCH_CHECK(g.defined(), fn, ": graph is undefined");
   TORCH_CHECK(alpha.defined(), fn, ": alpha is undefined");
-  TORCH_CHECK(alpha.num_rows() == g.num_edges(), fn, ": alpha has ", alpha.num_rows(),
-              " rows but the graph has ", g.num_edges(), " edges");
+  if (edges < 0) edges = g.num_edges();
+  TORCH_CHECK(alpha.num_rows() == edges, fn, ": alpha has ", alpha.num_rows(),
+              " rows but the graph has ", edges, " edges");
   const int64_t heads = alpha.num_cols();
   TORCH_CHECK(heads >= 1, fn, ": alpha has no columns");
   TORCH_CHECK(x.defined() && x.dim() == 2 && x.scalar_type() == at::kFloat &&
@@ -188,23 +199,39 @@ at::Tensor packed_attention_spmm(const CsrGraph& g, const at::Tensor& x_in,
   float* op = out.data_ptr<float>();
   cpu::parallel_rows(ip, r, width + heads, width, [&](int64_t rb, int64_t re) {
     std::vector<float> a;
-    attention_rows(ip, ix, xp, width, heads, alpha, rb, re, op + rb * width, a);
+    attention_rows(ip, ix, nullptr, xp, width, heads, alpha, rb, re, op + rb * width, a);
   });
   return out;
 }
 
 void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& x, const PackedTensor& alpha,
                                 int64_t row_begin, int64_t row_end, float* out) {
-  check_attention_args("packed_attention_spmm_rows", g, x, alpha);
-  TORCH_CHECK(x.is_contiguous(), "packed_attention_spmm_rows: x must be contiguous");
-  TORCH_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= g.num_rows(),
-              "packed_attention_spmm_rows: rows [", row_begin, ", ", row_end, ") outside [0, ",
-              g.num_rows(), ")");
+  packed_attention_spmm_rows(g, at::Tensor(), x, alpha, row_begin, row_end, out);
+}
+
+void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& loop_indptr,
+                                const at::Tensor& x, const PackedTensor& alpha, int64_t row_begin,
+                                int64_t row_end, float* out) {
+  const char* fn = "packed_attention_spmm_rows";
+  const bool loops = loop_indptr.defined();
+  TORCH_CHECK(g.defined(), fn, ": graph is undefined");
+  if (loops) {
+    TORCH_CHECK(loop_indptr.dim() == 1 && loop_indptr.numel() == g.num_rows() + 1 &&
+                    loop_indptr.scalar_type() == at::kLong && loop_indptr.is_contiguous(),
+                fn, ": loop_indptr must be a contiguous [", g.num_rows() + 1, "] int64 tensor");
+    TORCH_CHECK(alpha.defined() && alpha.num_rows() == loop_indptr[-1].item<int64_t>(), fn,
+                ": alpha must have one row per edge of A + I (", loop_indptr[-1].item<int64_t>(),
+                ")");
+  }
+  check_attention_args(fn, g, x, alpha, /*edges=*/loops ? alpha.num_rows() : -1);
+  TORCH_CHECK(x.is_contiguous(), fn, ": x must be contiguous");
+  TORCH_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= g.num_rows(), fn, ": rows [",
+              row_begin, ", ", row_end, ") outside [0, ", g.num_rows(), ")");
   if (row_begin == row_end || x.size(1) == 0) return;
   std::vector<float> a;
   attention_rows(g.indptr().data_ptr<int64_t>(), g.indices().data_ptr<int64_t>(),
-                 x.data_ptr<float>(), x.size(1), alpha.num_cols(), alpha, row_begin, row_end, out,
-                 a);
+                 loops ? loop_indptr.data_ptr<int64_t>() : nullptr, x.data_ptr<float>(), x.size(1),
+                 alpha.num_cols(), alpha, row_begin, row_end, out, a);
 }
 
 }  // namespace qgnn

@@ -41,8 +41,9 @@ RowBits embedding_row_bits(const BitPolicy& policy, const QuantPoint& p,
 
 // Row grouping of an attention point over the edges of g; the per-edge in-degree table
 // ([E'] int64) is built only when TAQ needs it.
-RowBits attention_row_bits(const BitPolicy& policy, const QuantPoint& p, const CsrGraph& g) {
-  return policy.buckets(p.role) ? policy.row_bits(p, attention_row_degree(g))
+RowBits attention_row_bits(const BitPolicy& policy, const QuantPoint& p,
+                           const at::Tensor& row_indptr) {
+  return policy.buckets(p.role) ? policy.row_bits(p, attention_row_degree(row_indptr))
                                 : RowBits::uniform(policy.bits(p));
 }
 
@@ -299,8 +300,15 @@ int64_t InputCodeStats::ones(const RowBits& rb, Granularity gran, Rounding round
 
 at::Tensor embedding_row_degree(const GraphOperators& ops) { return ops.graph().in_degree(); }
 
-at::Tensor attention_row_degree(const CsrGraph& g) {
-  return g.in_degree().index_select(0, g.row_ids());
+at::Tensor attention_row_degree(const CsrGraph& g) { return attention_row_degree(g.indptr()); }
+
+at::Tensor attention_row_degree(const at::Tensor& row_indptr) {
+  TORCH_CHECK(
+      row_indptr.dim() == 1 && row_indptr.numel() >= 1 && row_indptr.scalar_type() == at::kLong,
+      "attention_row_degree: row_indptr must be a [R + 1] int64 tensor");
+  const int64_t r = row_indptr.numel() - 1;
+  const at::Tensor deg = row_indptr.narrow(0, 1, r) - row_indptr.narrow(0, 0, r);
+  return at::repeat_interleave(deg, deg);
 }
 
 FakeQuantHook::FakeQuantHook(BitPolicy policy) : policy_(std::move(policy)) {}
@@ -327,7 +335,7 @@ NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
 at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) {
   const QuantPoint p{layer, QuantRole::kAttention};
   if (policy_.bits(p) == 32) return alpha;
-  const RowBits rb = attention_row_bits(policy_, p, g);
+  const RowBits rb = attention_row_bits(policy_, p, g.indptr());
   const bool flat = alpha.dim() == 1;
   at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
   at::Tensor q = fake_quantize(a2, rb, policy_.granularity(QuantRole::kAttention),
@@ -367,7 +375,7 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
     stored_[{layer, true}] = 4 * alpha.numel();
     return alpha;
   }
-  const RowBits rb = attention_row_bits(policy_, p, g);
+  const RowBits rb = attention_row_bits(policy_, p, g.indptr());
   const bool flat = alpha.dim() == 1;
   const at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
   const PackedTensor packed =
@@ -392,14 +400,14 @@ std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_embedding(
 }
 
 std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_attention(
-    int64_t layer, const CsrGraph& g, int64_t heads, const std::vector<int64_t>& bounds,
+    int64_t layer, const at::Tensor& row_indptr, int64_t heads, const std::vector<int64_t>& bounds,
     const std::function<void(int64_t block, float* out)>& produce) {
   const QuantPoint p{layer, QuantRole::kAttention};
   if (policy_.bits(p) == 32 || policy_.column_scales(p)) return nullptr;
-  const RowBits rb = attention_row_bits(policy_, p, g);
+  const RowBits rb = attention_row_bits(policy_, p, row_indptr);
   auto packed = std::make_shared<const PackedTensor>(PackedTensor::pack_blocks(
-      g.num_edges(), heads, bounds, rb, policy_.granularity(QuantRole::kAttention),
-      policy_.rounding(p), produce));
+      row_indptr[row_indptr.numel() - 1].item<int64_t>(), heads, bounds, rb,
+      policy_.granularity(QuantRole::kAttention), policy_.rounding(p), produce));
   stored_[{layer, true}] = packed->nbytes();
   return packed;
 }
@@ -421,7 +429,7 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
     const QuantRole role = info.attention ? QuantRole::kAttention : QuantRole::kEmbedding;
     const QuantPoint p{info.layer, role};
     // attention_row_bits builds the per-edge degree table only under TAQ.
-    const RowBits rb = info.attention ? attention_row_bits(policy, p, ops.self_loops())
+    const RowBits rb = info.attention ? attention_row_bits(policy, p, ops.self_loops_indptr())
                                       : embedding_row_bits(policy, p, ops);
     PointMemory m;
     m.point = info;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ops/cpu/kernels.h"
+#include "qgnn/nn/layers.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "quant/cpu/pack_kernel.h"
 #include "testing/graphs.h"
@@ -136,6 +137,40 @@ TEST(PackedAttentionSpmm, MatchesSpmmOverDecodedAttention) {
   const PackedTensor a = PackedTensor::pack(at::rand({g.num_edges(), 2}), RowBits::uniform(4));
   EXPECT_THROW(packed_attention_spmm(g, at::randn({90, 5}), a), c10::Error);  // 5 % 2 != 0
   EXPECT_THROW(packed_attention_spmm(g, at::randn({89, 4}), a), c10::Error);
+}
+
+TEST(PackedAttentionSpmm, RowsOverImplicitSelfLoopsEqualTheMaterializedGraph) {
+  // A with some self loops already (kept) and some rows without (a loop is added): reading
+  // A + I from A in with_self_loops() order gives the same bits as the materialized copy.
+  const CsrGraph a = random_graph(90, 5, 6, /*isolated=*/3, /*weighted=*/false,
+                                  /*allow_self_loops=*/true);
+  const CsrGraph loops = a.with_self_loops();
+  ASSERT_GT(loops.num_edges(), a.num_edges());
+  GraphOperators ops(a);
+  ASSERT_TRUE(at::equal(ops.self_loops_indptr(), loops.indptr()));
+  for (int64_t heads : {1, 4}) {
+    at::manual_seed(heads);
+    const at::Tensor x = at::randn({90, heads * 3});
+    const PackedTensor alpha =
+        PackedTensor::pack(at::rand({loops.num_edges(), heads}), RowBits::uniform(4),
+                           Granularity::kTensor, PackLayoutChoice::kBitmap);
+    const at::Tensor want = packed_attention_spmm(loops, x, alpha);
+    at::Tensor got = at::empty_like(want);
+    for (auto [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{0, 31}, {31, 31}, {31, 90}}) {
+      packed_attention_spmm_rows(a, ops.self_loops_indptr(), x, alpha, r0, r1,
+                                 got.data_ptr<float>() + r0 * x.size(1));
+    }
+    EXPECT_TRUE(testing::bitwise_equal(got, want)) << heads << " heads";
+  }
+  const PackedTensor alpha =
+      PackedTensor::pack(at::rand({loops.num_edges(), 1}), RowBits::uniform(4));
+  std::vector<float> out(90 * 2);
+  EXPECT_THROW(packed_attention_spmm_rows(a, loops.indptr().narrow(0, 0, 50), at::randn({90, 2}),
+                                          alpha, 0, 10, out.data()),
+               c10::Error);  // wrong row pointer length
+  EXPECT_THROW(
+      packed_attention_spmm_rows(a, a.indptr(), at::randn({90, 2}), alpha, 0, 10, out.data()),
+      c10::Error);  // alpha rows do not match A + I's edges
 }
 
 TEST(PackedSpmm, MixedBitRowsAndGranularities) {

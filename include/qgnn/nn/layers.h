@@ -39,6 +39,10 @@ class QGNN_API GraphOperators {
   // else 0 (A + I = A + diag(added_loops())). Lets inference propagate with
   // D^-1/2 (A + I) D^-1/2 without holding A + I or the normalized graph.
   const at::Tensor& added_loops() const;
+  // The row pointer of A + I, [N + 1] int64 (equal to self_loops().indptr(), without
+  // building A + I): row i has A's in-edges plus, where added_loops(), its self loop,
+  // placed as self_loops() places it (before the first neighbour > i).
+  const at::Tensor& self_loops_indptr() const;
   int64_t num_nodes() const { return graph_.num_nodes(); }
 
  private:

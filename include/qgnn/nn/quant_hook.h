@@ -44,13 +44,16 @@ class QGNN_API QuantHook {
   virtual at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) = 0;
 
   // Packed inference: the attention of layer `layer` stored as packed codes, [E', H] rows
-  // in the edge order of `g`, produced block by block so that no float [E', H] tensor is
-  // held: produce(k, out) writes rows [bounds[k], bounds[k + 1]) into out (row-major, H
-  // floats per row). The layer then aggregates from the codes (packed_attention_spmm).
-  // Returns nullptr when the hook keeps attention as a tensor (then the layer computes
-  // it whole and calls attention()). Inference only.
+  // in the edge order of the graph attended over (e.g. A + I), given by its CSR row
+  // pointer `row_indptr` ([R + 1] int64; edge e belongs to the target row r with
+  // row_indptr[r] <= e < row_indptr[r + 1]; E' = row_indptr[R]), so that the graph itself
+  // need not exist. Produced block by block so that no float [E', H] tensor is held:
+  // produce(k, out) writes rows [bounds[k], bounds[k + 1]) into out (row-major, H floats
+  // per row). The layer then aggregates from the codes (packed_attention_spmm). Returns
+  // nullptr when the hook keeps attention as a tensor (then the layer computes it whole
+  // and calls attention()). Inference only.
   virtual std::shared_ptr<const PackedTensor> pack_attention(
-      int64_t /*layer*/, const CsrGraph& /*g*/, int64_t /*heads*/,
+      int64_t /*layer*/, const at::Tensor& /*row_indptr*/, int64_t /*heads*/,
       const std::vector<int64_t>& /*bounds*/,
       const std::function<void(int64_t block, float* out)>& /*produce*/) {
     return nullptr;

@@ -277,6 +277,13 @@ QGNN_API at::Tensor packed_attention_spmm(const CsrGraph& g, const at::Tensor& x
 QGNN_API void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& x,
                                          const PackedTensor& alpha, int64_t row_begin,
                                          int64_t row_end, float* out);
+// The same over A + I read from A (no A + I copy): g is A, loop_indptr the row pointer of
+// A + I ([N + 1] int64, GraphOperators::self_loops_indptr()), alpha one row per edge of
+// A + I in CsrGraph::with_self_loops() order. Equals the overload above on
+// g.with_self_loops() bit for bit.
+QGNN_API void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& loop_indptr,
+                                         const at::Tensor& x, const PackedTensor& alpha,
+                                         int64_t row_begin, int64_t row_end, float* out);
 
 // Linear transform of packed rows: x^ W^T (+ b), decoding tiles of rows into a small
 // per-thread float buffer (never the whole matrix), each multiplied right away (oneDNN's

@@ -28,6 +28,8 @@ QGNN_API PackedSize packed_size(int64_t rows, int64_t cols, const RowBits& rb, G
 // in-degree of each edge's target (attention rows).
 QGNN_API at::Tensor embedding_row_degree(const GraphOperators& ops);
 QGNN_API at::Tensor attention_row_degree(const CsrGraph& g);
+// The same from the graph's row pointer alone ([R + 1] int64): [E'] int64.
+QGNN_API at::Tensor attention_row_degree(const at::Tensor& row_indptr);
 
 // Fake quantization of every point at the policy's bits with straight-through gradients
 // (SGQuant Sec. III-D fine-tuning; the forward equals packed storage's dequantized
@@ -69,7 +71,8 @@ class QGNN_API PackedInferenceHook : public QuantHook {
   // ranges and rounding; nullptr at 32 bits and with column scales (att.cols=on needs the
   // whole tensor), where the layer falls back to attention().
   std::shared_ptr<const PackedTensor> pack_attention(
-      int64_t layer, const CsrGraph& g, int64_t heads, const std::vector<int64_t>& bounds,
+      int64_t layer, const at::Tensor& row_indptr, int64_t heads,
+      const std::vector<int64_t>& bounds,
       const std::function<void(int64_t block, float* out)>& produce) override;
   // Packs a hidden embedding block by block (a bitmap, as embedding() stores hidden
   // layers; equal to packing the whole matrix); nullptr at 32 bits and with column scales.
