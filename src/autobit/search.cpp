@@ -176,6 +176,26 @@ Config widest_config(const SearchSpace& s, SearchGranularity level) {
   return c;
 }
 
+// Configurations that quantize alike get one form, so that the search never measures the
+// same quantization twice under two names (gauss20k-sep4 GCN, seed 0: 5 of 60
+// measurements were one policy): under TAQ a row's bits are min(layer bits, its bucket's
+// cap), so layer bits above the highest cap equal that cap, and TAQ whose lowest cap no
+// layer exceeds changes nothing. (16 and 32 bits ignore TAQ.)
+void canonicalize(Config& c) {
+  if (!c.taq || c.caps.empty()) return;
+  const int highest = c.caps.front(), lowest = c.caps.back();
+  bool capped = false;
+  for (int& b : c.emb) {
+    if (b > 8) continue;
+    b = std::min(b, highest);
+    capped = capped || b > lowest;
+  }
+  if (!capped) {
+    c.taq = false;
+    c.caps.clear();
+  }
+}
+
 Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranularity level) {
   auto pick = [&](const std::vector<int>& v) {
     return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
@@ -208,6 +228,7 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
     c.nonzero = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
     c.cols = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   }
+  canonicalize(c);
   return c;
 }
 

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "qgnn/autobit/search.h"
+#include "qgnn/quant/quant_hooks.h"
 #include "testing/graphs.h"
 
 namespace qgnn {
@@ -58,6 +59,43 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
       nonzero =
           nonzero || pt.result.policy.rounding({0, QuantRole::kEmbedding}) == Rounding::kNonzero;
       cols = cols || pt.result.policy.column_scales({0, QuantRole::kEmbedding});
+    }
+    // ... nor one quantization under two names: under TAQ a row's bits are min(layer bits,
+    // bucket cap), so the effective bits of every point (with granularity, rounding and
+    // column scales) differ between any two measurements.
+    std::set<std::string> effective;
+    const at::Tensor degree = embedding_row_degree(data.ops);
+    for (const auto& pt : r.points) {
+      const BitPolicy& pol = pt.result.policy;
+      std::ostringstream key;
+      for (const QuantPointInfo& q : model.quant_points(data.ops)) {
+        if (q.attention) {
+          key << "att" << pol.bits({q.layer, QuantRole::kAttention}) << ';';
+          continue;
+        }
+        std::set<int> widths;
+        for (int b : pol.row_bits({q.layer, QuantRole::kEmbedding}, degree).group_bits)
+          widths.insert(b);
+        key << "emb";
+        for (int b : widths) key << b << ',';
+        key << ';';
+      }
+      key << static_cast<int>(pol.granularity(QuantRole::kEmbedding))
+          << static_cast<int>(pol.rounding({0, QuantRole::kEmbedding}))
+          << pol.column_scales({0, QuantRole::kEmbedding});
+      EXPECT_TRUE(effective.insert(key.str()).second) << "same quantization: " << pol.to_string();
+      // The one form: no layer above the highest cap, and TAQ only where a layer exceeds
+      // the lowest one.
+      if (const auto taq = pol.buckets(QuantRole::kEmbedding)) {
+        bool capped = false;
+        for (const QuantPointInfo& q : model.quant_points(data.ops)) {
+          if (q.attention) continue;
+          const int b = pol.bits({q.layer, QuantRole::kEmbedding});
+          EXPECT_LE(b, taq->bits.front()) << pol.to_string();
+          capped = capped || b > taq->bits.back();
+        }
+        EXPECT_TRUE(capped) << pol.to_string();
+      }
     }
     // The full level also searches the input's rounding and column scales (continuous
     // inputs); hidden embeddings keep nearest rounding.
