@@ -8,6 +8,8 @@
 #include <mutex>
 #include <vector>
 
+#include "graph/self_loops_internal.h"
+
 namespace qgnn {
 
 // Caches are filled lazily under std::call_once, so concurrent readers are safe and
@@ -249,6 +251,24 @@ const at::Tensor& CsrGraph::transpose_perm() const {
   return structure_->transpose_perm;
 }
 
+at::Tensor CsrGraph::self_loops_indptr() const {
+  TORCH_CHECK(defined(), "CsrGraph::self_loops_indptr: graph is undefined");
+  TORCH_CHECK(is_square(), "CsrGraph::self_loops_indptr: graph must be square, got [", num_rows_,
+              ", ", num_cols_, "]");
+  const int64_t n = num_rows_;
+  const int64_t* ip = indptr_.data_ptr<int64_t>();
+  const int64_t* idx = indices_.data_ptr<int64_t>();
+  at::Tensor indptr = at::empty({n + 1}, at::kLong);
+  int64_t* np = indptr.data_ptr<int64_t>();
+  np[0] = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    bool has_loop = false;
+    for (int64_t e = ip[i]; e < ip[i + 1] && !has_loop; ++e) has_loop = idx[e] == i;
+    np[i + 1] = np[i] + (ip[i + 1] - ip[i]) + (has_loop ? 0 : 1);
+  }
+  return indptr;
+}
+
 CsrGraph CsrGraph::with_self_loops() const {
   TORCH_CHECK(defined(), "CsrGraph::with_self_loops: graph is undefined");
   TORCH_CHECK(is_square(), "CsrGraph::with_self_loops: graph must be square, got [", num_rows_,
@@ -258,20 +278,8 @@ CsrGraph CsrGraph::with_self_loops() const {
   const int64_t* idx = indices_.data_ptr<int64_t>();
   at::Tensor w_in = weights_.defined() ? weights_.detach() : at::Tensor();
   const float* wp = w_in.defined() ? w_in.data_ptr<float>() : nullptr;
-
-  std::vector<char> has_loop(n, 0);
-  at::Tensor indptr = at::empty({n + 1}, at::kLong);
-  int64_t* np = indptr.data_ptr<int64_t>();
-  np[0] = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t e = ip[i]; e < ip[i + 1]; ++e) {
-      if (idx[e] == i) {
-        has_loop[i] = 1;
-        break;
-      }
-    }
-    np[i + 1] = np[i] + (ip[i + 1] - ip[i]) + (has_loop[i] ? 0 : 1);
-  }
+  at::Tensor indptr = self_loops_indptr();
+  const int64_t* np = indptr.data_ptr<int64_t>();
   const int64_t num_edges = np[n];
   at::Tensor indices = at::empty({num_edges}, at::kLong);
   // Unweighted input stays unweighted (all new weights would be 1): no [E'] weights.
@@ -280,22 +288,14 @@ CsrGraph CsrGraph::with_self_loops() const {
   float* nw = wp ? weights.data_ptr<float>() : nullptr;
   at::parallel_for(0, n, 2048, [&](int64_t b, int64_t end) {
     for (int64_t i = b; i < end; ++i) {
-      int64_t out = np[i];
-      // The added loop goes before the first neighbour > i, so sorted rows stay sorted.
-      bool pending = !has_loop[i];
-      for (int64_t e = ip[i]; e < ip[i + 1]; ++e) {
-        if (pending && idx[e] > i) {
-          if (nw) nw[out] = 1.0f;
-          ni[out++] = i;
-          pending = false;
-        }
-        if (nw) nw[out] = wp[e];
-        ni[out++] = idx[e];
-      }
-      if (pending) {
-        if (nw) nw[out] = 1.0f;
-        ni[out++] = i;
-      }
+      const int64_t out = np[i];
+      // A row gains a loop exactly when A + I's row is longer.
+      detail::for_each_source_with_loop(idx, ip[i], ip[i + 1], i,
+                                        np[i + 1] - np[i] > ip[i + 1] - ip[i],
+                                        [&](int64_t t, int64_t j, int64_t e) {
+                                          ni[out + t] = j;
+                                          if (nw != nullptr) nw[out + t] = e < 0 ? 1.0f : wp[e];
+                                        });
     }
   });
   return trusted(indptr, indices, weights, n);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "graph/self_loops_internal.h"
 #include "ops/cpu/kernels.h"
 #include "ops/ops_internal.h"
 #include "qgnn/ops/dropout.h"
@@ -37,37 +38,22 @@ const CsrGraph& GraphOperators::gcn() const { return graph_.gcn_normalized(); }
 
 const CsrGraph& GraphOperators::mean() const { return graph_.mean_normalized(); }
 
-const at::Tensor& GraphOperators::added_loops() const {
-  std::call_once(lazy_->added_once, [&] {
-    const int64_t n = graph_.num_rows();
-    at::Tensor added = at::empty({n}, at::kFloat);
-    const int64_t* ip = graph_.indptr().data_ptr<int64_t>();
-    const int64_t* ix = graph_.indices().data_ptr<int64_t>();
-    float* a = added.data_ptr<float>();
-    at::parallel_for(0, n, 1 << 12, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        bool has = false;
-        for (int64_t k = ip[i]; k < ip[i + 1] && !has; ++k) has = ix[k] == i;
-        a[i] = has ? 0.0f : 1.0f;
-      }
-    });
-    lazy_->added_loops = added;
-  });
-  return lazy_->added_loops;
+const at::Tensor& GraphOperators::self_loops_indptr() const {
+  std::call_once(lazy_->loop_indptr_once, [&] { lazy_->loop_indptr = graph_.self_loops_indptr(); });
+  return lazy_->loop_indptr;
 }
 
-const at::Tensor& GraphOperators::self_loops_indptr() const {
-  std::call_once(lazy_->loop_indptr_once, [&] {
+const at::Tensor& GraphOperators::added_loops() const {
+  std::call_once(lazy_->added_once, [&] {
+    // A row gains a loop exactly when its A + I row is longer than its A row.
     const int64_t n = graph_.num_rows();
-    at::Tensor lp = at::empty({n + 1}, at::kLong);
-    const int64_t* ip = graph_.indptr().data_ptr<int64_t>();
-    const float* a = added_loops().data_ptr<float>();
-    int64_t* o = lp.data_ptr<int64_t>();
-    o[0] = 0;
-    for (int64_t i = 0; i < n; ++i) o[i + 1] = o[i] + (ip[i + 1] - ip[i]) + (a[i] != 0.0f ? 1 : 0);
-    lazy_->loop_indptr = lp;
+    const at::Tensor& lp = self_loops_indptr();
+    const at::Tensor& ip = graph_.indptr();
+    lazy_->added_loops =
+        ((lp.narrow(0, 1, n) - lp.narrow(0, 0, n)) - (ip.narrow(0, 1, n) - ip.narrow(0, 0, n)))
+            .to(at::kFloat);
   });
-  return lazy_->loop_indptr;
+  return lazy_->added_loops;
 }
 
 const at::Tensor& GraphOperators::gcn_scale() const {
@@ -212,9 +198,17 @@ torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures
     return bias.defined() ? agg + bias : agg;
   }
   if (!at::GradMode::is_enabled()) return infer(ops, x).dense;
+  return propagate_normalized(ops, x);
+}
+
+bool GCNConvImpl::transforms_first(const NodeFeatures& x) const {
+  return x.is_sparse() || x.is_packed() || weight.size(0) <= weight.size(1);
+}
+
+torch::Tensor GCNConvImpl::propagate_normalized(const GraphOperators& ops, const NodeFeatures& x) {
   const CsrGraph& a = ops.gcn();
   torch::Tensor out;
-  if (x.is_sparse() || x.is_packed() || weight.size(0) <= weight.size(1)) {
+  if (transforms_first(x)) {
     out = spmm(a, x.linear(weight));  // A (X W): fewer columns to aggregate
   } else {
     out = at::matmul(spmm(a, x.dense()), weight.t());
@@ -227,10 +221,8 @@ LayerOutput GCNConvImpl::infer(const GraphOperators& ops, const NodeFeatures& x,
   TORCH_CHECK(!at::GradMode::is_enabled() && !site_.quantizes_layers(),
               "GCNConv::infer: inference only (no autograd, no layer quantization)");
   const int64_t n = x.num_rows(), c = weight.size(0);
-  if (!(x.is_sparse() || x.is_packed() || c <= weight.size(1))) {
-    // (A X) W is cheaper here (more outputs than inputs): through the normalized graph.
-    return {add_bias(at::matmul(spmm(ops.gcn(), x.dense()), weight.t()), bias), nullptr};
-  }
+  // (A X) W is cheaper with more outputs than inputs: through the normalized graph.
+  if (!transforms_first(x)) return {propagate_normalized(ops, x), nullptr};
   // s * X W, in place: A (s * X W) then sums the columns of D^-1/2 (A + I) without it.
   const at::Tensor& s = ops.gcn_scale();
   at::Tensor xw = x.linear(weight).contiguous();
@@ -322,7 +314,7 @@ LayerOutput GATConvImpl::run(const GraphOperators& ops, const NodeFeatures& x,
         const float* sd = sdp + i * hh;
         detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i,
                                           lp[i + 1] - lp[i] > ip[i + 1] - ip[i],
-                                          [&](int64_t t, int64_t j) {
+                                          [&](int64_t t, int64_t j, int64_t) {
                                             float* o = row + t * hh;
                                             for (int64_t c = 0; c < hh; ++c) {
                                               const float v = sd[c] + ssp[j * hh + c];

@@ -35,24 +35,6 @@ at::Tensor sddmm_dot_raw(const CsrGraph& g, const at::Tensor& dst, const at::Ten
 void edge_softmax_rows(const int64_t* indptr, int64_t base, const float* scores, int64_t heads,
                        float* out, int64_t rb, int64_t re);
 
-// Calls f(t, j) for the sources j of row i of A + I, t = 0, 1, ..., in the order
-// CsrGraph::with_self_loops() stores them: A's row (indices[eb, ee)) with, when add_loop,
-// the self loop j = i before the first neighbour > i. Lets inference read A + I from A.
-template <class F>
-inline void for_each_source_with_loop(const int64_t* indices, int64_t eb, int64_t ee, int64_t i,
-                                      bool add_loop, const F& f) {
-  int64_t t = 0;
-  bool pending = add_loop;
-  for (int64_t e = eb; e < ee; ++e) {
-    if (pending && indices[e] > i) {
-      f(t++, i);
-      pending = false;
-    }
-    f(t++, indices[e]);
-  }
-  if (pending) f(t, i);
-}
-
 // True when autograd must record an op on these inputs.
 inline bool needs_autograd(const at::Tensor& a, const at::Tensor& b = {}) {
   return at::GradMode::is_enabled() &&

@@ -6,8 +6,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "graph/self_loops_internal.h"
 #include "ops/cpu/kernels.h"
-#include "ops/ops_internal.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "quant/cpu/pack_kernel.h"
 
@@ -150,7 +150,7 @@ void attention_rows(const int64_t* ip, const int64_t* ix, const int64_t* lp, con
     a.resize(static_cast<size_t>((ae_ - ab) * heads));
     alpha.decode_rows(ab, ae_, a.data());
     float* __restrict o = o0 + (i - rb) * width;
-    auto add = [&](int64_t t, int64_t j) {
+    auto add = [&](int64_t t, int64_t j, int64_t) {
       const float* __restrict xs = xp + j * width;
       const float* at = a.data() + t * heads;
       for (int64_t h = 0; h < heads; ++h) {
@@ -163,7 +163,7 @@ void attention_rows(const int64_t* ip, const int64_t* ix, const int64_t* lp, con
     if (lp != nullptr) {
       detail::for_each_source_with_loop(ix, eb, ee, i, ae_ - ab > ee - eb, add);
     } else {
-      for (int64_t e = eb; e < ee; ++e) add(e - eb, ix[e]);
+      for (int64_t e = eb; e < ee; ++e) add(e - eb, ix[e], e);
     }
   }
 }
@@ -219,11 +219,10 @@ void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& loop_indptr
     TORCH_CHECK(loop_indptr.dim() == 1 && loop_indptr.numel() == g.num_rows() + 1 &&
                     loop_indptr.scalar_type() == at::kLong && loop_indptr.is_contiguous(),
                 fn, ": loop_indptr must be a contiguous [", g.num_rows() + 1, "] int64 tensor");
-    TORCH_CHECK(alpha.defined() && alpha.num_rows() == loop_indptr[-1].item<int64_t>(), fn,
-                ": alpha must have one row per edge of A + I (", loop_indptr[-1].item<int64_t>(),
-                ")");
   }
-  check_attention_args(fn, g, x, alpha, /*edges=*/loops ? alpha.num_rows() : -1);
+  // With loop_indptr, alpha has one row per edge of A + I.
+  check_attention_args(fn, g, x, alpha,
+                       /*edges=*/loops ? loop_indptr[g.num_rows()].item<int64_t>() : -1);
   TORCH_CHECK(x.is_contiguous(), fn, ": x must be contiguous");
   TORCH_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= g.num_rows(), fn, ": rows [",
               row_begin, ", ", row_end, ") outside [0, ", g.num_rows(), ")");

@@ -69,6 +69,9 @@ class QGNN_API CsrGraph {
   // A + I: adds a self-loop (weight 1) to every row that lacks one; existing self-loops
   // are kept as they are. REQUIRES: square.
   CsrGraph with_self_loops() const;
+  // The row pointer of with_self_loops(), [num_rows + 1] int64, without building A + I
+  // (one pass over the rows). REQUIRES: square.
+  at::Tensor self_loops_indptr() const;
 
   // GCN propagation matrix D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017, Eq. 2), with
   // D the in-degree of A + I; computed once and cached. Weighted graphs use weighted

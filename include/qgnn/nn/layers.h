@@ -96,6 +96,10 @@ class QGNN_API GCNConvImpl : public torch::nn::Module {
   torch::Tensor bias;    // [out] or undefined
 
  private:
+  // True when X W is computed before aggregating (sparse / packed x, or out <= in).
+  bool transforms_first(const NodeFeatures& x) const;
+  // D^-1/2 (A + I) D^-1/2 X W + b through the cached normalized graph (autograd).
+  torch::Tensor propagate_normalized(const GraphOperators& ops, const NodeFeatures& x);
   QuantSite site_;
 };
 TORCH_MODULE(GCNConv);
