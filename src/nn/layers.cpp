@@ -415,6 +415,48 @@ torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tens
   return spmm(g, x, Reduce::kSum, alpha);
 }
 
+LayerOutput AGNNConvImpl::infer(const GraphOperators& ops, const NodeFeatures& x,
+                                const OutputPacker& pack) {
+  TORCH_CHECK(!at::GradMode::is_enabled() && !is_training(),
+              "AGNNConv::infer: inference only (eval mode, no autograd)");
+  if (site_.hook == nullptr || !x.is_packed()) return {forward(ops, x.to_dense()), nullptr};
+  const PackedTensor& xp = *x.packed();
+  const int64_t n = xp.num_rows(), d = xp.num_cols();
+  // s_i = 1 / ||x^_i||, 0 for rows of squared norm <= 1e-12 (as forward()), from the codes
+  // a block of rows at a time.
+  at::Tensor inv_norm = at::empty({n}, at::kFloat);
+  float* sp = inv_norm.data_ptr<float>();
+  at::parallel_for(0, n, 1024, [&](int64_t rb, int64_t re) {
+    std::vector<float> buf(static_cast<size_t>((re - rb) * d));
+    xp.decode_rows(rb, re, buf.data());
+    for (int64_t i = rb; i < re; ++i) {
+      const float* r = buf.data() + (i - rb) * d;
+      float sq = 0.0f;
+      for (int64_t c = 0; c < d; ++c) sq += r[c] * r[c];
+      sp[i] = sq > 1e-12f ? 1.0f / std::sqrt(sq) : 0.0f;
+    }
+  });
+  const CsrGraph& a = ops.graph();
+  const at::Tensor& lp = ops.self_loops_indptr();
+  std::vector<int64_t> rows, bounds;
+  edge_blocks(lp, 1 << 16, rows, bounds);
+  const int64_t* lpp = lp.data_ptr<int64_t>();
+  const float b = beta.item<float>();
+  auto produce = [&](int64_t k, float* out) {
+    const int64_t i0 = rows[k], i1 = rows[k + 1], e0 = lpp[i0];
+    packed_sddmm_dot_rows(a, lp, xp, inv_norm, i0, i1, out);
+    for (int64_t e = 0; e < lpp[i1] - e0; ++e) out[e] = b * out[e];
+    detail::edge_softmax_rows(lpp, e0, out, 1, out, i0, i1);
+  };
+  auto alpha = site_.hook->pack_attention(site_.layer, lp, 1, bounds, produce);
+  if (!alpha) return {forward(ops, x.to_dense()), nullptr};
+  last_attention_ = torch::Tensor();
+  auto produce_out = [&](int64_t k, float* out) {
+    packed_attention_spmm_rows(a, lp, xp, *alpha, rows[k], rows[k + 1], out);
+  };
+  return block_output(n, d, rows, produce_out, pack);
+}
+
 SAGEConvImpl::SAGEConvImpl(int64_t in_channels, int64_t out_channels, bool use_bias) {
   weight_neighbors = linear_weight(*this, "weight_neighbors", out_channels, in_channels);
   weight_root = linear_weight(*this, "weight_root", out_channels, in_channels);

@@ -313,12 +313,30 @@ torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x
   const double p = config_.dropout;
   const size_t n = convs_.size();
   if (config_.kind == ModelKind::kAGNN) {
-    auto h = torch::relu(point(0, x, ops).dropout(p, train).linear(lin_in_->weight, lin_in_->bias));
+    auto z = point(0, x, ops).dropout(p, train).linear(lin_in_->weight, lin_in_->bias);
+    NodeFeatures h(z.requires_grad() ? torch::relu(z) : z.relu_());  // in place: one [N, D]
+    z = torch::Tensor();
+    const bool packed_inference =
+        hook_ && !train && !at::GradMode::is_enabled() && !hook_->quantizes_layers();
     for (size_t l = 0; l < n; ++l) {
-      h = point(static_cast<int64_t>(l) + 1, NodeFeatures(h), ops).to_dense();
-      h = std::static_pointer_cast<AGNNConvImpl>(convs_[l])->forward(ops, h);
+      const int64_t layer = static_cast<int64_t>(l) + 1;
+      NodeFeatures in = point(layer, h, ops);
+      h = NodeFeatures();  // under packed inference only the codes stay alive
+      auto conv = std::static_pointer_cast<AGNNConvImpl>(convs_[l]);
+      if (!packed_inference) {
+        h = NodeFeatures(conv->forward(ops, in.to_dense()));
+        continue;
+      }
+      // The propagation reads `in`'s codes; its output goes to the next point's codes a
+      // block of rows at a time (no float [N, D] between layers).
+      OutputPacker pack = [&](int64_t cols, const std::vector<int64_t>& bounds,
+                              const std::function<void(int64_t, float*)>& produce) {
+        return hook_->pack_embedding(layer + 1, ops, cols, bounds, produce);
+      };
+      LayerOutput r = conv->infer(ops, in, pack);
+      h = r.packed ? NodeFeatures(std::move(r.packed)) : NodeFeatures(std::move(r.dense));
     }
-    auto last = point(static_cast<int64_t>(n) + 1, NodeFeatures(h), ops).dropout(p, train);
+    auto last = point(static_cast<int64_t>(n) + 1, h, ops).dropout(p, train);
     return last.linear(lin_out_->weight, lin_out_->bias);
   }
   NodeFeatures h = x;

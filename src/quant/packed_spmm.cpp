@@ -50,6 +50,53 @@ void spmm_index_rows(const PackedView& x, const T* idx, const int64_t* indptr,
   }
 }
 
+// out[i] = sum_e w_e x^[indices[e]] for rows i in [0, r) of the CSR (ipp, ix), every
+// element written, column scales applied. Returns an edge whose index is not a row of x,
+// or -1. parallel: over balanced row chunks, else on the calling thread.
+int64_t spmm_into(const int64_t* ipp, int64_t r, const int64_t* ix, const float* wp,
+                  const PackedTensor& x, float* out, bool parallel) {
+  const int64_t f = x.num_cols();
+  std::atomic<int64_t> bad{-1};
+  const PackedView xv = PackedTensorAccess::view(x);
+  auto run = [&](int64_t edge_cost, int64_t row_cost, const auto& rows) {
+    if (parallel) {
+      cpu::parallel_rows(ipp, r, edge_cost, row_cost, rows);
+    } else {
+      rows(int64_t{0}, r);
+    }
+  };
+  if (xv.index_list) {
+    // Cost units as below: an edge costs its row's average count of 1-codes (scattered
+    // adds) plus the metadata look-ups, a row its zeroing and final add.
+    const int64_t ones = x.num_rows() > 0 ? x.num_index_entries() / x.num_rows() : 0;
+    run(ones + 4, (f + 7) / 8 + 4, [&](int64_t rb, int64_t re) {
+      if (xv.idx16 != nullptr)
+        spmm_index_rows(xv, xv.idx16, ipp, ix, wp, out, bad, rb, re);
+      else
+        spmm_index_rows(xv, xv.idx32, ipp, ix, wp, out, bad, rb, re);
+    });
+  } else {
+    quant_cpu::PackedSpmmArgs a{};
+    a.indptr = ipp;
+    a.indices = ix;
+    a.w = wp;
+    a.x = xv;
+    a.safe_rows = safe_rows(a.x);
+    a.out = out;
+    a.bad_index = &bad;
+    const quant_cpu::Kernels& k = quant_cpu::kernels();
+    // Cost units ~ one vector of work: an edge costs its decode + FMA vectors plus the row
+    // metadata look-ups, a row its stores.
+    const int64_t vecs = (f + 15) / 16;
+    run(2 * vecs + 4, vecs + 4, [&](int64_t rb, int64_t re) { k.spmm_rows(a, rb, re); });
+  }
+  // Column scales commute with the sum over edges: applied once per output value.
+  if (x.column_scale().defined()) {
+    at::from_blob(out, {r, f}, at::kFloat).mul_(x.column_scale().unsqueeze(0));
+  }
+  return bad.load();
+}
+
 }  // namespace
 
 at::Tensor packed_spmm(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& w,
@@ -84,43 +131,11 @@ at::Tensor packed_spmm(const at::Tensor& indptr, const at::Tensor& indices, cons
   const int64_t f = x.num_cols();
   at::Tensor out = at::empty({r, f}, at::kFloat);
   if (r == 0 || f == 0) return out;
-
-  std::atomic<int64_t> bad{-1};
-  const PackedView xv = PackedTensorAccess::view(x);
-  if (xv.index_list) {
-    // Cost units as below: an edge costs its row's average count of 1-codes (scattered
-    // adds) plus the metadata look-ups, a row its zeroing and final add.
-    const int64_t ones = x.num_rows() > 0 ? x.num_index_entries() / x.num_rows() : 0;
-    const int64_t* indices = ix.data_ptr<int64_t>();
-    const float* wp = wc.defined() ? wc.data_ptr<float>() : nullptr;
-    float* op = out.data_ptr<float>();
-    cpu::parallel_rows(ipp, r, ones + 4, (f + 7) / 8 + 4, [&](int64_t rb, int64_t re) {
-      if (xv.idx16 != nullptr)
-        spmm_index_rows(xv, xv.idx16, ipp, indices, wp, op, bad, rb, re);
-      else
-        spmm_index_rows(xv, xv.idx32, ipp, indices, wp, op, bad, rb, re);
-    });
-  } else {
-    quant_cpu::PackedSpmmArgs a{};
-    a.indptr = ipp;
-    a.indices = ix.data_ptr<int64_t>();
-    a.w = wc.defined() ? wc.data_ptr<float>() : nullptr;
-    a.x = xv;
-    a.safe_rows = safe_rows(a.x);
-    a.out = out.data_ptr<float>();
-    a.bad_index = &bad;
-    const quant_cpu::Kernels& k = quant_cpu::kernels();
-    // Cost units ~ one vector of work: an edge costs its decode + FMA vectors plus the row
-    // metadata look-ups, a row its stores.
-    const int64_t vecs = (f + 15) / 16;
-    cpu::parallel_rows(ipp, r, 2 * vecs + 4, vecs + 4,
-                       [&](int64_t rb, int64_t re) { k.spmm_rows(a, rb, re); });
-  }
-  const int64_t be = bad.load();
+  const int64_t be =
+      spmm_into(ipp, r, ix.data_ptr<int64_t>(), wc.defined() ? wc.data_ptr<float>() : nullptr, x,
+                out.data_ptr<float>(), /*parallel=*/true);
   TORCH_CHECK(be < 0, "packed_spmm: indices[", be, "] = ", be >= 0 ? ix.data_ptr<int64_t>()[be] : 0,
               " is not a row of x (N = ", x.num_rows(), ")");
-  // Column scales commute with the sum over edges: applied once per output value.
-  if (x.column_scale().defined()) out.mul_(x.column_scale().unsqueeze(0));
   return out;
 }
 
@@ -231,6 +246,95 @@ void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& loop_indptr
   attention_rows(g.indptr().data_ptr<int64_t>(), g.indices().data_ptr<int64_t>(),
                  loops ? loop_indptr.data_ptr<int64_t>() : nullptr, x.data_ptr<float>(), x.size(1),
                  alpha.num_cols(), alpha, row_begin, row_end, out, a);
+}
+
+namespace {
+
+void check_loop_rows(const char* fn, const CsrGraph& g, const at::Tensor& loop_indptr,
+                     const PackedTensor& x, int64_t row_begin, int64_t row_end) {
+  TORCH_CHECK(g.defined(), fn, ": graph is undefined");
+  TORCH_CHECK(x.defined(), fn, ": x is undefined");
+  TORCH_CHECK(loop_indptr.defined() && loop_indptr.dim() == 1 &&
+                  loop_indptr.numel() == g.num_rows() + 1 &&
+                  loop_indptr.scalar_type() == at::kLong && loop_indptr.is_contiguous(),
+              fn, ": loop_indptr must be a contiguous [", g.num_rows() + 1, "] int64 tensor");
+  TORCH_CHECK(x.num_rows() == g.num_cols(), fn, ": x has ", x.num_rows(),
+              " rows but the graph has ", g.num_cols(), " columns");
+  TORCH_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= g.num_rows(), fn, ": rows [",
+              row_begin, ", ", row_end, ") outside [0, ", g.num_rows(), ")");
+}
+
+}  // namespace
+
+void packed_sddmm_dot_rows(const CsrGraph& g, const at::Tensor& loop_indptr, const PackedTensor& x,
+                           const at::Tensor& row_scale, int64_t row_begin, int64_t row_end,
+                           float* out) {
+  const char* fn = "packed_sddmm_dot_rows";
+  check_loop_rows(fn, g, loop_indptr, x, row_begin, row_end);
+  TORCH_CHECK(
+      !row_scale.defined() || (row_scale.dim() == 1 && row_scale.numel() == x.num_rows() &&
+                               row_scale.scalar_type() == at::kFloat && row_scale.is_contiguous()),
+      fn, ": row_scale must be a contiguous [", x.num_rows(), "] float32 tensor");
+  if (row_begin == row_end) return;
+  const int64_t f = x.num_cols();
+  const int64_t* ip = g.indptr().data_ptr<int64_t>();
+  const int64_t* ix = g.indices().data_ptr<int64_t>();
+  const int64_t* lp = loop_indptr.data_ptr<int64_t>();
+  const float* rs = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
+  const PackedView v = PackedTensorAccess::view(x);
+  std::vector<float> xi(static_cast<size_t>(f)), xj(static_cast<size_t>(f));
+  const int64_t e0 = lp[row_begin];
+  for (int64_t i = row_begin; i < row_end; ++i) {
+    PackedTensorAccess::decode_row(x, v, i, xi.data());
+    const float si = rs != nullptr ? rs[i] : 1.0f;
+    float* o = out + (lp[i] - e0);
+    detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i,
+                                      lp[i + 1] - lp[i] > ip[i + 1] - ip[i],
+                                      [&](int64_t t, int64_t j, int64_t) {
+                                        const float* __restrict xs = xi.data();
+                                        if (j != i) {
+                                          PackedTensorAccess::decode_row(x, v, j, xj.data());
+                                          xs = xj.data();
+                                        }
+                                        const float* __restrict xa = xi.data();
+                                        float dot = 0.0f;
+                                        for (int64_t c = 0; c < f; ++c) dot += xa[c] * xs[c];
+                                        o[t] = si * (rs != nullptr ? rs[j] : 1.0f) * dot;
+                                      });
+  }
+}
+
+void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& loop_indptr,
+                                const PackedTensor& x, const PackedTensor& alpha, int64_t row_begin,
+                                int64_t row_end, float* out) {
+  const char* fn = "packed_attention_spmm_rows";
+  check_loop_rows(fn, g, loop_indptr, x, row_begin, row_end);
+  TORCH_CHECK(alpha.defined(), fn, ": alpha is undefined");
+  const int64_t edges = loop_indptr[g.num_rows()].item<int64_t>();
+  TORCH_CHECK(alpha.num_rows() == edges && alpha.num_cols() == 1, fn, ": alpha must be [", edges,
+              ", 1] (one head over the edges of A + I), got [", alpha.num_rows(), ", ",
+              alpha.num_cols(), "]");
+  if (row_begin == row_end || x.num_cols() == 0) return;
+  // The block's rows of A + I as a local CSR, and its alpha decoded: then the packed SpMM
+  // kernel (fused dequantize of x) on the calling thread.
+  const int64_t* ip = g.indptr().data_ptr<int64_t>();
+  const int64_t* ix = g.indices().data_ptr<int64_t>();
+  const int64_t* lp = loop_indptr.data_ptr<int64_t>();
+  const int64_t rows = row_end - row_begin, e0 = lp[row_begin], ne = lp[row_end] - e0;
+  std::vector<int64_t> local_ip(static_cast<size_t>(rows + 1)), local_ix(static_cast<size_t>(ne));
+  std::vector<float> w(static_cast<size_t>(ne));
+  alpha.decode_rows(e0, lp[row_end], w.data());
+  for (int64_t i = row_begin; i < row_end; ++i) {
+    local_ip[i - row_begin] = lp[i] - e0;
+    int64_t* o = local_ix.data() + (lp[i] - e0);
+    detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i,
+                                      lp[i + 1] - lp[i] > ip[i + 1] - ip[i],
+                                      [&](int64_t t, int64_t j, int64_t) { o[t] = j; });
+  }
+  local_ip[rows] = ne;
+  const int64_t bad =
+      spmm_into(local_ip.data(), rows, local_ix.data(), w.data(), x, out, /*parallel=*/false);
+  TORCH_CHECK(bad < 0, fn, ": a source index is not a row of x (N = ", x.num_rows(), ")");
 }
 
 }  // namespace qgnn

@@ -696,6 +696,26 @@ double PackedTensor::average_bits() const {
   return values == 0 ? 0.0 : 8.0 * static_cast<double>(code_bytes()) / static_cast<double>(values);
 }
 
+void PackedTensorAccess::decode_row(const PackedTensor& t, const PackedView& v, int64_t r,
+                                    float* out) {
+  const int64_t f = v.cols;
+  if (v.index_list) {
+    // Code 0 and code 1 decoded as the bitmap decoder does (q * scale + lo).
+    const float scale = v.scale(r), lo = v.lo(r);
+    const float zero = 0.0f * scale + lo, one = scale + lo;
+    std::fill(out, out + f, zero);
+    const int64_t eb = v.idx_offset[r], ee = v.idx_offset[r + 1];
+    if (v.idx16 != nullptr) {
+      for (int64_t e = eb; e < ee; ++e) out[v.idx16[e]] = one;
+    } else {
+      for (int64_t e = eb; e < ee; ++e) out[v.idx32[e]] = one;
+    }
+  } else {
+    quant_cpu::kernels().decode(v.data(r), v.end, f, v.bits(r), v.scale(r), v.lo(r), out);
+  }
+  t.scale_columns(out, f);
+}
+
 void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
   TORCH_CHECK(defined(), "PackedTensor::decode_rows: the tensor is undefined");
   TORCH_CHECK(0 <= begin && begin <= end && end <= rows_, "PackedTensor::decode_rows: rows [",
@@ -703,32 +723,9 @@ void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
   if (begin == end || cols_ == 0) return;
   TORCH_CHECK(out != nullptr, "PackedTensor::decode_rows: out is null");
   const PackedView v = PackedTensorAccess::view(*this);
-  const Kernels& k = quant_cpu::kernels();
-  const int64_t f = cols_;
-  if (v.index_list) {
-    at::parallel_for(begin, end, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        // Code 0 and code 1 decoded as the bitmap decoder does (q * scale + lo).
-        const float scale = v.scale(r), lo = v.lo(r);
-        const float zero = 0.0f * scale + lo, one = scale + lo;
-        float* o = out + (r - begin) * f;
-        std::fill(o, o + f, zero);
-        const int64_t eb = v.idx_offset[r], ee = v.idx_offset[r + 1];
-        if (v.idx16 != nullptr) {
-          for (int64_t e = eb; e < ee; ++e) o[v.idx16[e]] = one;
-        } else {
-          for (int64_t e = eb; e < ee; ++e) o[v.idx32[e]] = one;
-        }
-        scale_columns(o, f);
-      }
-    });
-    return;
-  }
-  at::parallel_for(begin, end, quant_cpu::row_grain(f), [&](int64_t rb, int64_t re) {
+  at::parallel_for(begin, end, quant_cpu::row_grain(cols_), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
-      float* o = out + (r - begin) * f;
-      k.decode(v.data(r), v.end, f, v.bits(r), v.scale(r), v.lo(r), o);
-      scale_columns(o, f);
+      PackedTensorAccess::decode_row(*this, v, r, out + (r - begin) * cols_);
     }
   });
 }

@@ -173,6 +173,81 @@ TEST(PackedAttentionSpmm, RowsOverImplicitSelfLoopsEqualTheMaterializedGraph) {
       c10::Error);  // alpha rows do not match A + I's edges
 }
 
+TEST(PackedAgnnOps, DotsAndAggregationFromCodesEqualDenseReferences) {
+  // AGNN's propagation on packed rows, against dense ATen on the decoded matrix over the
+  // materialized A + I: the edge dot products s_i s_j (x^_i . x^_j), and the single-head
+  // aggregation sum_j alpha^_ij x^_j. Every layout: mixed-width bitmap rows, an index list
+  // (1 bit, sparse), and column scales.
+  const int64_t n = 90, f = 19;
+  const CsrGraph a = random_graph(n, 5, 7, /*isolated=*/3, /*weighted=*/false,
+                                  /*allow_self_loops=*/true);
+  const CsrGraph loops = a.with_self_loops();
+  GraphOperators ops(a);
+  const at::Tensor& lp = ops.self_loops_indptr();
+  const at::Tensor dst = at::repeat_interleave(at::arange(n), loops.indptr().diff());
+  const at::Tensor src = loops.indices();
+  at::manual_seed(5);
+  // Wide and sparse enough for the index list to be smaller than the bitmap.
+  const at::Tensor sparse = (at::rand({n, 200}) < 0.03).to(at::kFloat) * at::rand({n, 200});
+  const at::Tensor dense = at::randn({n, f});
+  struct Case {
+    const char* name;
+    PackedTensor x;
+  };
+  const std::vector<Case> cases = {
+      {"mixed bits", PackedTensor::pack(dense, RowBits{random_groups(n, 3, 8), {2, 4, 8}},
+                                        Granularity::kRow, PackLayoutChoice::kBitmap)},
+      {"index list",
+       PackedTensor::pack(sparse, RowBits::uniform(1), Granularity::kRow, PackLayoutChoice::kAuto)},
+      {"column scales",
+       PackedTensor::pack(sparse, RowBits::uniform(3), Granularity::kRow, PackLayoutChoice::kAuto,
+                          QuantOptions{Rounding::kNearest, column_scales(sparse)})}};
+  ASSERT_EQ(cases[1].x.layout(), PackedLayout::kIndexList);
+  const PackedTensor alpha = PackedTensor::pack(at::rand({loops.num_edges(), 1}),
+                                                RowBits::uniform(4), Granularity::kTensor);
+  const at::Tensor alpha_d = alpha.decode().view({-1});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const at::Tensor xd = c.x.decode();
+    const int64_t f = xd.size(1);
+    const at::Tensor s = at::rand({n}) + 0.5;
+    const at::Tensor want_dot =
+        ((xd * s.unsqueeze(1)).index_select(0, dst) * (xd * s.unsqueeze(1)).index_select(0, src))
+            .sum(1);
+    at::Tensor dot = at::empty({loops.num_edges()});
+    at::Tensor out = at::empty({n, f});
+    const int64_t* lpp = lp.data_ptr<int64_t>();
+    for (auto [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{0, 40}, {40, 40}, {40, n}}) {
+      packed_sddmm_dot_rows(a, lp, c.x, s, r0, r1, dot.data_ptr<float>() + lpp[r0]);
+      packed_attention_spmm_rows(a, lp, c.x, alpha, r0, r1, out.data_ptr<float>() + r0 * f);
+    }
+    EXPECT_TRUE(at::allclose(dot, want_dot, 1e-4, 1e-5))
+        << (dot - want_dot).abs().max().item<float>();
+    testing::expect_spmm_close(out, dense_adjacency(loops.with_weights(alpha_d.contiguous())), xd,
+                               c.name);
+    // Without row scales: plain dot products.
+    packed_sddmm_dot_rows(a, lp, c.x, at::Tensor(), 0, n, dot.data_ptr<float>());
+    EXPECT_TRUE(
+        at::allclose(dot, (xd.index_select(0, dst) * xd.index_select(0, src)).sum(1), 1e-4, 1e-5));
+  }
+  std::vector<float> buf(static_cast<size_t>(loops.num_edges() * f));
+  const PackedTensor& x = cases[0].x;
+  EXPECT_THROW(packed_sddmm_dot_rows(a, lp, x, at::ones({n - 1}), 0, 10, buf.data()),
+               c10::Error);  // row scale of the wrong length
+  EXPECT_THROW(packed_sddmm_dot_rows(a, lp, x, at::Tensor(), 0, n + 1, buf.data()),
+               c10::Error);  // rows outside the graph
+  EXPECT_THROW(
+      packed_sddmm_dot_rows(a, a.indptr().narrow(0, 0, 50), x, at::Tensor(), 0, 10, buf.data()),
+      c10::Error);  // wrong row pointer length
+  const PackedTensor two_heads = PackedTensor::pack(at::rand({loops.num_edges(), 2}),
+                                                    RowBits::uniform(4), Granularity::kTensor);
+  EXPECT_THROW(packed_attention_spmm_rows(a, lp, x, two_heads, 0, 10, buf.data()),
+               c10::Error);  // one head only
+  const PackedTensor short_x = PackedTensor::pack(at::randn({n - 1, f}), RowBits::uniform(4));
+  EXPECT_THROW(packed_attention_spmm_rows(a, lp, short_x, alpha, 0, 10, buf.data()),
+               c10::Error);  // x is not [N, F]
+}
+
 TEST(PackedSpmm, MixedBitRowsAndGranularities) {
   const CsrGraph g = random_graph(90, 6, 2, 2, true);
   const at::Tensor a = dense_adjacency(g);

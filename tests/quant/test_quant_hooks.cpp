@@ -31,7 +31,7 @@ TEST(PackedInference, EqualsTheFakeQuantModelForEveryLayerType) {
   CsrGraph g = testing::random_graph(60, 4.0, 31, /*isolated=*/3);
   GraphOperators ops(g);
   NodeFeatures x = random_features(60, 24, 32);
-  for (const std::string policy_text :
+  for (const std::string& policy_text :
        {std::string(kPolicy), std::string(kPolicy) + ";round=nonzero;cols=on"}) {
     for (const char* name : {"gcn", "gat", "agnn", "sage", "gin"}) {
       SCOPED_TRACE(policy_text);
@@ -140,9 +140,7 @@ TEST(PackedInference, NoLayerHoldsAWholeFloatInputOrAttentionTensor) {
   at::manual_seed(1);
   const at::Tensor xd = at::rand({n, f}) * (at::rand({n, f}) < 0.5).to(at::kFloat);
   const BitPolicy policy = BitPolicy::parse("emb=4;att=8;layer1.emb=3");
-  // (AGNN is not checked: its layers still decode their hidden input, 16-wide, and
-  // normalize it in float; its attention is packed block by block like GAT's.)
-  for (const char* name : {"gcn", "gat", "sage"}) {
+  for (const char* name : {"gcn", "gat", "agnn", "sage"}) {
     SCOPED_TRACE(name);
     torch::manual_seed(0);
     Preset p = make_preset("kipf", parse_model_kind(name), f, classes);
@@ -180,7 +178,7 @@ TEST(PackedInference, NoLayerHoldsAWholeFloatInputOrAttentionTensor) {
     EXPECT_EQ(counter.count.load(), 0) << "largest " << counter.largest.load() << " bytes";
     EXPECT_TRUE(at::allclose(fake, real, 1e-4, 1e-4)) << (fake - real).abs().max().item<float>();
     EXPECT_TRUE(at::equal(fake.argmax(1), real.argmax(1)));
-    if (std::string(name) == "gat") {
+    if (std::string(name) == "gat" || std::string(name) == "agnn") {
       // The check can fail: the fake-quantized model computes attention as a whole tensor.
       LargeAllocationCounter control;
       model.set_quant_hook(
@@ -195,8 +193,10 @@ TEST(PackedInference, NoLayerHoldsAWholeFloatInputOrAttentionTensor) {
 TEST(PackedInference, HiddenOutputIsPackedAsItIsProduced) {
   // A GCN / GAT hidden layer hands its output to the hook a block of rows at a time: the
   // only [N, hidden]-sized float allocation of the forward is layer 0's linear output
-  // X W (the input is already packed; layer 1's tensors are class-wide). The fake-quant
-  // model, which holds the output too, shows the count can exceed 1.
+  // X W (the input is already packed; layer 1's tensors are class-wide). AGNN's
+  // propagation layers read their input's codes and pack their output the same way, so its
+  // only one is the input layer's output. The fake-quant model, which holds the output
+  // too, shows the count can exceed 1.
   const int64_t n = 400, f = 200, classes = 5;
   // Some nodes carry their own self loop: GAT reads A + I from A, adding only the others.
   CsrGraph g = testing::random_graph(n, 20.0, 8, /*isolated=*/2, /*weighted=*/false,
@@ -208,11 +208,11 @@ TEST(PackedInference, HiddenOutputIsPackedAsItIsProduced) {
   for (const char* spec :
        {"emb=4;att=8;layer1.emb=3", "emb=4;att=8;emb.gran=tensor;layer1.emb=2"}) {
     const BitPolicy policy = BitPolicy::parse(spec);
-    for (const char* name : {"gcn", "gat"}) {
+    for (const char* name : {"gcn", "gat", "agnn"}) {
       SCOPED_TRACE(std::string(name) + " " + spec);
       torch::manual_seed(0);
       Preset p = make_preset("kipf", parse_model_kind(name), f, classes);
-      if (std::string(name) == "gcn") p.model.hidden_channels = 48;  // GAT: 8 heads x 8
+      if (std::string(name) != "gat") p.model.hidden_channels = 48;  // GAT: 8 heads x 8
       GnnModel model(p.model);
       model.eval();
       torch::NoGradGuard ng;

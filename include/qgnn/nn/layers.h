@@ -147,6 +147,14 @@ class QGNN_API AGNNConvImpl : public torch::nn::Module {
  public:
   explicit AGNNConvImpl(bool requires_grad = true);
   torch::Tensor forward(const GraphOperators& ops, const torch::Tensor& x);
+  // Packed inference (eval mode, no autograd): with a packed x and a hook that packs this
+  // layer's attention, the cosines, alpha and the aggregation read x's codes a block of
+  // target rows at a time over A + I read from A (packed_sddmm_dot_rows,
+  // packed_attention_spmm_rows): no float [N, D] input or [E', 1] attention is held, and
+  // the output goes to `pack` block by block when it takes it. Otherwise forward(ops,
+  // x.to_dense()). Equals forward() on x.to_dense() to float rounding.
+  LayerOutput infer(const GraphOperators& ops, const NodeFeatures& x,
+                    const OutputPacker& pack = {});
   const torch::Tensor& last_attention() const { return last_attention_; }
   void set_quant_site(QuantSite s) { site_ = s; }
 

@@ -285,6 +285,29 @@ QGNN_API void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& lo
                                          const at::Tensor& x, const PackedTensor& alpha,
                                          int64_t row_begin, int64_t row_end, float* out);
 
+// AGNN's packed propagation (Thekumparampil et al. 2018, Eqs. 5-6) over A + I read from A
+// (g is A, loop_indptr = GraphOperators::self_loops_indptr(), edges of A + I in
+// CsrGraph::with_self_loops() order), a block of target rows at a time, never decoding x
+// whole. Both serial (callers run blocks in parallel) and throw c10::Error on shape
+// mismatches and rows outside [0, N).
+//
+// Edge dot products of packed rows: for each edge e = (j -> i) of A + I with i in
+// [row_begin, row_end), out[e - loop_indptr[row_begin]] = s_i s_j (x^_i . x^_j), x^ =
+// x.decode() ([N, F], either layout, column scales applied), s = row_scale ([N] float32,
+// e.g. inverse row norms for cosine similarity; undefined: ones). Decodes source rows on
+// the fly. Matches sddmm_dot(g.with_self_loops(), x^ * s, x^ * s) to float rounding.
+QGNN_API void packed_sddmm_dot_rows(const CsrGraph& g, const at::Tensor& loop_indptr,
+                                    const PackedTensor& x, const at::Tensor& row_scale,
+                                    int64_t row_begin, int64_t row_end, float* out);
+// Single-head attention over packed x and packed alpha ([E', 1], one row per edge of
+// A + I): rows [row_begin, row_end) of sum_{e = (j -> i)} alpha^[e] x^[j], written
+// row-major into out ([row_end - row_begin, F], every element written), with the packed
+// SpMM kernel. Matches packed_attention_spmm_rows(g, loop_indptr, x.decode(), alpha, ...)
+// to float rounding.
+QGNN_API void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& loop_indptr,
+                                         const PackedTensor& x, const PackedTensor& alpha,
+                                         int64_t row_begin, int64_t row_end, float* out);
+
 // Linear transform of packed rows: x^ W^T (+ b), decoding tiles of rows into a small
 // per-thread float buffer (never the whole matrix), each multiplied right away (oneDNN's
 // sgemm when the process has it, else libtorch's BLAS on blocks of rows). An index-list

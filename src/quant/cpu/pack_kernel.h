@@ -63,6 +63,9 @@ struct PackedTensorAccess {
   // Stores the bitmap of t (every group 1 bit) as an index list instead; `ones` [N]: the
   // 1-codes of each row.
   static void to_index_list(PackedTensor& t, const std::vector<int64_t>& ones);
+  // Decodes row r of t (either layout, column scales applied) into out [F]; v = view(t).
+  // No checks: r must be a row of t.
+  static void decode_row(const PackedTensor& t, const PackedView& v, int64_t r, float* out);
 };
 
 namespace quant_cpu {
