@@ -277,30 +277,53 @@ void packed_sddmm_dot_rows(const CsrGraph& g, const at::Tensor& loop_indptr, con
       fn, ": row_scale must be a contiguous [", x.num_rows(), "] float32 tensor");
   if (row_begin == row_end) return;
   const int64_t f = x.num_cols();
+  if (f == 0) {
+    std::fill(out,
+              out + (loop_indptr[row_end].item<int64_t>() - loop_indptr[row_begin].item<int64_t>()),
+              0.0f);
+    return;
+  }
   const int64_t* ip = g.indptr().data_ptr<int64_t>();
   const int64_t* ix = g.indices().data_ptr<int64_t>();
   const int64_t* lp = loop_indptr.data_ptr<int64_t>();
   const float* rs = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
   const PackedView v = PackedTensorAccess::view(x);
-  std::vector<float> xi(static_cast<size_t>(f)), xj(static_cast<size_t>(f));
+  const quant_cpu::Kernels& k = quant_cpu::kernels();
+  const float* cs = x.column_scale().defined() ? x.column_scale().data_ptr<float>() : nullptr;
+  // x^_j = cs * (scale_j q_j + lo_j) (an index list's q_j is 1 at its indices), so with
+  // y = x^_i * cs: x^_i . x^_j = scale_j (y . q_j) + lo_j sum(y), the codes of a bitmap
+  // expanded in registers (Kernels::dot_sources).
+  std::vector<float> y(static_cast<size_t>(f));
+  std::vector<int64_t> src;
   const int64_t e0 = lp[row_begin];
   for (int64_t i = row_begin; i < row_end; ++i) {
-    PackedTensorAccess::decode_row(x, v, i, xi.data());
-    const float si = rs != nullptr ? rs[i] : 1.0f;
+    PackedTensorAccess::decode_row(x, v, i, y.data());
+    if (cs != nullptr) {
+      for (int64_t c = 0; c < f; ++c) y[c] *= cs[c];
+    }
+    float ysum = 0.0f;
+    for (int64_t c = 0; c < f; ++c) ysum += y[c];
+    const int64_t count = lp[i + 1] - lp[i];
+    src.resize(static_cast<size_t>(count));
+    detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i, count > ip[i + 1] - ip[i],
+                                      [&](int64_t t, int64_t j, int64_t) { src[t] = j; });
     float* o = out + (lp[i] - e0);
-    detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i,
-                                      lp[i + 1] - lp[i] > ip[i + 1] - ip[i],
-                                      [&](int64_t t, int64_t j, int64_t) {
-                                        const float* __restrict xs = xi.data();
-                                        if (j != i) {
-                                          PackedTensorAccess::decode_row(x, v, j, xj.data());
-                                          xs = xj.data();
-                                        }
-                                        const float* __restrict xa = xi.data();
-                                        float dot = 0.0f;
-                                        for (int64_t c = 0; c < f; ++c) dot += xa[c] * xs[c];
-                                        o[t] = si * (rs != nullptr ? rs[j] : 1.0f) * dot;
-                                      });
+    if (v.index_list) {
+      for (int64_t t = 0; t < count; ++t) {
+        const int64_t j = src[t];
+        const float zero = 0.0f * v.scale(j) + v.lo(j), one = v.scale(j) + v.lo(j);
+        float sel = 0.0f;
+        for (int64_t e = v.idx_offset[j]; e < v.idx_offset[j + 1]; ++e) {
+          sel += y[v.idx16 != nullptr ? v.idx16[e] : v.idx32[e]];
+        }
+        o[t] = zero * ysum + (one - zero) * sel;
+      }
+    } else {
+      k.dot_sources(v, y.data(), ysum, src.data(), count, o);
+    }
+    if (rs != nullptr) {
+      for (int64_t t = 0; t < count; ++t) o[t] *= rs[i] * rs[src[t]];
+    }
   }
 }
 

@@ -723,6 +723,20 @@ void PackedTensor::decode_rows(int64_t begin, int64_t end, float* out) const {
   if (begin == end || cols_ == 0) return;
   TORCH_CHECK(out != nullptr, "PackedTensor::decode_rows: out is null");
   const PackedView v = PackedTensorAccess::view(*this);
+  if (cols_ == 1 && !v.index_list && v.group == nullptr && v.group_bits[0] <= 8 &&
+      !col_scale_.defined()) {
+    // One code per row (an edge's attention value): read it in place instead of a kernel
+    // call per value. The same arithmetic as the kernels' decode: q * scale, then + lo.
+    const int b = v.group_bits[0];
+    const unsigned mask = (1u << b) - 1u;
+    for (int64_t r = begin; r < end; ++r) {
+      const float q = static_cast<float>(*v.data(r) & mask);
+      float m = q * v.scale(r);
+      asm("" : "+x"(m));  // never fused into an FMA (the kernels multiply, then add)
+      out[r - begin] = m + v.lo(r);
+    }
+    return;
+  }
   at::parallel_for(begin, end, quant_cpu::row_grain(cols_), [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
       PackedTensorAccess::decode_row(*this, v, r, out + (r - begin) * cols_);

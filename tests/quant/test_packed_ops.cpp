@@ -195,19 +195,27 @@ TEST(PackedAgnnOps, DotsAndAggregationFromCodesEqualDenseReferences) {
     PackedTensor x;
   };
   const std::vector<Case> cases = {
-      {"mixed bits", PackedTensor::pack(dense, RowBits{random_groups(n, 3, 8), {2, 4, 8}},
+      {"mixed bits", PackedTensor::pack(dense, RowBits{random_groups(n, 5, 8), {2, 4, 8, 16, 32}},
                                         Granularity::kRow, PackLayoutChoice::kBitmap)},
+      {"uniform 5 bits, bucket ranges",
+       PackedTensor::pack(dense, RowBits{random_groups(n, 3, 9), {5, 5, 5}}, Granularity::kBucket,
+                          PackLayoutChoice::kBitmap)},
+      {"uniform 3 bits", PackedTensor::pack(dense, RowBits::uniform(3), Granularity::kTensor,
+                                            PackLayoutChoice::kBitmap)},
       {"index list",
        PackedTensor::pack(sparse, RowBits::uniform(1), Granularity::kRow, PackLayoutChoice::kAuto)},
       {"column scales",
        PackedTensor::pack(sparse, RowBits::uniform(3), Granularity::kRow, PackLayoutChoice::kAuto,
                           QuantOptions{Rounding::kNearest, column_scales(sparse)})}};
-  ASSERT_EQ(cases[1].x.layout(), PackedLayout::kIndexList);
+  ASSERT_EQ(cases[3].x.layout(), PackedLayout::kIndexList);
   const PackedTensor alpha = PackedTensor::pack(at::rand({loops.num_edges(), 1}),
                                                 RowBits::uniform(4), Granularity::kTensor);
   const at::Tensor alpha_d = alpha.decode().view({-1});
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.name);
+  for (size_t run = 0; run < isas().size() * cases.size(); ++run) {
+    const cpu::Isa isa = isas()[run / cases.size()];
+    const Case& c = cases[run % cases.size()];
+    IsaGuard guard(isa);
+    SCOPED_TRACE(std::string(c.name) + (isa == cpu::Isa::kAvx512 ? " avx512" : " avx2"));
     const at::Tensor xd = c.x.decode();
     const int64_t f = xd.size(1);
     const at::Tensor s = at::rand({n}) + 0.5;

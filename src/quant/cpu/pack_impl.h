@@ -28,6 +28,7 @@ static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
 static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
 static inline V vfmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 static inline V to_float(I q) { return _mm512_cvtepi32_ps(q); }
+static inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
 static inline I keep_lanes(I q, M m) { return _mm512_maskz_mov_epi32(m, q); }
 static inline I vload_si(const void* p) { return _mm512_load_si512(p); }
 
@@ -163,6 +164,11 @@ static inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
 static inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
 static inline V vfmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 static inline V to_float(I q) { return _mm256_cvtepi32_ps(q); }
+static inline float vhsum(V v) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
 static inline I keep_lanes(I q, M m) { return _mm256_and_si256(q, m); }
 static inline I vload_si(const void* p) {
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
@@ -429,6 +435,93 @@ static void decode_row(const uint8_t* p, const uint8_t* end, int64_t f, int bits
 #define QGNN_CALL(B) decode_row_t<B>(p, end, f, scale, lo, out)
   QGNN_QUANT_BITS_SWITCH(bits, QGNN_CALL)
 #undef QGNN_CALL
+}
+
+// sum_k y[k] q[k] over the f codes of a row at B bits (no scale, lo): the codes are
+// expanded to float in registers and multiplied with y, never stored.
+// The tail of dot_codes_t: fewer than kRead bytes left in the row (or in the buffer), so
+// the codes are expanded from a copy whose bytes past the row are 0, against y masked to
+// the row.
+template <int B>
+__attribute__((noinline)) static V dot_codes_tail(const uint8_t* p, int64_t k, int64_t f,
+                                                  const float* y, V acc) {
+  alignas(64) uint8_t buf[3 * kRead] = {};
+  std::memcpy(buf, p, static_cast<size_t>(((f - k) * B + 7) / 8));
+  const uint8_t* q = buf;
+  for (; k < f; k += W, q += kGroupBytes<B>) {
+    const V yv = k + W <= f ? vload(y + k) : vload(y + k, tail_mask(static_cast<int>(f - k)));
+    acc = vfmadd(expand_f<B>(q), yv, acc);
+  }
+  return acc;
+}
+
+// sum_k y[k] q[k] over the f codes of a row at B bits (no scale, lo): the codes are
+// expanded to float in registers and multiplied with y, never stored.
+template <int B>
+static inline __attribute__((always_inline)) float dot_codes_t(const uint8_t* __restrict p,
+                                                               const uint8_t* end, int64_t f,
+                                                               const float* __restrict y) {
+  V acc = vzero();
+  int64_t k = 0;
+  for (; k + W <= f && p + kRead <= end; k += W, p += kGroupBytes<B>) {
+    acc = vfmadd(expand_f<B>(p), vload(y + k), acc);
+  }
+  if (k < f) acc = dot_codes_tail<B>(p, k, f, y, acc);
+  return vhsum(acc);
+}
+
+static float dot_codes(const uint8_t* p, const uint8_t* end, int64_t f, int bits, const float* y) {
+  if (bits == 16 || bits == 32) {
+    V acc = vzero();
+    int64_t k = 0;
+    const float* xf = reinterpret_cast<const float*>(p);  // may be unaligned
+    for (; k + W <= f; k += W) {
+      acc = vfmadd(bits == 32 ? vload(xf + k) : half_load(p + 2 * k), vload(y + k), acc);
+    }
+    if (k < f) {
+      const M m = tail_mask(static_cast<int>(f - k));
+      acc = vfmadd(bits == 32 ? vload(xf + k, m) : half_load(p + 2 * k, m), vload(y + k, m), acc);
+    }
+    return vhsum(acc);
+  }
+#define QGNN_CALL(B) return dot_codes_t<B>(p, end, f, y)
+  QGNN_QUANT_BITS_SWITCH(bits, QGNN_CALL)
+#undef QGNN_CALL
+  return 0.0f;
+}
+
+// out[t] = x^_j . y for j = src[t] (bitmap x without its column scales: y carries them),
+// through x^_j . y = scale_j (q_j . y) + lo_j sum(y); ysum = sum(y). One width: the loop
+// is compiled for it; several: per-row dispatch.
+template <int B>
+static void dot_sources_t(const PackedView& x, const float* y, float ysum, const int64_t* src,
+                          int64_t count, float* out) {
+  const bool per_row = x.per_row && x.params != nullptr;
+  const float scale0 = x.params != nullptr && !per_row ? x.params[0] : 1.0f;
+  const float lo0 = x.params != nullptr && !per_row ? x.params[1] : 0.0f;
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t j = src[t];
+    const float codes = dot_codes_t<B>(x.codes + j * x.stride, x.end, x.cols, y);
+    const float scale = per_row ? x.params[2 * j] : scale0;
+    const float lo = per_row ? x.params[2 * j + 1] : lo0;
+    out[t] = scale * codes + lo * ysum;
+  }
+}
+
+static void dot_sources(const PackedView& x, const float* y, float ysum, const int64_t* src,
+                        int64_t count, float* out) {
+  if (x.group == nullptr && x.group_bits[0] <= 8) {
+#define QGNN_CALL(B) dot_sources_t<B>(x, y, ysum, src, count, out)
+    QGNN_QUANT_BITS_SWITCH(x.group_bits[0], QGNN_CALL)
+#undef QGNN_CALL
+    return;
+  }
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t j = src[t];
+    const int b = x.bits(j);
+    const float codes = dot_codes(x.data(j), x.end, x.cols, b, y);
+    out[t] = b > 8 ? codes : x.scale(j) * codes + x.lo(j) * ysum;
+  }
 }
 
 static void fake_row(const float* x, int64_t f, int bits, float scale, float lo, float nz,
@@ -747,6 +840,7 @@ static void spmm_rows(const PackedSpmmArgs& s, int64_t rb, int64_t re) {
 
 #undef QGNN_QUANT_BITS_SWITCH
 
-static const Kernels kKernels = {minmax, pack_row, pack_half, decode_row, fake_row, spmm_rows};
+static const Kernels kKernels = {minmax,      pack_row, pack_half, decode_row,
+                                 dot_sources, fake_row, spmm_rows};
 
 }  // namespace qgnn::quant_cpu::QGNN_QUANT_NS

@@ -114,6 +114,11 @@ struct Kernels {
   // bytes that may be read (the row's bytes plus whatever follows it in the buffer).
   void (*decode)(const uint8_t* p, const uint8_t* end, int64_t f, int bits, float scale, float lo,
                  float* out);
+  // Dot products of packed rows with one float row: out[t] = sum_k y[k] x^[src[t], k] for
+  // t < count, x a bitmap (any widths) decoded without its column scales (fold them into
+  // y), ysum = sum_k y[k]. The codes are expanded in registers, never stored.
+  void (*dot_sources)(const PackedView& x, const float* y, float ysum, const int64_t* src,
+                      int64_t count, float* out);
   // out = dequantize(quantize(x)) at bits in 1..8, bit-identical to pack + decode.
   void (*fake)(const float* x, int64_t f, int bits, float scale, float lo, float nz, float* out);
   // Packed SpMM over output rows [rb, re).
