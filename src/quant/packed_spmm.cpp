@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "graph/self_loops_internal.h"
 #include "ops/cpu/kernels.h"
@@ -264,6 +265,24 @@ void check_loop_rows(const char* fn, const CsrGraph& g, const at::Tensor& loop_i
               row_begin, ", ", row_end, ") outside [0, ", g.num_rows(), ")");
 }
 
+// Rows [row_begin, row_end) of A + I, read from A (ip, ix) in with_self_loops() order, as
+// a local CSR: local_ip[i - row_begin] = lp[i] - lp[row_begin], local_ix the sources.
+void loop_block_csr(const int64_t* ip, const int64_t* ix, const int64_t* lp, int64_t row_begin,
+                    int64_t row_end, std::vector<int64_t>& local_ip,
+                    std::vector<int64_t>& local_ix) {
+  const int64_t e0 = lp[row_begin];
+  local_ip.resize(static_cast<size_t>(row_end - row_begin + 1));
+  local_ix.resize(static_cast<size_t>(lp[row_end] - e0));
+  for (int64_t i = row_begin; i < row_end; ++i) {
+    local_ip[i - row_begin] = lp[i] - e0;
+    int64_t* o = local_ix.data() + (lp[i] - e0);
+    detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i,
+                                      lp[i + 1] - lp[i] > ip[i + 1] - ip[i],
+                                      [&](int64_t t, int64_t j, int64_t) { o[t] = j; });
+  }
+  local_ip[row_end - row_begin] = lp[row_end] - e0;
+}
+
 }  // namespace
 
 void packed_sddmm_dot_rows(const CsrGraph& g, const at::Tensor& loop_indptr, const PackedTensor& x,
@@ -294,7 +313,8 @@ void packed_sddmm_dot_rows(const CsrGraph& g, const at::Tensor& loop_indptr, con
   // y = x^_i * cs: x^_i . x^_j = scale_j (y . q_j) + lo_j sum(y), the codes of a bitmap
   // expanded in registers (Kernels::dot_sources).
   std::vector<float> y(static_cast<size_t>(f));
-  std::vector<int64_t> src;
+  std::vector<int64_t> local_ip, local_ix;
+  loop_block_csr(ip, ix, lp, row_begin, row_end, local_ip, local_ix);
   const int64_t e0 = lp[row_begin];
   for (int64_t i = row_begin; i < row_end; ++i) {
     PackedTensorAccess::decode_row(x, v, i, y.data());
@@ -304,14 +324,12 @@ void packed_sddmm_dot_rows(const CsrGraph& g, const at::Tensor& loop_indptr, con
     float ysum = 0.0f;
     for (int64_t c = 0; c < f; ++c) ysum += y[c];
     const int64_t count = lp[i + 1] - lp[i];
-    src.resize(static_cast<size_t>(count));
-    detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i, count > ip[i + 1] - ip[i],
-                                      [&](int64_t t, int64_t j, int64_t) { src[t] = j; });
+    const int64_t* src = local_ix.data() + (lp[i] - e0);
     float* o = out + (lp[i] - e0);
     if (v.index_list) {
       for (int64_t t = 0; t < count; ++t) {
         const int64_t j = src[t];
-        const float zero = 0.0f * v.scale(j) + v.lo(j), one = v.scale(j) + v.lo(j);
+        const float zero = v.code0(j), one = v.code1(j);
         float sel = 0.0f;
         for (int64_t e = v.idx_offset[j]; e < v.idx_offset[j + 1]; ++e) {
           sel += y[v.idx16 != nullptr ? v.idx16[e] : v.idx32[e]];
@@ -319,7 +337,7 @@ void packed_sddmm_dot_rows(const CsrGraph& g, const at::Tensor& loop_indptr, con
         o[t] = zero * ysum + (one - zero) * sel;
       }
     } else {
-      k.dot_sources(v, y.data(), ysum, src.data(), count, o);
+      k.dot_sources(v, y.data(), ysum, src, count, o);
     }
     if (rs != nullptr) {
       for (int64_t t = 0; t < count; ++t) o[t] *= rs[i] * rs[src[t]];
@@ -343,18 +361,11 @@ void packed_attention_spmm_rows(const CsrGraph& g, const at::Tensor& loop_indptr
   const int64_t* ip = g.indptr().data_ptr<int64_t>();
   const int64_t* ix = g.indices().data_ptr<int64_t>();
   const int64_t* lp = loop_indptr.data_ptr<int64_t>();
-  const int64_t rows = row_end - row_begin, e0 = lp[row_begin], ne = lp[row_end] - e0;
-  std::vector<int64_t> local_ip(static_cast<size_t>(rows + 1)), local_ix(static_cast<size_t>(ne));
-  std::vector<float> w(static_cast<size_t>(ne));
-  alpha.decode_rows(e0, lp[row_end], w.data());
-  for (int64_t i = row_begin; i < row_end; ++i) {
-    local_ip[i - row_begin] = lp[i] - e0;
-    int64_t* o = local_ix.data() + (lp[i] - e0);
-    detail::for_each_source_with_loop(ix, ip[i], ip[i + 1], i,
-                                      lp[i + 1] - lp[i] > ip[i + 1] - ip[i],
-                                      [&](int64_t t, int64_t j, int64_t) { o[t] = j; });
-  }
-  local_ip[rows] = ne;
+  std::vector<float> w(static_cast<size_t>(lp[row_end] - lp[row_begin]));
+  alpha.decode_rows(lp[row_begin], lp[row_end], w.data());
+  std::vector<int64_t> local_ip, local_ix;
+  loop_block_csr(ip, ix, lp, row_begin, row_end, local_ip, local_ix);
+  const int64_t rows = row_end - row_begin;
   const int64_t bad =
       spmm_into(local_ip.data(), rows, local_ix.data(), w.data(), x, out, /*parallel=*/false);
   TORCH_CHECK(bad < 0, fn, ": a source index is not a row of x (N = ", x.num_rows(), ")");

@@ -700,10 +700,8 @@ void PackedTensorAccess::decode_row(const PackedTensor& t, const PackedView& v, 
                                     float* out) {
   const int64_t f = v.cols;
   if (v.index_list) {
-    // Code 0 and code 1 decoded as the bitmap decoder does (q * scale + lo).
-    const float scale = v.scale(r), lo = v.lo(r);
-    const float zero = 0.0f * scale + lo, one = scale + lo;
-    std::fill(out, out + f, zero);
+    const float one = v.code1(r);
+    std::fill(out, out + f, v.code0(r));
     const int64_t eb = v.idx_offset[r], ee = v.idx_offset[r + 1];
     if (v.idx16 != nullptr) {
       for (int64_t e = eb; e < ee; ++e) out[v.idx16[e]] = one;

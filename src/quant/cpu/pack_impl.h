@@ -437,8 +437,6 @@ static void decode_row(const uint8_t* p, const uint8_t* end, int64_t f, int bits
 #undef QGNN_CALL
 }
 
-// sum_k y[k] q[k] over the f codes of a row at B bits (no scale, lo): the codes are
-// expanded to float in registers and multiplied with y, never stored.
 // The tail of dot_codes_t: fewer than kRead bytes left in the row (or in the buffer), so
 // the codes are expanded from a copy whose bytes past the row are 0, against y masked to
 // the row.

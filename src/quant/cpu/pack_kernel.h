@@ -49,6 +49,10 @@ struct PackedView {
   int64_t param_index(int64_t r) const { return per_row ? r : (group != nullptr ? group[r] : 0); }
   float scale(int64_t r) const { return params != nullptr ? params[2 * param_index(r)] : 1.0f; }
   float lo(int64_t r) const { return params != nullptr ? params[2 * param_index(r) + 1] : 0.0f; }
+  // The values of codes 0 and 1 of row r, computed as the bitmap decoder does (q * scale +
+  // lo): what an index list's absent and listed columns decode to.
+  float code0(int64_t r) const { return 0.0f * scale(r) + lo(r); }
+  float code1(int64_t r) const { return scale(r) + lo(r); }
 };
 
 struct PackedTensorAccess {
