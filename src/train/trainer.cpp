@@ -30,13 +30,17 @@ class TrainingModeGuard {
 
 }  // namespace
 
-double masked_accuracy(const torch::Tensor& logits, const torch::Tensor& y,
-                       const torch::Tensor& mask) {
+double prediction_accuracy(const torch::Tensor& pred, const torch::Tensor& y,
+                           const torch::Tensor& mask) {
   auto idx = mask.nonzero().view({-1});
   if (idx.numel() == 0) return 0.0;
-  auto pred = logits.index_select(0, idx).argmax(1);
-  auto correct = pred.eq(y.index_select(0, idx)).sum().item<int64_t>();
+  auto correct = pred.index_select(0, idx).eq(y.index_select(0, idx)).sum().item<int64_t>();
   return 100.0 * static_cast<double>(correct) / static_cast<double>(idx.numel());
+}
+
+double masked_accuracy(const torch::Tensor& logits, const torch::Tensor& y,
+                       const torch::Tensor& mask) {
+  return prediction_accuracy(logits.argmax(1), y, mask);
 }
 
 TrainData::TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, torch::Tensor train,

@@ -16,6 +16,10 @@ namespace qgnn {
 //   logits: [N, C] float32; y: [N] int64; mask: [N] bool.
 QGNN_API double masked_accuracy(const torch::Tensor& logits, const torch::Tensor& y,
                                 const torch::Tensor& mask);
+// Accuracy in percent of pred[mask] == y[mask]; 0 for an empty mask.
+//   pred, y: [N] int64 (class per node); mask: [N] bool.
+QGNN_API double prediction_accuracy(const torch::Tensor& pred, const torch::Tensor& y,
+                                    const torch::Tensor& mask);
 
 // What one epoch reports to a progress callback.
 struct EpochReport {

@@ -1,6 +1,4 @@
 // `qgnn generate`: parse, generate, write atomically, print a one-line summary.
-#include "cli/commands_generate.h"
-
 #include <c10/util/Exception.h>
 #include <unistd.h>
 
@@ -13,6 +11,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cli/command.h"
+#include "cli/options.h"
 #include "cli/outputs.h"
 #include "cli/usage.h"
 #include "qgnn/io/generate.h"
@@ -26,7 +26,20 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-}  // namespace
+struct GenerateOptions {
+  CommonOptions common;
+  int64_t nodes = 0;
+  int64_t edges = 0;  // stored entries; both directions count when undirected
+  int64_t features = 0;
+  int64_t classes = 0;
+  uint64_t seed = 0;
+  double homophily = 0.7;
+  bool undirected = true;
+  double separation = 2.0;                        // class-centre distance / feature noise std
+  std::vector<double> rmat = {0.57, 0.19, 0.19};  // a, b, c (d = 1 - a - b - c)
+  bool compress = false;
+  std::string out;
+};
 
 CLI::App* add_generate_command(CLI::App& app, GenerateOptions& o) {
   auto* cmd = app.add_subcommand(
@@ -50,6 +63,7 @@ CLI::App* add_generate_command(CLI::App& app, GenerateOptions& o) {
       ->capture_default_str();
   cmd->add_flag("--compress", o.compress, "deflate the .npz members (slower)");
   cmd->add_option("--out", o.out, "output .npz path (written atomically)")->required();
+  add_common(cmd, o.common);
   return cmd;
 }
 
@@ -137,5 +151,18 @@ int run_generate(const GenerateOptions& o) {
   std::cout << line << std::endl;
   return 0;
 }
+
+class GenerateCommand : public Command {
+ public:
+  CLI::App* add_to(CLI::App& app) override { return add_generate_command(app, o_); }
+  int run() override { return run_generate(o_); }
+
+ private:
+  GenerateOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_generate_command() { return std::make_unique<GenerateCommand>(); }
 
 }  // namespace qgnn::cli

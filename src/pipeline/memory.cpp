@@ -1,6 +1,5 @@
-// `qgnn memory`: peak resident memory of full-graph inference under several bit policies,
-// each measured in its own child process (fork) so that one policy's allocations cannot
-// hide or inflate another's peak.
+#include "qgnn/pipeline/memory.h"
+
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -8,57 +7,67 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/outputs.h"
-#include "cli/usage.h"
 #include "qgnn/io/dataset.h"
-#include "qgnn/io/text_file.h"
 #include "qgnn/nn/models.h"
 #include "qgnn/ops/features.h"
-#include "qgnn/quant/bit_policy.h"
 #include "qgnn/quant/packed_tensor.h"
 #include "qgnn/quant/quant_hooks.h"
 #include "qgnn/train/checkpoint.h"
 #include "qgnn/train/trainer.h"
 #include "qgnn/util/threads.h"
 
-namespace qgnn::cli {
-namespace {
+namespace qgnn {
 
-enum class XStorage { kDense, kCsr, kPacked };
-
-struct PolicyArg {
-  std::string label;  // as given on the command line
-  XStorage storage = XStorage::kDense;
-  BitPolicy policy;  // full precision for kDense / kCsr
-};
-
-PolicyArg parse_policy_arg(const std::string& s) {
-  PolicyArg a;
+MemoryPolicy parse_memory_policy(const std::string& s) {
+  MemoryPolicy a;
   a.label = s;
   if (s == "fp32") return a;
   if (s == "csr") {
     a.storage = XStorage::kCsr;
     return a;
   }
-  const bool is_int = !s.empty() && std::all_of(s.begin(), s.end(), ::isdigit);
+  const bool is_int = !s.empty() && std::all_of(s.begin(), s.end(),
+                                                [](unsigned char c) { return std::isdigit(c); });
   // B: every point (embeddings and attention) at B bits, embeddings with per-row ranges.
   a.policy = BitPolicy::parse(is_int ? "bits=" + s + ";emb.gran=row" : s);
   a.storage =
       a.policy.bits({0, QuantRole::kEmbedding}) == 32 ? XStorage::kDense : XStorage::kPacked;
   return a;
+}
+
+namespace {
+
+// Field names of InferenceMemory in its JSON form, one list for both directions.
+#define QGNN_MEMORY_FIELDS(X)                                                                   \
+  X(policy)                                                                                     \
+  X(policy_spec) X(x_storage) X(feature_norm) X(baseline_rss_mb) X(load_ms) X(load_peak_rss_mb) \
+      X(loaded_rss_mb) X(x_mb) X(rss_after_forward_mb) X(peak_after_forward_mb) X(infer_ms)     \
+          X(infer_ms_all) X(feature_mb) X(stored_feature_mb) X(fp32_feature_mb) X(avg_bits)     \
+              X(packed_held_mb) X(test_acc) X(num_nodes) X(num_features) X(num_edges) X(nnz)    \
+                  X(peak_rss_mb) X(ru_maxrss_mb)
+
+InferenceMemory from_json(const nlohmann::json& j) {
+  InferenceMemory m;
+#define QGNN_READ(f) \
+  if (j.contains(#f)) j.at(#f).get_to(m.f);
+  QGNN_MEMORY_FIELDS(QGNN_READ)
+  QGNN_READ(error)
+  QGNN_READ(x_layout)
+  QGNN_READ(fake_quant_agreement_pct)
+#undef QGNN_READ
+  return m;
 }
 
 // A "<key>: <n> kB" line of /proc/self/status in MB (1e6 bytes); 0 when absent.
@@ -124,10 +133,10 @@ void normalize_in_place(at::Tensor& rows, FeatureNorm norm, const at::Tensor& id
 // Loads the graph and x (normalized as the model was trained, or as --feature-norm says)
 // as `arg` asks, runs full-graph inference of the checkpoint's model (or an untrained
 // sgquant-preset --model) and returns the measurements. Runs in the child.
-nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
-                                const PolicyArg& arg) {
-  nlohmann::json j;
-  j["baseline_rss_mb"] = proc_status_mb("VmRSS");
+InferenceMemory measure_in_child(const MemoryConfig& o, const MemoryPolicy& arg) {
+  const std::string& path = o.dataset_path;
+  InferenceMemory j;
+  j.baseline_rss_mb = proc_status_mb("VmRSS");
   const auto load_start = std::chrono::steady_clock::now();
   std::optional<LoadedCheckpoint> ck;
   if (!o.checkpoint.empty()) {
@@ -159,7 +168,7 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     }
     idf = inverse_document_frequency(df, n);
   }
-  j["feature_norm"] = to_string(norm);
+  j.feature_norm = to_string(norm);
   NodeFeatures x;
   int64_t x_bytes = 0;
   InputCodeStats x_stats;  // packed x: exact input bytes in the memory report
@@ -197,17 +206,17 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     });
     auto packed = std::make_shared<const PackedTensor>(PackedTensor::concat_rows(std::move(parts)));
     x_bytes = packed->nbytes();
-    j["x_layout"] = packed->layout() == PackedLayout::kIndexList ? "index list" : "bitmap";
+    j.x_layout = packed->layout() == PackedLayout::kIndexList ? "index list" : "bitmap";
     x = NodeFeatures(packed);
   }
-  j["load_ms"] = ms_since(load_start);
+  j.load_ms = ms_since(load_start);
   // Loading staged x in many small chunks (and, packed, their codes before concat_rows);
   // glibc keeps such freed heap mapped. Hand it back so that the peak below measures what
   // inference holds; the loading peak is reported on its own.
   ::malloc_trim(0);
-  j["load_peak_rss_mb"] = proc_status_mb("VmHWM");
-  j["loaded_rss_mb"] = proc_status_mb("VmRSS");
-  j["x_mb"] = x_bytes / 1e6;
+  j.load_peak_rss_mb = proc_status_mb("VmHWM");
+  j.loaded_rss_mb = proc_status_mb("VmRSS");
+  j.x_mb = x_bytes / 1e6;
 
   std::shared_ptr<GnnModel> model_ptr;
   if (ck) {
@@ -245,8 +254,8 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     rss_after.push_back(proc_status_mb("VmRSS"));
     hwm_after.push_back(proc_status_mb("VmHWM"));
   }
-  j["rss_after_forward_mb"] = rss_after;
-  j["peak_after_forward_mb"] = hwm_after;
+  j.rss_after_forward_mb = rss_after;
+  j.peak_after_forward_mb = hwm_after;
   std::sort(times.begin(), times.end());
   const MemoryReport mem =
       memory_report(model, ops, arg.policy, arg.storage == XStorage::kPacked ? &x_stats : nullptr);
@@ -254,23 +263,19 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
   if (hook) {
     for (const auto& [key, bytes] : hook->stored_bytes()) held += bytes;
   }
-  j["infer_ms"] = times.empty() ? 0.0 : times[times.size() / 2];
-  j["infer_ms_all"] = times;
-  j["feature_mb"] = mem.dense_mb();
-  j["stored_feature_mb"] = mem.stored_mb();
-  j["fp32_feature_mb"] = mem.fp32_mb();
-  j["avg_bits"] = mem.average_bits();
-  j["packed_held_mb"] = held / 1e6;
-  j["feature_mb_source"] = "shapes (memory_report: dense codes + parameters)";
-  j["test_acc"] =
-      100.0 *
-      pred.masked_select(d.test_mask).eq(d.y.masked_select(d.test_mask)).sum().item<double>() /
-      std::max<int64_t>(1, d.test_mask.sum().item<int64_t>());
-  j["num_nodes"] = n;
-  j["num_features"] = f;
-  j["num_edges"] = d.graph.num_edges();
-  j["nnz"] = x.is_sparse() ? x.nnz() : -1;
-  j["peak_rss_mb"] = proc_status_mb("VmHWM");  // before the optional check below
+  j.infer_ms = times.empty() ? 0.0 : times[times.size() / 2];
+  j.infer_ms_all = times;
+  j.feature_mb = mem.dense_mb();
+  j.stored_feature_mb = mem.stored_mb();
+  j.fp32_feature_mb = mem.fp32_mb();
+  j.avg_bits = mem.average_bits();
+  j.packed_held_mb = held / 1e6;
+  j.test_acc = prediction_accuracy(pred, d.y, d.test_mask);
+  j.num_nodes = n;
+  j.num_features = f;
+  j.num_edges = d.graph.num_edges();
+  j.nnz = x.is_sparse() ? x.nnz() : -1;
+  j.peak_rss_mb = proc_status_mb("VmHWM");  // before the optional check below
   if (o.check_fake && hook) {
     // The fake-quantized model on the float features: what packed inference must equal.
     x = NodeFeatures();
@@ -278,7 +283,7 @@ nlohmann::json measure_in_child(const MemoryOptions& o, const std::string& path,
     normalize_in_place(full.x, norm, idf);
     model.set_quant_hook(std::make_shared<FakeQuantHook>(arg.policy));
     const at::Tensor fake = model.forward(ops, NodeFeatures(full.x)).argmax(1);
-    j["fake_quant_agreement_pct"] = 100.0 * fake.eq(pred).sum().item<double>() / n;
+    j.fake_quant_agreement_pct = 100.0 * fake.eq(pred).sum().item<double>() / n;
   }
   return j;
 }
@@ -297,7 +302,7 @@ bool write_all(int fd, const std::string& s) {
 
 // Forks a child that measures `arg` and returns its report (with "error" on failure and
 // "ru_maxrss_mb", the kernel's peak RSS of the child, added by the parent).
-nlohmann::json run_child(const MemoryOptions& o, const std::string& path, const PolicyArg& arg) {
+InferenceMemory run_child(const MemoryConfig& o, const MemoryPolicy& arg) {
   int fds[2];
   TORCH_CHECK(::pipe(fds) == 0, "memory: pipe failed (", std::strerror(errno), ")");
   std::fflush(stdout);
@@ -306,17 +311,17 @@ nlohmann::json run_child(const MemoryOptions& o, const std::string& path, const 
   TORCH_CHECK(pid >= 0, "memory: fork failed (", std::strerror(errno), ")");
   if (pid == 0) {
     ::close(fds[0]);
-    nlohmann::json j;
+    std::string report;
     int code = 0;
     try {
-      set_num_threads(o.common.threads);
-      j = measure_in_child(o, path, arg);
+      set_num_threads(o.threads);
+      report = to_json(measure_in_child(o, arg));
     } catch (const std::exception& e) {
       const std::string msg = e.what();
-      j = {{"error", msg.substr(0, msg.find('\n'))}};
+      report = nlohmann::json{{"error", msg.substr(0, msg.find('\n'))}}.dump();
       code = 1;
     }
-    write_all(fds[1], j.dump());
+    write_all(fds[1], report);
     ::close(fds[1]);
     ::_exit(code);
   }
@@ -334,92 +339,49 @@ nlohmann::json run_child(const MemoryOptions& o, const std::string& path, const 
   struct rusage ru {};
   while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
   }
-  nlohmann::json j;
-  if (!text.empty()) j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) {
-    j = {{"error", WIFSIGNALED(status)
-                       ? "child killed by signal " + std::to_string(WTERMSIG(status))
-                       : std::string("child sent no report")}};
+  nlohmann::json parsed;
+  if (!text.empty()) parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  InferenceMemory j;
+  if (!parsed.is_object()) {
+    j.error = WIFSIGNALED(status) ? "child killed by signal " + std::to_string(WTERMSIG(status))
+                                  : std::string("child sent no report");
+  } else {
+    j = from_json(parsed);
   }
-  j["policy"] = arg.label;
-  j["policy_spec"] = arg.policy.to_string();
-  j["x_storage"] = arg.storage == XStorage::kDense ? "dense fp32"
-                   : arg.storage == XStorage::kCsr ? "csr fp32"
-                                                   : "packed";
-  j["ru_maxrss_mb"] = ru.ru_maxrss * 1024 / 1e6;  // Linux reports kB
+  j.policy = arg.label;
+  j.policy_spec = arg.policy.to_string();
+  j.x_storage = arg.storage == XStorage::kDense ? "dense fp32"
+                : arg.storage == XStorage::kCsr ? "csr fp32"
+                                                : "packed";
+  j.ru_maxrss_mb = ru.ru_maxrss * 1024 / 1e6;  // Linux reports kB
   return j;
-}
-
-std::string fmt2(double v, int digits = 1) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
 }
 
 }  // namespace
 
-int run_memory(const MemoryOptions& o) {
-  TORCH_CHECK(o.chunk_rows >= 1, "memory: --chunk-rows must be >= 1 (got ", o.chunk_rows, ")");
-  parse_model_kind(o.model);  // fail fast, before any child
-  std::vector<PolicyArg> args;
-  for (const std::string& s : o.policies) {
-    try {
-      args.push_back(parse_policy_arg(s));
-    } catch (const c10::Error& e) {
-      const std::string msg = e.what_without_backtrace();
-      throw UsageError("--policies: " + msg.substr(0, msg.find('\n')));
-    }
-  }
-  const std::string path = resolve_dataset_path(o.dataset);
-  Outputs outputs;
-  outputs.reserve("--json", o.common.json);
-  // The parent runs no libtorch kernels: a child forked after OpenMP started its thread
-  // pool could deadlock, and the parent's own memory would count in every child's peak.
-  std::cout << "full-graph inference of "
-            << (o.checkpoint.empty() ? "an untrained " + o.model + " (sgquant preset)"
-                                     : "the model in " + o.checkpoint)
-            << " on " << path << "; one child process per policy\n"
-            << "| policy | x storage | peak RSS MB | baseline RSS MB | x held MB | feature MB "
-               "from shapes (fp32 MB) | avg bits | load ms | infer ms | test acc % |\n"
-            << "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
-  nlohmann::json rows = nlohmann::json::array();
-  int failures = 0;
-  std::string first_failure;
-  for (const PolicyArg& a : args) {
-    nlohmann::json j = run_child(o, path, a);
-    if (j.contains("error")) {
-      if (failures++ == 0) first_failure = a.label + ": " + j["error"].get<std::string>();
-      std::cout << "| " << a.label << " | " << j["x_storage"].get<std::string>()
-                << " | error: " << j["error"].get<std::string>() << " |\n";
-    } else {
-      std::string storage = j["x_storage"].get<std::string>();
-      if (j.contains("x_layout")) storage += " (" + j["x_layout"].get<std::string>() + ")";
-      std::cout << "| " << a.label << " | " << storage << " | "
-                << fmt2(j["peak_rss_mb"].get<double>()) << " | "
-                << fmt2(j["baseline_rss_mb"].get<double>()) << " | "
-                << fmt2(j["x_mb"].get<double>()) << " | " << fmt2(j["feature_mb"].get<double>())
-                << " (" << fmt2(j["fp32_feature_mb"].get<double>()) << ") | "
-                << fmt2(j["avg_bits"].get<double>(), 2) << " | "
-                << fmt2(j["load_ms"].get<double>(), 0) << " | " << fmt2(j["infer_ms"].get<double>())
-                << " | " << fmt2(j["test_acc"].get<double>(), 2) << " |\n";
-    }
-    std::cout.flush();
-    rows.push_back(std::move(j));
-  }
-  TORCH_CHECK(failures == 0, "memory: ", failures, " of ", args.size(),
-              " policies failed (first: ", first_failure, ")");
-  const nlohmann::json report = {
-      {"dataset", path},
-      {"checkpoint", o.checkpoint},
-      {"model", o.checkpoint.empty() ? o.model : std::string("from checkpoint")},
-      {"preset", o.checkpoint.empty() ? std::string("sgquant") : std::string("from checkpoint")},
-      {"seed", o.seed},
-      {"chunk_rows", o.chunk_rows},
-      {"threads", o.common.threads},
-      {"rows", rows}};
-  outputs.write_text(o.common.json, report.dump(2) + "\n");
-  outputs.commit();
-  return 0;
+InferenceMemory measure_inference_memory(const MemoryConfig& config, const MemoryPolicy& policy) {
+  TORCH_CHECK(config.chunk_rows >= 1, "memory: chunk_rows must be >= 1 (got ", config.chunk_rows,
+              ")");
+  return run_child(config, policy);
 }
 
-}  // namespace qgnn::cli
+std::string to_json(const InferenceMemory& m) {
+  nlohmann::json j;
+  if (!m.error.empty()) {
+    j = {{"error", m.error},
+         {"policy", m.policy},
+         {"policy_spec", m.policy_spec},
+         {"x_storage", m.x_storage},
+         {"ru_maxrss_mb", m.ru_maxrss_mb}};
+    return j.dump();
+  }
+#define QGNN_WRITE(f) j[#f] = m.f;
+  QGNN_MEMORY_FIELDS(QGNN_WRITE)
+#undef QGNN_WRITE
+  j["feature_mb_source"] = "shapes (memory_report: dense codes + parameters)";
+  if (!m.x_layout.empty()) j["x_layout"] = m.x_layout;
+  if (m.fake_quant_agreement_pct >= 0) j["fake_quant_agreement_pct"] = m.fake_quant_agreement_pct;
+  return j.dump();
+}
+
+}  // namespace qgnn
