@@ -18,72 +18,6 @@
 
 namespace qgnn {
 
-struct GraphOperators::Lazy {
-  std::once_flag loops_once, gcn_once, mean_once, scale_once, added_once, loop_indptr_once;
-  CsrGraph loops;
-  at::Tensor gcn_scale, added_loops, loop_indptr;
-};
-
-GraphOperators::GraphOperators(CsrGraph g) : graph_(std::move(g)), lazy_(std::make_shared<Lazy>()) {
-  TORCH_CHECK(graph_.defined() && graph_.is_square(), "GraphOperators: graph must be square, got ",
-              graph_.num_rows(), " x ", graph_.num_cols());
-}
-
-const CsrGraph& GraphOperators::self_loops() const {
-  std::call_once(lazy_->loops_once, [&] { lazy_->loops = graph_.with_self_loops(); });
-  return lazy_->loops;
-}
-
-const CsrGraph& GraphOperators::gcn() const { return graph_.gcn_normalized(); }
-
-const CsrGraph& GraphOperators::mean() const { return graph_.mean_normalized(); }
-
-const at::Tensor& GraphOperators::self_loops_indptr() const {
-  std::call_once(lazy_->loop_indptr_once, [&] { lazy_->loop_indptr = graph_.self_loops_indptr(); });
-  return lazy_->loop_indptr;
-}
-
-const at::Tensor& GraphOperators::added_loops() const {
-  std::call_once(lazy_->added_once, [&] {
-    // A row gains a loop exactly when its A + I row is longer than its A row.
-    const int64_t n = graph_.num_rows();
-    const at::Tensor& lp = self_loops_indptr();
-    const at::Tensor& ip = graph_.indptr();
-    lazy_->added_loops =
-        ((lp.narrow(0, 1, n) - lp.narrow(0, 0, n)) - (ip.narrow(0, 1, n) - ip.narrow(0, 0, n)))
-            .to(at::kFloat);
-  });
-  return lazy_->added_loops;
-}
-
-const at::Tensor& GraphOperators::gcn_scale() const {
-  std::call_once(lazy_->scale_once, [&] {
-    // (in-degree of A + I)^-1/2: A's (weighted) row sums plus the loops A + I adds, one
-    // pass over the CSR rows (no [E] row-id or A + I copy).
-    const at::Tensor& added = added_loops();
-    const int64_t n = graph_.num_rows();
-    at::Tensor scale = at::empty({n}, at::kFloat);
-    const int64_t* ip = graph_.indptr().data_ptr<int64_t>();
-    const float* w = graph_.has_weights() ? graph_.weights().data_ptr<float>() : nullptr;
-    const float* a = added.data_ptr<float>();
-    float* sp = scale.data_ptr<float>();
-    at::parallel_for(0, n, 1 << 12, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        float deg = 0.0f;
-        if (w != nullptr) {
-          for (int64_t k = ip[i]; k < ip[i + 1]; ++k) deg += w[k];
-        } else {
-          deg = static_cast<float>(ip[i + 1] - ip[i]);
-        }
-        deg += a[i];
-        sp[i] = deg > 0.0f ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(deg))) : 0.0f;
-      }
-    });
-    lazy_->gcn_scale = scale;
-  });
-  return lazy_->gcn_scale;
-}
-
 namespace {
 
 // Glorot / Xavier uniform, as PyG initialises GCN and GAT weights.
@@ -194,7 +128,8 @@ torch::Tensor GCNConvImpl::forward(const GraphOperators& ops, const NodeFeatures
   if (site_.quantizes_layers()) {
     const at::Tensor s = ops.gcn_scale().unsqueeze(1);
     auto lin = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight)) * s);
-    auto agg = site_.activation(QuantRole::kAggregate, spmm(ops.self_loops(), lin) * s);
+    auto agg =
+        site_.activation(QuantRole::kAggregate, ops.propagate(Propagation::kSumWithLoops, lin) * s);
     return bias.defined() ? agg + bias : agg;
   }
   if (!at::GradMode::is_enabled()) return infer(ops, x).dense;
@@ -206,12 +141,11 @@ bool GCNConvImpl::transforms_first(const NodeFeatures& x) const {
 }
 
 torch::Tensor GCNConvImpl::propagate_normalized(const GraphOperators& ops, const NodeFeatures& x) {
-  const CsrGraph& a = ops.gcn();
   torch::Tensor out;
   if (transforms_first(x)) {
-    out = spmm(a, x.linear(weight));  // A (X W): fewer columns to aggregate
+    out = ops.propagate(Propagation::kGcn, x.linear(weight));  // A (X W): fewer columns
   } else {
-    out = at::matmul(spmm(a, x.dense()), weight.t());
+    out = at::matmul(ops.propagate(Propagation::kGcn, x.dense()), weight.t());
   }
   return add_bias(std::move(out), bias);
 }
@@ -357,13 +291,12 @@ LayerOutput GATConvImpl::run(const GraphOperators& ops, const NodeFeatures& x,
       return block_output(n, cols, rows, produce_out, pack);
     }
   }
-  const CsrGraph& g = ops.self_loops();
-  auto e = torch::leaky_relu(sddmm_add(g, score_dst, score_src), negative_slope);
-  auto alpha = edge_softmax(g, e);  // [E', H]
-  if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, g);
+  auto e = torch::leaky_relu(ops.edge_scores_add(score_dst, score_src), negative_slope);
+  auto alpha = ops.edge_softmax(e);  // [E', H]
+  if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, ops.self_loops());
   last_attention_ = alpha;
   alpha = qgnn::dropout(alpha, attention_dropout, is_training());
-  auto out = spmm(g, h, Reduce::kSum, alpha);  // [N, H, D]
+  auto out = ops.propagate(Propagation::kSumWithLoops, h, alpha);  // [N, H, D]
   out = concat ? out.view({n, heads * out_channels}) : out.mean(1);
   out = site_.activation(QuantRole::kAggregate, out);
   return {add_bias(std::move(out), bias), nullptr};
@@ -408,11 +341,11 @@ torch::Tensor AGNNConvImpl::forward(const GraphOperators& ops, const torch::Tens
       return packed_attention_spmm(g, x.contiguous(), *packed);
     }
   }
-  auto cosine = sddmm_dot(g, xn, xn).view({-1});  // [E']
-  auto alpha = edge_softmax(g, beta * cosine);
+  auto cosine = ops.edge_scores_dot(xn, xn).view({-1});  // [E']
+  auto alpha = ops.edge_softmax(beta * cosine);
   if (site_.hook != nullptr) alpha = site_.hook->attention(site_.layer, alpha, g);
   last_attention_ = alpha;
-  return spmm(g, x, Reduce::kSum, alpha);
+  return ops.propagate(Propagation::kSumWithLoops, x, alpha);
 }
 
 LayerOutput AGNNConvImpl::infer(const GraphOperators& ops, const NodeFeatures& x,
@@ -469,7 +402,7 @@ torch::Tensor SAGEConvImpl::forward(const GraphOperators& ops, const NodeFeature
   auto h =
       site_.activation(QuantRole::kLinear,
                        x.linear(site_.weight(0, torch::cat({weight_neighbors, weight_root}, 0))));
-  auto neighbors = spmm(ops.mean(), h.narrow(1, 0, out_channels).contiguous());
+  auto neighbors = ops.propagate(Propagation::kMean, h.narrow(1, 0, out_channels).contiguous());
   auto out =
       site_.activation(QuantRole::kAggregate, neighbors + h.narrow(1, out_channels, out_channels));
   return bias.defined() ? out + bias : out;
@@ -489,12 +422,13 @@ torch::Tensor GINConvImpl::forward(const GraphOperators& ops, const NodeFeatures
   // (1+eps) (W x_i) + sum_j (W x_j), so X is multiplied once and the sum runs on hidden.
   if (site_.quantizes_layers()) {
     auto h = site_.activation(QuantRole::kLinear, x.linear(site_.weight(0, weight1)));
-    auto z = site_.activation(QuantRole::kAggregate, (1 + eps) * h + spmm(ops.graph(), h));
+    auto z = site_.activation(QuantRole::kAggregate,
+                              (1 + eps) * h + ops.propagate(Propagation::kSum, h));
     auto hidden = site_.activation(QuantRole::kHidden, torch::relu(z + bias1));
     return torch::linear(hidden, site_.weight(1, weight2), bias2);
   }
   auto h = x.linear(weight1);
-  auto z = (1 + eps) * h + spmm(ops.graph(), h) + bias1;
+  auto z = (1 + eps) * h + ops.propagate(Propagation::kSum, h) + bias1;
   return torch::linear(torch::relu(z), weight2, bias2);
 }
 

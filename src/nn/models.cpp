@@ -246,6 +246,20 @@ NodeFeatures normalize_rows(const NodeFeatures& x) {
 
 }  // namespace
 
+namespace {
+
+// The input of propagating layer `layer` (>= 1) with its halo rows from the exchange
+// (a block, GraphOperators::exchange); unchanged without one.
+NodeFeatures with_halo(const GraphOperators& ops, int64_t layer, NodeFeatures h) {
+  if (!ops.has_exchange()) return h;
+  TORCH_CHECK(!h.is_packed(),
+              "GnnModel: a halo exchange needs float hidden embeddings (packed inference of a "
+              "graph block is not supported)");
+  return NodeFeatures(ops.exchange(layer, h.to_dense()));
+}
+
+}  // namespace
+
 NodeFeatures GnnModel::point(int64_t layer, const NodeFeatures& h, const GraphOperators& ops) {
   NodeFeatures out = hook_ ? hook_->embedding(layer, h, ops) : h;
   if (layer == 0 && config_.row_normalize_input) out = normalize_rows(out);
@@ -320,7 +334,7 @@ torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x
         hook_ && !train && !at::GradMode::is_enabled() && !hook_->quantizes_layers();
     for (size_t l = 0; l < n; ++l) {
       const int64_t layer = static_cast<int64_t>(l) + 1;
-      NodeFeatures in = point(layer, h, ops);
+      NodeFeatures in = point(layer, with_halo(ops, layer, std::move(h)), ops);
       h = NodeFeatures();  // under packed inference only the codes stay alive
       auto conv = std::static_pointer_cast<AGNNConvImpl>(convs_[l]);
       if (!packed_inference) {
@@ -343,6 +357,7 @@ torch::Tensor GnnModel::forward(const GraphOperators& ops, const NodeFeatures& x
   torch::Tensor out;
   for (size_t l = 0; l < n; ++l) {
     const bool last = l + 1 == n;
+    if (l > 0) h = with_halo(ops, static_cast<int64_t>(l), std::move(h));
     NodeFeatures in = point(static_cast<int64_t>(l), h, ops).dropout(p, train);
     // The layer reads `in` only: under packed inference the float embedding (h, out) is
     // released here, before the layer runs, and only its codes stay alive.

@@ -332,7 +332,8 @@ bool BitPolicy::is_full_precision() const {
   return default_bits_ == 32 && all32(role_bits_) && all32(layer_bits_);
 }
 
-RowBits BitPolicy::row_bits(const QuantPoint& p, const at::Tensor& row_degree) const {
+RowBits BitPolicy::row_bits(const QuantPoint& p, const at::Tensor& row_degree,
+                            const at::Tensor& population) const {
   const int b = bits(p);
   const auto taq = buckets(p.role);
   if (!taq || b == 32 || b == 16) return RowBits::uniform(b);
@@ -341,8 +342,8 @@ RowBits BitPolicy::row_bits(const QuantPoint& p, const at::Tensor& row_degree) c
   std::vector<int64_t> upper = taq->upper;
   const int64_t groups = static_cast<int64_t>(taq->bits.size());
   if (taq->quantile()) {
-    // Equal-count buckets: bound g is the (g+1)/G quantile of the row degrees.
-    auto sorted = std::get<0>(row_degree.sort());
+    // Equal-count buckets: bound g is the (g+1)/G quantile of the degree population.
+    auto sorted = std::get<0>((population.defined() ? population : row_degree).sort());
     const int64_t r = sorted.numel();
     for (int64_t g = 0; g + 1 < groups && r > 0; ++g) {
       const int64_t idx = std::min(r - 1, (g + 1) * r / groups);

@@ -33,9 +33,10 @@ struct IntegerModel::Layer {
 };
 
 struct IntegerModel::RowPlan {
-  // The graph and input row scales the plan was made for, held so that is_same() can
-  // never match a later tensor that reuses their memory.
-  at::Tensor graph;                  // ops.graph().indptr()
+  // The graph (GraphOperators::id()) and input row scales the plan was made for; the
+  // scales are held so that is_same() can never match a later tensor that reuses their
+  // memory.
+  uint64_t graph_id = 0;
   at::Tensor row_scale;              // x.row_scale (may be undefined)
   std::vector<at::Tensor> lin_rows;  // [N, 2] per layer, or undefined (no row factor)
   std::vector<at::Tensor> agg_rows;  // [N, 2] per layer (GCN, SAGE), or undefined
@@ -325,15 +326,14 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
 
 std::shared_ptr<const IntegerModel::RowPlan> IntegerModel::plan_for(const GraphOperators& ops,
                                                                     const QuantizedInput& x) const {
-  const at::Tensor& graph = ops.graph().indptr();
   std::lock_guard<std::mutex> lock(cache_->mu);
-  if (cache_->plan && cache_->plan->graph.is_same(graph) &&
+  if (cache_->plan && cache_->plan->graph_id == ops.id() &&
       (x.row_scale.defined() ? cache_->plan->row_scale.is_same(x.row_scale)
                              : !cache_->plan->row_scale.defined())) {
     return cache_->plan;
   }
   auto plan = std::make_shared<RowPlan>();
-  plan->graph = graph;
+  plan->graph_id = ops.id();
   plan->row_scale = x.row_scale;
   const int64_t n = ops.num_nodes();
   const at::Tensor indptr = ops.graph().indptr();

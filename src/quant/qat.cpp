@@ -116,15 +116,22 @@ at::Tensor weight_scale(const at::Tensor& w, int bits) {
   return at::where(m > 0, m / symmetric_qmax(bits), at::ones_like(m));
 }
 
-at::Tensor protective_mask_probabilities(const at::Tensor& in_degree, double p_min, double p_max) {
+at::Tensor protective_mask_probabilities(const at::Tensor& in_degree, double p_min, double p_max,
+                                         const at::Tensor& population) {
   TORCH_CHECK(0 <= p_min && p_min <= p_max && p_max <= 1,
               "protective_mask_probabilities: need 0 <= p_min <= p_max <= 1, got p_min = ", p_min,
               ", p_max = ", p_max);
   TORCH_CHECK(in_degree.dim() == 1 && in_degree.scalar_type() == at::kLong,
               "protective_mask_probabilities: in_degree must be [N] int64");
+  TORCH_CHECK(
+      !population.defined() || (population.dim() == 1 && population.scalar_type() == at::kLong),
+      "protective_mask_probabilities: population must be [M] int64");
   const int64_t n = in_degree.numel();
   if (n == 0) return at::empty({0}, at::kFloat);
-  const at::Tensor cdf = at::bincount(in_degree).cumsum(0).to(at::kDouble) / static_cast<double>(n);
+  const at::Tensor& pop = population.defined() ? population : in_degree;
+  const int64_t bins = in_degree.max().item<int64_t>() + 1;
+  const at::Tensor cdf = at::bincount(pop, {}, bins).cumsum(0).to(at::kDouble) /
+                         static_cast<double>(std::max<int64_t>(1, pop.numel()));
   return (p_min + (p_max - p_min) * cdf.index_select(0, in_degree)).to(at::kFloat);
 }
 
@@ -164,14 +171,12 @@ void QatHook::begin_forward(const GraphOperators& ops, bool training) {
   training_ = training;
   mask_ = at::Tensor();
   if (!training || !config_.degree_quant) return;
-  const CsrGraph& g = ops.graph();
-  if (prob_key_ != g.indptr().data_ptr() || prob_.numel() != g.num_rows()) {
-    const at::Tensor deg =
-        g.indptr().narrow(0, 1, g.num_rows()) - g.indptr().narrow(0, 0, g.num_rows());
-    prob_ = protective_mask_probabilities(deg, config_.p_min, config_.p_max);
-    prob_key_ = g.indptr().data_ptr();
+  if (prob_key_ != ops.id() || prob_.numel() != ops.num_nodes()) {
+    prob_ = protective_mask_probabilities(ops.in_degree(), config_.p_min, config_.p_max,
+                                          ops.degree_population());
+    prob_key_ = ops.id();
   }
-  mask_ = at::rand({g.num_rows()}) < prob_;
+  mask_ = at::rand({ops.num_nodes()}) < prob_;
 }
 
 float QatHook::scale(int64_t layer, QuantRole role) const {

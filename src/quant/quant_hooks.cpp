@@ -35,15 +35,17 @@ struct OneBitRange {
 // Row grouping of an embedding point; the in-degree vector only when TAQ needs it.
 RowBits embedding_row_bits(const BitPolicy& policy, const QuantPoint& p,
                            const GraphOperators& ops) {
-  return policy.buckets(p.role) ? policy.row_bits(p, embedding_row_degree(ops))
-                                : RowBits::uniform(policy.bits(p));
+  return policy.buckets(p.role)
+             ? policy.row_bits(p, embedding_row_degree(ops), ops.degree_population())
+             : RowBits::uniform(policy.bits(p));
 }
 
 // Row grouping of an attention point over the edges of g; the per-edge in-degree table
 // ([E'] int64) is built only when TAQ needs it.
+// population: attention_degree_population() of the graph (undefined: the rows' own).
 RowBits attention_row_bits(const BitPolicy& policy, const QuantPoint& p,
-                           const at::Tensor& row_indptr) {
-  return policy.buckets(p.role) ? policy.row_bits(p, attention_row_degree(row_indptr))
+                           const at::Tensor& row_indptr, const at::Tensor& population) {
+  return policy.buckets(p.role) ? policy.row_bits(p, attention_row_degree(row_indptr), population)
                                 : RowBits::uniform(policy.bits(p));
 }
 
@@ -298,7 +300,13 @@ int64_t InputCodeStats::ones(const RowBits& rb, Granularity gran, Rounding round
   return ones;
 }
 
-at::Tensor embedding_row_degree(const GraphOperators& ops) { return ops.graph().in_degree(); }
+at::Tensor embedding_row_degree(const GraphOperators& ops) { return ops.in_degree(); }
+
+at::Tensor attention_degree_population(const GraphOperators& ops) {
+  if (!ops.is_block()) return at::Tensor();
+  const at::Tensor& d = ops.loop_degree_population();
+  return at::repeat_interleave(d, d);
+}
 
 at::Tensor attention_row_degree(const CsrGraph& g) { return attention_row_degree(g.indptr()); }
 
@@ -335,7 +343,7 @@ NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
 at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) {
   const QuantPoint p{layer, QuantRole::kAttention};
   if (policy_.bits(p) == 32) return alpha;
-  const RowBits rb = attention_row_bits(policy_, p, g.indptr());
+  const RowBits rb = attention_row_bits(policy_, p, g.indptr(), attention_population_);
   const bool flat = alpha.dim() == 1;
   at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
   at::Tensor q = fake_quantize(a2, rb, policy_.granularity(QuantRole::kAttention),
@@ -343,7 +351,17 @@ at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, cons
   return flat ? q.squeeze(1) : q;
 }
 
+void FakeQuantHook::begin_forward(const GraphOperators& ops, bool /*training*/) {
+  attention_population_ =
+      policy_.buckets(QuantRole::kAttention) ? attention_degree_population(ops) : at::Tensor();
+}
+
 PackedInferenceHook::PackedInferenceHook(BitPolicy policy) : policy_(std::move(policy)) {}
+
+void PackedInferenceHook::begin_forward(const GraphOperators& ops, bool /*training*/) {
+  attention_population_ =
+      policy_.buckets(QuantRole::kAttention) ? attention_degree_population(ops) : at::Tensor();
+}
 
 NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h,
                                             const GraphOperators& ops) {
@@ -375,7 +393,7 @@ at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha
     stored_[{layer, true}] = 4 * alpha.numel();
     return alpha;
   }
-  const RowBits rb = attention_row_bits(policy_, p, g.indptr());
+  const RowBits rb = attention_row_bits(policy_, p, g.indptr(), attention_population_);
   const bool flat = alpha.dim() == 1;
   const at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
   const PackedTensor packed =
@@ -404,7 +422,7 @@ std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_attention(
     const std::function<void(int64_t block, float* out)>& produce) {
   const QuantPoint p{layer, QuantRole::kAttention};
   if (policy_.bits(p) == 32 || policy_.column_scales(p)) return nullptr;
-  const RowBits rb = attention_row_bits(policy_, p, row_indptr);
+  const RowBits rb = attention_row_bits(policy_, p, row_indptr, attention_population_);
   auto packed = std::make_shared<const PackedTensor>(PackedTensor::pack_blocks(
       row_indptr[row_indptr.numel() - 1].item<int64_t>(), heads, bounds, rb,
       policy_.granularity(QuantRole::kAttention), policy_.rounding(p), produce));
@@ -429,7 +447,8 @@ MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
     const QuantRole role = info.attention ? QuantRole::kAttention : QuantRole::kEmbedding;
     const QuantPoint p{info.layer, role};
     // attention_row_bits builds the per-edge degree table only under TAQ.
-    const RowBits rb = info.attention ? attention_row_bits(policy, p, ops.self_loops_indptr())
+    const RowBits rb = info.attention ? attention_row_bits(policy, p, ops.self_loops_indptr(),
+                                                           attention_degree_population(ops))
                                       : embedding_row_bits(policy, p, ops);
     PointMemory m;
     m.point = info;

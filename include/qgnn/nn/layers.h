@@ -14,42 +14,12 @@
 #include <vector>
 
 #include "qgnn/graph/csr_graph.h"
+#include "qgnn/nn/graph_operators.h"
 #include "qgnn/nn/quant_hook.h"
 #include "qgnn/ops/features.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {
-
-// The propagation matrices layers need, derived from one graph on first use and cached
-// (a dataset's graph is prepared once, not once per forward).
-class QGNN_API GraphOperators {
- public:
-  GraphOperators() = default;
-  // g: square graph without requirements on self loops (CsrGraph convention).
-  explicit GraphOperators(CsrGraph g);
-
-  const CsrGraph& graph() const { return graph_; }  // A
-  const CsrGraph& self_loops() const;               // A + I (missing loops added)
-  const CsrGraph& gcn() const;                      // D^-1/2 (A + I) D^-1/2
-  const CsrGraph& mean() const;                     // row-mean of A (1 / in-degree)
-  // (in-degree of A + I)^-1/2 as [N] float32: gcn() = diag(s) (A + I) diag(s). Weighted
-  // graphs use weighted in-degrees. Computed from A (no A + I copy is made).
-  const at::Tensor& gcn_scale() const;
-  // The diagonal self_loops() adds, [N] float32: 1 where row i of A has no self loop,
-  // else 0 (A + I = A + diag(added_loops())). Lets inference propagate with
-  // D^-1/2 (A + I) D^-1/2 without holding A + I or the normalized graph.
-  const at::Tensor& added_loops() const;
-  // The row pointer of A + I, [N + 1] int64 (equal to self_loops().indptr(), without
-  // building A + I): row i has A's in-edges plus, where added_loops(), its self loop,
-  // placed as self_loops() places it (before the first neighbour > i).
-  const at::Tensor& self_loops_indptr() const;
-  int64_t num_nodes() const { return graph_.num_nodes(); }
-
- private:
-  struct Lazy;
-  CsrGraph graph_;
-  std::shared_ptr<Lazy> lazy_;
-};
 
 // Every layer hands its quantization points to a QuantSite set by the model. With a
 // hook that quantizes layers (QAT, quant/qat.h) a layer computes in the order an integer

@@ -87,8 +87,11 @@ class QGNN_API BitPolicy {
   // Row grouping and bits for a point whose rows are indexed by node (embeddings) or by
   // edge (attention: each edge row takes its target node's bucket).
   //   row_degree: [R] int64 in-degree of the node each row belongs to.
-  // Quantile buckets are resolved against row_degree.
-  RowBits row_bits(const QuantPoint& p, const at::Tensor& row_degree) const;
+  //   population: int64 degrees whose quantiles place quantile buckets (a block of a
+  //   larger graph passes the global graph's, GraphOperators::degree_population());
+  //   undefined: row_degree itself.
+  RowBits row_bits(const QuantPoint& p, const at::Tensor& row_degree,
+                   const at::Tensor& population = {}) const;
 
   // Editing (used by the automatic search).
   void set_default_bits(int bits);

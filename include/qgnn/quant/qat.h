@@ -73,10 +73,12 @@ QGNN_API at::Tensor fake_quantize_symmetric(const at::Tensor& x, const at::Tenso
 QGNN_API at::Tensor weight_scale(const at::Tensor& w, int bits);
 
 // Degree-Quant's protection probabilities: in_degree [N] int64 -> [N] float32 with
-// p_i = p_min + (p_max - p_min) * F(d_i), F(d) = #{j : d_j <= d} / N.
+// p_i = p_min + (p_max - p_min) * F(d_i), F(d) = #{j : d_j <= d} / M over the degrees
+// d_j of `population` ([M] int64: the global graph's in-degrees, for a block of it;
+// undefined: in_degree itself).
 // Requires 0 <= p_min <= p_max <= 1 (c10::Error otherwise).
 QGNN_API at::Tensor protective_mask_probabilities(const at::Tensor& in_degree, double p_min,
-                                                  double p_max);
+                                                  double p_max, const at::Tensor& population = {});
 
 // Observed (min, max) of x for a range observer step, without autograd: the exact
 // extremes (momentum observer) or the (100 - p)th / pth percentiles of `sample_size`
@@ -110,13 +112,16 @@ class QGNN_API QatHook : public QuantHook {
   // Nodes kept at full precision in the current training forward ([N] bool), or
   // undefined outside training / without degree_quant.
   const at::Tensor& protected_nodes() const { return mask_; }
+  // Their probabilities ([N] float32, protective_mask_probabilities of the graph's global
+  // in-degrees), or undefined before a Degree-Quant training forward.
+  const at::Tensor& protection_probabilities() const { return prob_; }
 
  private:
   at::Tensor quantize_nodes(int64_t layer, QuantRole role, const at::Tensor& h);
   QatConfig config_;
   bool training_ = false;
   at::Tensor mask_;
-  const void* prob_key_ = nullptr;  // graph the cached probabilities belong to
+  uint64_t prob_key_ = 0;  // GraphOperators::id() the cached probabilities belong to
   at::Tensor prob_;
   std::map<std::pair<int64_t, QuantRole>, ObservedRange> ranges_;
 };

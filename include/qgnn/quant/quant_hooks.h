@@ -24,9 +24,14 @@ struct PackedSize {
 };
 QGNN_API PackedSize packed_size(int64_t rows, int64_t cols, const RowBits& rb, Granularity gran);
 
-// Row in-degree tables for TAQ: node in-degrees of the graph (embedding rows) and the
-// in-degree of each edge's target (attention rows).
+// Row in-degree tables for TAQ: node in-degrees of the global graph
+// (GraphOperators::in_degree(), embedding rows) and the in-degree of each edge's target
+// (attention rows).
 QGNN_API at::Tensor embedding_row_degree(const GraphOperators& ops);
+// The population attention TAQ quantiles are taken over: every edge of the global A + I
+// counted once with its target's in-degree, [E'_global] int64, for a block; undefined
+// for a full graph (its own attention rows are the population).
+QGNN_API at::Tensor attention_degree_population(const GraphOperators& ops);
 QGNN_API at::Tensor attention_row_degree(const CsrGraph& g);
 // The same from the graph's row pointer alone ([R + 1] int64): [E'] int64.
 QGNN_API at::Tensor attention_row_degree(const at::Tensor& row_indptr);
@@ -41,6 +46,7 @@ class QGNN_API FakeQuantHook : public QuantHook {
   explicit FakeQuantHook(BitPolicy policy);
   NodeFeatures embedding(int64_t layer, const NodeFeatures& h, const GraphOperators& ops) override;
   at::Tensor attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) override;
+  void begin_forward(const GraphOperators& ops, bool training) override;
   const BitPolicy& policy() const { return policy_; }
 
  private:
@@ -50,6 +56,7 @@ class QGNN_API FakeQuantHook : public QuantHook {
   };
   BitPolicy policy_;
   std::map<int64_t, Cached> cache_;
+  at::Tensor attention_population_;  // of the current forward's graph (TAQ quantiles)
 };
 
 // Quantized inference on packed storage: every quantized embedding is packed
@@ -79,6 +86,7 @@ class QGNN_API PackedInferenceHook : public QuantHook {
   std::shared_ptr<const PackedTensor> pack_embedding(
       int64_t layer, const GraphOperators& ops, int64_t cols, const std::vector<int64_t>& bounds,
       const std::function<void(int64_t block, float* out)>& produce) override;
+  void begin_forward(const GraphOperators& ops, bool training) override;
   const BitPolicy& policy() const { return policy_; }
   // Bytes held by each point in the last forward: (layer, is_attention) -> bytes.
   const std::map<std::pair<int64_t, bool>, int64_t>& stored_bytes() const { return stored_; }
@@ -86,6 +94,7 @@ class QGNN_API PackedInferenceHook : public QuantHook {
  private:
   BitPolicy policy_;
   std::map<std::pair<int64_t, bool>, int64_t> stored_;
+  at::Tensor attention_population_;  // of the current forward's graph (TAQ quantiles)
 };
 
 // Packs a model input (quantization point 0) under `policy`.
