@@ -440,4 +440,9 @@ std::vector<torch::Tensor> GnnModel::other_parameters() {
   return rest;
 }
 
+MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
+                           const BitPolicy& policy, const InputCodeStats* input) {
+  return memory_report(model.quant_points(ops), ops, policy, input);
+}
+
 }  // namespace qgnn

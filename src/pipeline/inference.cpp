@@ -4,8 +4,8 @@
 
 #include <chrono>
 
+#include "qgnn/nn/int_model.h"
 #include "qgnn/pipeline/checkpoint_data.h"
-#include "qgnn/quant/int_model.h"
 
 namespace qgnn {
 

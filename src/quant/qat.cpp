@@ -6,7 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "qgnn/nn/layers.h"
+#include "qgnn/ops/graph_operators.h"
 
 namespace qgnn {
 

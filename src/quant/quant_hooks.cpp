@@ -440,10 +440,10 @@ std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const Grap
                          point_options(policy, p, d)));
 }
 
-MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
+MemoryReport memory_report(const std::vector<QuantPointInfo>& points, const GraphOperators& ops,
                            const BitPolicy& policy, const InputCodeStats* input) {
   MemoryReport r;
-  for (const QuantPointInfo& info : model.quant_points(ops)) {
+  for (const QuantPointInfo& info : points) {
     const QuantRole role = info.attention ? QuantRole::kAttention : QuantRole::kEmbedding;
     const QuantPoint p{info.layer, role};
     // attention_row_bits builds the per-edge degree table only under TAQ.

@@ -1,4 +1,4 @@
-// The aggregation seam (qgnn/nn/graph_operators.h): a block (induced subgraph plus its
+// The aggregation seam (qgnn/ops/graph_operators.h): a block (induced subgraph plus its
 // 1-hop halo, global degrees, halo rows from an exchange) must give every model the
 // full graph's logits on its own nodes, and the degree-driven quantizers (TAQ buckets,
 // Degree-Quant masks) the global graph's degrees.
@@ -7,8 +7,8 @@
 
 #include <map>
 
-#include "qgnn/nn/graph_operators.h"
 #include "qgnn/nn/models.h"
+#include "qgnn/ops/graph_operators.h"
 #include "qgnn/quant/bit_policy.h"
 #include "qgnn/quant/qat.h"
 #include "qgnn/quant/quant_hooks.h"

@@ -8,8 +8,8 @@
 
 #include "ops/cpu/kernels.h"
 #include "qgnn/ops/dropout.h"
-#include "qgnn/ops/features.h"
 #include "qgnn/ops/spmm.h"
+#include "qgnn/quant/node_features.h"
 #include "testing/graphs.h"
 #include "testing/guards.h"
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "qgnn/nn/int_model.h"
 #include "qgnn/quant/int8_ops.h"
-#include "qgnn/quant/int_model.h"
 #include "qgnn/quant/qat.h"
 #include "qgnn/train/trainer.h"
 #include "testing/graphs.h"

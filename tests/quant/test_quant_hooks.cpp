@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "qgnn/nn/models.h"
 #include "qgnn/quant/quant_hooks.h"
 #include "testing/graphs.h"
 

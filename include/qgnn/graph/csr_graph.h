@@ -6,7 +6,7 @@
 // edges j -> i and the row length is the in-degree of i. Aggregation is therefore
 // out[i] = reduce_{j in N_in(i)} w_ji * x[j], i.e. Y = A X with A[i, j] = w_ji.
 // The same class holds rectangular sparse matrices (num_cols != num_rows), which is how
-// sparse node-feature matrices are stored (see ops/features.h).
+// sparse node-feature matrices are stored (see quant/node_features.h).
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 // optimizers and serialization work as in libtorch.
 //
 // All layers transform before they aggregate when that is cheaper (A (X W) = (A X) W),
-// so a sparse input X is only ever multiplied by a weight matrix (ops/features.h).
+// so a sparse input X is only ever multiplied by a weight matrix (quant/node_features.h).
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "qgnn/graph/csr_graph.h"
-#include "qgnn/nn/graph_operators.h"
-#include "qgnn/nn/quant_hook.h"
-#include "qgnn/ops/features.h"
+#include "qgnn/ops/graph_operators.h"
+#include "qgnn/quant/node_features.h"
+#include "qgnn/quant/quant_hook.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {

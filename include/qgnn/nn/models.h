@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "qgnn/nn/layers.h"
+#include "qgnn/quant/quant_hooks.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {
@@ -75,14 +76,6 @@ enum class DatasetFamily { kCitation, kRandomSplit };
 QGNN_API Preset make_preset(const std::string& preset, ModelKind kind, int64_t in_channels,
                             int64_t num_classes, DatasetFamily family = DatasetFamily::kCitation);
 
-// One quantization point of a model on a given graph: its role, layer and shape.
-struct QuantPointInfo {
-  int64_t layer = 0;
-  bool attention = false;  // false: input embedding h^k; true: attention alpha^k
-  int64_t rows = 0;        // N for embeddings, E' (edges attended over) for attention
-  int64_t cols = 0;        // F_k for embeddings, heads for attention
-};
-
 // A node classifier: forward returns logits [N, C] (no softmax).
 //
 // Quantization points, in order: for GCN, GAT, SAGE and GIN, layer k's input embedding
@@ -111,5 +104,10 @@ class QGNN_API GnnModel : public torch::nn::Module {
   std::vector<std::shared_ptr<torch::nn::Module>> convs_;  // in order
   torch::nn::Linear lin_in_{nullptr}, lin_out_{nullptr};   // AGNN only
 };
+
+// Memory of `model`'s quantization points on `ops`' graph under `policy`:
+// memory_report(model.quant_points(ops), ops, policy, input) (quant/quant_hooks.h).
+QGNN_API MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
+                                    const BitPolicy& policy, const InputCodeStats* input = nullptr);
 
 }  // namespace qgnn

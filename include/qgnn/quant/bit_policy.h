@@ -39,8 +39,8 @@
 #include <string>
 #include <vector>
 
-#include "qgnn/nn/quant_hook.h"
 #include "qgnn/quant/packed_tensor.h"
+#include "qgnn/quant/quant_hook.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {

@@ -3,7 +3,7 @@
 // Fernandez-Marques, Lane, "Degree-Quant: Quantization-Aware Training for Graph Neural
 // Networks", ICLR 2021) and plain QAT, on the quantization points of qgnn/nn/layers.h.
 //
-// Every point is fake-quantized the way the integer model (quant/int_model.h) computes:
+// Every point is fake-quantized the way the integer model (nn/int_model.h) computes:
 //   weights      symmetric per output channel, scale_c = max_k |w_ck| / qmax
 //   activations  symmetric per tensor, scale = max(|lo|, |hi|) / qmax, [lo, hi] from a
 //                range observer (momentum min/max or a sampled percentile)
@@ -24,8 +24,8 @@
 #include <string>
 #include <utility>
 
-#include "qgnn/nn/quant_hook.h"
 #include "qgnn/quant/bit_policy.h"
+#include "qgnn/quant/quant_hook.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "qgnn/nn/models.h"
-#include "qgnn/nn/quant_hook.h"
+#include "qgnn/ops/graph_operators.h"
 #include "qgnn/quant/bit_policy.h"
 #include "qgnn/quant/packed_tensor.h"
+#include "qgnn/quant/quant_hook.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {
@@ -183,14 +183,16 @@ struct MemoryReport {
   double stored_saving() const { return stored_bytes ? double(fp32_bytes) / stored_bytes : 0.0; }
 };
 
-// Memory of `model`'s quantization points on `ops`' graph under `policy` (computed
+// Memory of a model's quantization points (`points`, GnnModel::quant_points on `ops`'
+// graph; nn/models.h has the overload taking the model) under `policy` (computed
 // exactly from the shapes and the policy, without running the model).
 //   input: statistics of the model input (layer 0's embedding). With them the input
 //   point is accounted as PackedInferenceHook / PackedTensor::pack store it (an index
 //   list when every row is 1-bit and that is smaller); without them (nullptr) every
 //   point is accounted as a bitmap.
 // Throws c10::Error when input's shape differs from the input point's [N, F].
-QGNN_API MemoryReport memory_report(const GnnModel& model, const GraphOperators& ops,
-                                    const BitPolicy& policy, const InputCodeStats* input = nullptr);
+QGNN_API MemoryReport memory_report(const std::vector<QuantPointInfo>& points,
+                                    const GraphOperators& ops, const BitPolicy& policy,
+                                    const InputCodeStats* input = nullptr);
 
 }  // namespace qgnn

@@ -59,7 +59,7 @@ QGNN_API DatasetFamily dataset_family(const Dataset& d);
 // `norm`, except its row normalization (kRow, kTfidf: model_normalizes_rows), which
 // models apply themselves (ModelConfig::row_normalize_input) so that the stored input
 // holds the values before it; callers set that flag when model_normalizes_rows(norm).
-// Features are stored sparse when at most 40% are non-zero (ops/features.h).
+// Features are stored sparse when at most 40% are non-zero (quant/node_features.h).
 QGNN_API TrainData make_train_data(const Dataset& d, FeatureNorm norm);
 
 struct EvalResult {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "qgnn/graph/csr_graph.h"
-#include "qgnn/ops/features.h"
+#include "qgnn/quant/node_features.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {
@@ -28,6 +28,14 @@ class PackedTensor;
 //   kAggregate  the aggregated messages (QAT)
 //   kHidden     the hidden layer of GIN's MLP (QAT)
 enum class QuantRole { kEmbedding, kAttention, kWeight, kLinear, kAggregate, kHidden };
+
+// One quantization point of a model on a given graph: its role, layer and shape.
+struct QuantPointInfo {
+  int64_t layer = 0;
+  bool attention = false;  // false: input embedding h^k; true: attention alpha^k
+  int64_t rows = 0;        // N for embeddings, E' (edges attended over) for attention
+  int64_t cols = 0;        // F_k for embeddings, heads for attention
+};
 
 class QGNN_API QuantHook {
  public:

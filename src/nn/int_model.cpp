@@ -1,4 +1,4 @@
-#include "qgnn/quant/int_model.h"
+#include "qgnn/nn/int_model.h"
 
 #include <ATen/ATen.h>
 

@@ -1,4 +1,4 @@
-#include "qgnn/ops/features.h"
+#include "qgnn/quant/node_features.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

@@ -1,4 +1,4 @@
-#include "qgnn/nn/graph_operators.h"
+#include "qgnn/ops/graph_operators.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
