@@ -294,6 +294,14 @@ Granularity BitPolicy::granularity(QuantRole role) const {
   return role == QuantRole::kEmbedding ? Granularity::kRow : Granularity::kTensor;
 }
 
+bool BitPolicy::has_storage_options() const {
+  bool any = taq_all_.has_value() || !taq_role_.empty() || !gran_.empty() ||
+             !layer_round_.empty() || !layer_cols_.empty();
+  for (const auto& [role, r] : round_) any = any || r != Rounding::kNearest;
+  for (const auto& [role, on] : cols_) any = any || on;
+  return any;
+}
+
 Rounding BitPolicy::role_rounding(QuantRole role) const {
   auto it = round_.find(role);
   return it != round_.end() ? it->second : Rounding::kNearest;

@@ -160,12 +160,25 @@ std::pair<float, float> observe_range(const at::Tensor& x, ObserverKind kind, do
   return {lo, hi};
 }
 
-QatHook::QatHook(QatConfig config) : config_(std::move(config)) {
-  TORCH_CHECK(config_.momentum > 0 && config_.momentum <= 1,
-              "QatHook: momentum must be in (0, 1], got ", config_.momentum);
-  TORCH_CHECK(0 <= config_.p_min && config_.p_min <= config_.p_max && config_.p_max <= 1,
-              "QatHook: need 0 <= p_min <= p_max <= 1, got ", config_.p_min, ", ", config_.p_max);
+namespace {
+
+// What QatHook accepts (its constructor and load_state).
+void check_config(const QatConfig& config) {
+  TORCH_CHECK(config.momentum > 0 && config.momentum <= 1,
+              "QatHook: momentum must be in (0, 1], got ", config.momentum);
+  TORCH_CHECK(0 <= config.p_min && config.p_min <= config.p_max && config.p_max <= 1,
+              "QatHook: need 0 <= p_min <= p_max <= 1, got ", config.p_min, ", ", config.p_max);
+  // QAT quantizes symmetrically per tensor (activations) and per output channel (weights)
+  // with nearest rounding, as the integer kernels compute: SGQuant's storage options
+  // would be silently ignored, so a policy naming one is refused.
+  TORCH_CHECK(!config.policy.has_storage_options(), "QatHook: policy '", config.policy.to_string(),
+              "' names taq, gran, round or cols, which are SGQuant storage options; QAT has "
+              "one symmetric per-tensor width per point");
 }
+
+}  // namespace
+
+QatHook::QatHook(QatConfig config) : config_(std::move(config)) { check_config(config_); }
 
 void QatHook::begin_forward(const GraphOperators& ops, bool training) {
   training_ = training;
@@ -303,7 +316,11 @@ void QatHook::load_state(const std::string& state) {
       o.updates = r.at("updates").get<int64_t>();
       ranges[{r.at("layer").get<int64_t>(), parse_quant_role(r.at("role").get<std::string>())}] = o;
     }
-    if (j.contains("config")) config_ = QatConfig::from_json(j.at("config").dump());
+    if (j.contains("config")) {
+      QatConfig c = QatConfig::from_json(j.at("config").dump());
+      check_config(c);
+      config_ = std::move(c);
+    }
     ranges_ = std::move(ranges);
   } catch (const nlohmann::json::exception& e) {
     TORCH_CHECK(false, "QatHook::load_state: malformed state (", e.what(), ")");

@@ -335,3 +335,31 @@ TEST(IntegerModel, RejectsModelsWithoutIntegerKernelsOrMixedBits) {
 
 }  // namespace
 }  // namespace qgnn
+
+namespace qgnn {
+namespace {
+
+TEST(QatConfigCheck, StorageOptionsAreRefusedNotIgnored) {
+  EXPECT_FALSE(BitPolicy::parse("bits=4;att=8").has_storage_options());
+  EXPECT_FALSE(BitPolicy::parse("emb=8;layer1.emb=4").has_storage_options());
+  for (const char* spec :
+       {"bits=8;taq=8,4", "bits=8;emb.taq=8@<=2,4", "bits=8;gran=tensor",
+        "bits=8;emb.round=nonzero", "bits=8;emb.cols=on", "bits=8;layer0.emb.round=nonzero"}) {
+    EXPECT_TRUE(BitPolicy::parse(spec).has_storage_options()) << spec;
+    QatConfig c = QatConfig::preset("int8");
+    c.policy = BitPolicy::parse(spec);
+    try {
+      QatHook hook(c);
+      ADD_FAILURE() << spec << " was accepted";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SGQuant storage options"), std::string::npos) << spec;
+    }
+    // A saved state carrying such a policy is refused the same way.
+    QatHook ok(QatConfig::preset("int8"));
+    const std::string state = "{\"ranges\": [], \"config\": " + c.to_json() + "}";
+    EXPECT_THROW(ok.load_state(state), c10::Error) << spec;
+  }
+}
+
+}  // namespace
+}  // namespace qgnn

@@ -83,6 +83,10 @@ class QGNN_API BitPolicy {
   bool column_scales(const QuantPoint& p) const;
   // True when every point is 32-bit.
   bool is_full_precision() const;
+  // True when the policy names a storage option beyond bits (taq, gran, round or cols,
+  // at any role or layer): what packed storage and fake quantization use and QAT,
+  // which quantizes symmetrically per tensor, cannot honour.
+  bool has_storage_options() const;
 
   // Row grouping and bits for a point whose rows are indexed by node (embeddings) or by
   // edge (attention: each edge row takes its target node's bucket).
