@@ -26,9 +26,10 @@ class EvalCommand : public Command {
     apply_threads(common_);
     Outputs out;
     out.reserve("--json", common_.json);
-    LoadedCheckpoint ck = load_checkpoint(checkpoint_);
-    Dataset d;
-    const TrainData data = checkpoint_data(ck, dataset_, &d);
+    OpenedCheckpoint opened = open_checkpoint(checkpoint_, dataset_);
+    LoadedCheckpoint& ck = opened.checkpoint;
+    const Dataset& d = opened.dataset;
+    const TrainData& data = *opened.data;
     const CheckpointEvaluation r = evaluate_checkpoint(ck, data);
     const MemoryReport& mem = r.memory;
     const std::string kind = to_string(ck.model->config().kind);

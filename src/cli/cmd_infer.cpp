@@ -36,9 +36,10 @@ class InferCommand : public Command {
     apply_threads(common_);
     Outputs out;
     out.reserve("--json", common_.json);
-    LoadedCheckpoint ck = load_checkpoint(checkpoint_);
-    Dataset d;
-    const TrainData data = checkpoint_data(ck, dataset_, &d);
+    OpenedCheckpoint opened = open_checkpoint(checkpoint_, dataset_);
+    LoadedCheckpoint& ck = opened.checkpoint;
+    const Dataset& d = opened.dataset;
+    const TrainData& data = *opened.data;
     const InferenceReport r = infer_checkpoint(ck, data, precision_, repeat_);
     const std::string kind = to_string(ck.model->config().kind);
     std::cout << "checkpoint " << checkpoint_ << ": " << kind << " on " << d.name << ", precision "

@@ -12,6 +12,13 @@ TrainData checkpoint_data(const LoadedCheckpoint& ck, const std::string& dataset
   return data;
 }
 
+OpenedCheckpoint open_checkpoint(const std::string& checkpoint, const std::string& dataset) {
+  OpenedCheckpoint o;
+  o.checkpoint = load_checkpoint(checkpoint);
+  o.data = std::make_shared<TrainData>(checkpoint_data(o.checkpoint, dataset, &o.dataset));
+  return o;
+}
+
 std::shared_ptr<QatHook> checkpoint_qat_hook(const LoadedCheckpoint& ck) {
   const auto it = ck.meta.extra.find("qat");
   if (it == ck.meta.extra.end()) return nullptr;

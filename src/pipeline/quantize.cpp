@@ -94,11 +94,11 @@ InputStorage input_storage(const MemoryReport& m, const NodeFeatures& x) {
 
 QuantizeJob quantize_job_from_checkpoint(const std::string& checkpoint,
                                          const std::string& dataset) {
-  LoadedCheckpoint ck = load_checkpoint(checkpoint);
+  const LoadedCheckpoint ck = load_checkpoint(checkpoint);
   TORCH_CHECK(ck.meta.extra.count("qat") == 0, "quantize: ", checkpoint,
               " was trained with QAT; SGQuant starts from an fp32 checkpoint");
   TORCH_CHECK(ck.meta.extra.count("policy") == 0, "quantize: ", checkpoint,
-              " is already quantized (policy ", ck.meta.extra["policy"],
+              " is already quantized (policy ", ck.meta.extra.at("policy"),
               "); start from an fp32 checkpoint");
   QuantizeJob job;
   job.data = std::make_shared<TrainData>(checkpoint_data(ck, dataset, &job.dataset));

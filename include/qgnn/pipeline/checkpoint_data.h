@@ -22,6 +22,16 @@ namespace qgnn {
 QGNN_API TrainData checkpoint_data(const LoadedCheckpoint& ck, const std::string& dataset,
                                    Dataset* out_dataset = nullptr);
 
+// A checkpoint read together with its dataset (checkpoint_data).
+struct OpenedCheckpoint {
+  LoadedCheckpoint checkpoint;
+  Dataset dataset;
+  std::shared_ptr<TrainData> data;
+};
+// load_checkpoint(checkpoint) + checkpoint_data(.., dataset); throws as they do.
+QGNN_API OpenedCheckpoint open_checkpoint(const std::string& checkpoint,
+                                          const std::string& dataset);
+
 // The QAT hook a checkpoint was trained with (`qgnn train --qat`), its observers' ranges
 // restored; null for an fp32 or SGQuant checkpoint.
 QGNN_API std::shared_ptr<QatHook> checkpoint_qat_hook(const LoadedCheckpoint& ck);
