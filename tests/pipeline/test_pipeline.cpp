@@ -155,6 +155,21 @@ TEST_F(PipelineTest, QuantizeWithAPolicyEqualsTheStepsByHand) {
   EXPECT_NEAR(q.chosen.memory.average_bits(), (24.0 * 2 + h * 4) / (24 + h), 1e-9);
 }
 
+TEST_F(PipelineTest, UntrainedJobTrainsAsTheProtocolsRunWithTheSameSeed) {
+  // What `qgnn run` does before quantizing (README, "The library").
+  QuantizeJob job = quantize_job_untrained(file("gen.npz"), "gcn", "kipf", "auto", 4);
+  EXPECT_EQ(job.meta.split_seed, 4);         // a random split, drawn with the run's seed
+  EXPECT_EQ(job.meta.feature_norm, "none");  // continuous features stay continuous
+  EXPECT_EQ(job.meta.preset, "kipf");
+  job.preset.optim.epochs = 25;
+  const TrainResult r = train_full_batch(*job.model, *job.data, job.preset.optim);
+  TrainSetup setup = prepare_training(config(), 4);
+  const TrainRun run = train_run(setup, 4);
+  EXPECT_EQ(r.test_acc, run.result.test_acc);
+  EXPECT_TRUE(same_parameters(*job.model, *run.model));
+  EXPECT_THROW(quantize_job_untrained(file("gen.npz"), "mlp", "kipf", "auto", 0), c10::Error);
+}
+
 TEST_F(PipelineTest, SavedQuantizedModelEvaluatesAsReported) {
   const std::string ck = trained_checkpoint(config("gat"), "gat.ckpt");
   QuantizeConfig qc;
