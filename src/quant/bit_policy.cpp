@@ -8,8 +8,6 @@
 
 namespace qgnn {
 
-bool is_valid_bits(int bits) { return (bits >= 1 && bits <= 8) || bits == 16 || bits == 32; }
-
 namespace {
 
 std::string strip(const std::string& s) {

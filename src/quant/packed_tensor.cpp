@@ -15,13 +15,14 @@
 #include "quant/cpu/pack_kernel.h"
 
 namespace qgnn {
+
+bool is_valid_bits(int bits) { return (bits >= 1 && bits <= 8) || bits == 16 || bits == 32; }
+
 namespace {
 
 using quant_cpu::affine_scale;
 using quant_cpu::Kernels;
 using quant_cpu::row_bytes;
-
-bool valid_bits(int b) { return (b >= 1 && b <= 8) || b == 16 || b == 32; }
 
 // 1-bits in nbytes bytes.
 int64_t count_ones(const uint8_t* p, int64_t nbytes) {
@@ -105,7 +106,8 @@ Plan make_plan(const char* fn, int64_t n, int64_t f, const RowBits& rows, Granul
   TORCH_CHECK(g >= 1 && g <= 256, fn, ": rows.group_bits must hold 1 to 256 groups, got ", g);
   for (int64_t i = 0; i < g; ++i) {
     const int b = rows.group_bits[static_cast<size_t>(i)];
-    TORCH_CHECK(valid_bits(b), fn, ": rows.group_bits[", i, "] must be in {1..8, 16, 32}, got ", b);
+    TORCH_CHECK(is_valid_bits(b), fn, ": rows.group_bits[", i, "] must be in {1..8, 16, 32}, got ",
+                b);
     p.any_quantized = p.any_quantized || b <= 8;
   }
   p.gbits = rows.group_bits;

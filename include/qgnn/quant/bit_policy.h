@@ -124,9 +124,6 @@ class QGNN_API BitPolicy {
   bool role_column_scales(QuantRole role) const;
 };
 
-// True for 1..8, 16, 32.
-QGNN_API bool is_valid_bits(int bits);
-
 // A role's name in policies ("emb", "att", "w", "lin", "agg", "hid") and back; parsing
 // throws c10::Error naming the bad value.
 QGNN_API std::string to_string(QuantRole role);

@@ -57,6 +57,11 @@ struct RowBits {
 };
 
 // How codes are stored (see the file comment).
+// The code widths qgnn stores, the one definition (BitPolicy, PackedTensor and the memory
+// accounting all check against it): 1..8 bits (bit-packed codes), 16 (IEEE half) and 32
+// (fp32, unquantized).
+QGNN_API bool is_valid_bits(int bits);
+
 enum class PackedLayout { kBitmap, kIndexList };
 
 // How a value becomes a code (BitPolicy's round= clause).
