@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "qgnn/util/timing.h"
+
 namespace qgnn {
 
 ModelState capture_state(GnnModel& model) {
@@ -236,10 +238,6 @@ Config random_config(const SearchSpace& s, std::mt19937_64& rng, SearchGranulari
 // candidate predicted exactly at the floor counts as feasible with probability 1/2, one
 // predicted a point above with probability 0.73.
 constexpr double kFeasibilityScale = 1.0;
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
 
 }  // namespace
 

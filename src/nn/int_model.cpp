@@ -7,6 +7,7 @@
 
 #include "qgnn/nn/layers.h"
 #include "qgnn/quant/int8_ops.h"
+#include "qgnn/util/timing.h"
 
 namespace qgnn {
 
@@ -56,11 +57,6 @@ namespace {
 // Cora disagreed with its fake-quantized model on 0.3-0.4% of nodes (values near a
 // rounding boundary moved across it); the int8 codes shifted by 16 bits still fit int32.
 constexpr int kGlueShift = 16;
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 QuantRange range_for(int bits, bool relu) {
   return bits == 4 ? QuantRange::int4(relu) : QuantRange::int8(relu);

@@ -244,10 +244,6 @@ NodeFeatures normalize_rows(const NodeFeatures& x) {
   return x.scale_rows(torch::where(sums == 0, torch::zeros_like(sums), sums.reciprocal()));
 }
 
-}  // namespace
-
-namespace {
-
 // The input of propagating layer `layer` (>= 1) with its halo rows from the exchange
 // (a block, GraphOperators::exchange); unchanged without one.
 NodeFeatures with_halo(const GraphOperators& ops, int64_t layer, NodeFeatures h) {

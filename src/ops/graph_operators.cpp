@@ -119,7 +119,7 @@ const at::Tensor& GraphOperators::gcn_scale() const {
 }
 
 const at::Tensor& GraphOperators::in_degree() const {
-  std::call_once(lazy_->degree_once, [&] { lazy_->in_degree = row_lengths(graph_.indptr()); });
+  std::call_once(lazy_->degree_once, [&] { lazy_->in_degree = graph_.in_degree(); });
   return lazy_->in_degree;
 }
 

@@ -2,10 +2,9 @@
 
 #include <torch/torch.h>
 
-#include <chrono>
-
 #include "qgnn/nn/int_model.h"
 #include "qgnn/pipeline/checkpoint_data.h"
+#include "qgnn/util/timing.h"
 
 namespace qgnn {
 
@@ -30,16 +29,6 @@ CheckpointEvaluation evaluate_checkpoint(LoadedCheckpoint& ck, const TrainData& 
   }
   return r;
 }
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-}  // namespace
 
 InferenceReport infer_checkpoint(LoadedCheckpoint& ck, const TrainData& data,
                                  const std::string& precision, int64_t repeat) {

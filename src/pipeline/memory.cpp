@@ -27,6 +27,7 @@
 #include "qgnn/train/checkpoint.h"
 #include "qgnn/train/trainer.h"
 #include "qgnn/util/threads.h"
+#include "qgnn/util/timing.h"
 
 namespace qgnn {
 
@@ -54,7 +55,8 @@ namespace {
   X(policy)                                                                                      \
   X(policy_spec)                                                                                 \
   X(x_storage)                                                                                   \
-  X(feature_norm) X(baseline_rss_mb) X(load_ms) X(load_peak_rss_mb) X(loaded_rss_mb) X(x_mb)     \
+  X(feature_norm)                                                                                \
+  X(baseline_rss_mb) X(load_ms) X(load_peak_rss_mb) X(loaded_rss_mb) X(x_mb)                     \
       X(rss_after_forward_mb) X(peak_after_forward_mb) X(infer_ms) X(infer_ms_all) X(feature_mb) \
           X(stored_feature_mb) X(fp32_feature_mb) X(avg_bits) X(packed_held_mb) X(test_acc)      \
               X(num_nodes) X(num_features) X(num_edges) X(nnz) X(peak_rss_mb) X(ru_maxrss_mb)
@@ -82,10 +84,6 @@ double proc_status_mb(const char* key) {
     }
   }
   return 0.0;
-}
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
 
 // Stacks CSR row blocks [r_i, F] into one [sum r_i, F] CSR matrix.

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "qgnn/pipeline/checkpoint_data.h"
+#include "qgnn/pipeline/train.h"
 #include "qgnn/util/threads.h"
 
 namespace qgnn {
@@ -112,22 +113,20 @@ QuantizeJob quantize_job_from_checkpoint(const std::string& checkpoint,
 QuantizeJob quantize_job_untrained(const std::string& dataset, const std::string& model,
                                    const std::string& preset, const std::string& feature_norm,
                                    int64_t seed) {
-  const ModelKind kind = parse_model_kind(model);
-  const FeatureNorm norm_arg = parse_feature_norm(feature_norm);
+  // The training protocol's first steps (pipeline/train.h), without QAT.
+  TrainConfig c;
+  c.dataset = dataset;
+  c.model = model;
+  c.preset = preset;
+  c.feature_norm = feature_norm;
+  TrainSetup setup = prepare_training(c, seed);
+  RunStart start = start_run(setup, seed);
   QuantizeJob job;
-  job.dataset = read_dataset(resolve_dataset_path(dataset), seed);
-  const FeatureNorm norm = resolve_feature_norm(job.dataset, norm_arg);
-  job.preset = make_preset(preset, kind, job.dataset.num_features(), job.dataset.num_classes,
-                           dataset_family(job.dataset));
-  job.preset.model.row_normalize_input = model_normalizes_rows(norm);
-  job.data = std::make_shared<TrainData>(make_train_data(job.dataset, norm));
-  manual_seed(static_cast<uint64_t>(seed));
-  job.model = std::make_shared<GnnModel>(job.preset.model);
-  job.meta.dataset = job.dataset.name;
-  job.meta.preset = job.preset.name;
-  job.meta.feature_norm = to_string(norm);
-  job.meta.split_seed = job.dataset.has_public_split ? -1 : seed;
-  job.meta.seed = seed;
+  job.model = std::move(start.model);
+  job.data = std::move(start.data);
+  job.meta = setup_checkpoint_meta(setup, seed);
+  job.dataset = std::move(setup.dataset);
+  job.preset = std::move(setup.preset);
   return job;
 }
 

@@ -40,25 +40,37 @@ TrainSetup prepare_training(const TrainConfig& c, int64_t first_seed) {
   return s;
 }
 
-TrainRun train_run(TrainSetup& s, int64_t seed, const ProgressCallback& progress) {
+RunStart start_run(TrainSetup& s, int64_t seed) {
   if (!s.dataset.has_public_split) split_random(s.dataset, seed);
-  const TrainData data = make_train_data(s.dataset, s.norm);
+  RunStart r;
+  r.data = std::make_shared<TrainData>(make_train_data(s.dataset, s.norm));
   manual_seed(static_cast<uint64_t>(seed));
+  r.model = std::make_shared<GnnModel>(s.preset.model);
+  if (s.qat) r.model->set_quant_hook(std::make_shared<QatHook>(*s.qat));
+  return r;
+}
+
+TrainRun train_run(TrainSetup& s, int64_t seed, const ProgressCallback& progress) {
+  const RunStart start = start_run(s, seed);
   TrainRun run;
   run.seed = seed;
-  run.model = std::make_shared<GnnModel>(s.preset.model);
-  if (s.qat) run.model->set_quant_hook(std::make_shared<QatHook>(*s.qat));
-  run.result = train_full_batch(*run.model, data, s.preset.optim, progress);
+  run.model = start.model;
+  run.result = train_full_batch(*run.model, *start.data, s.preset.optim, progress);
   return run;
 }
 
-CheckpointMeta run_checkpoint_meta(const TrainSetup& s, const TrainRun& run) {
+CheckpointMeta setup_checkpoint_meta(const TrainSetup& s, int64_t seed) {
   CheckpointMeta meta;
   meta.dataset = s.dataset.name;
   meta.preset = s.preset.name;
   meta.feature_norm = to_string(s.norm);
-  meta.split_seed = s.dataset.has_public_split ? -1 : run.seed;
-  meta.seed = run.seed;
+  meta.split_seed = s.dataset.has_public_split ? -1 : seed;
+  meta.seed = seed;
+  return meta;
+}
+
+CheckpointMeta run_checkpoint_meta(const TrainSetup& s, const TrainRun& run) {
+  CheckpointMeta meta = setup_checkpoint_meta(s, run.seed);
   meta.val_acc = run.result.best_val_acc;
   meta.test_acc = run.result.test_acc;
   if (s.qat && run.model->quant_hook()) meta.extra["qat"] = run.model->quant_hook()->save_state();

@@ -351,16 +351,24 @@ at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, cons
   return flat ? q.squeeze(1) : q;
 }
 
+namespace {
+
+// What a hook keeps from begin_forward: the population attention TAQ quantiles are taken
+// over (undefined without attention TAQ or on a full graph).
+at::Tensor attention_population_for(const BitPolicy& policy, const GraphOperators& ops) {
+  return policy.buckets(QuantRole::kAttention) ? attention_degree_population(ops) : at::Tensor();
+}
+
+}  // namespace
+
 void FakeQuantHook::begin_forward(const GraphOperators& ops, bool /*training*/) {
-  attention_population_ =
-      policy_.buckets(QuantRole::kAttention) ? attention_degree_population(ops) : at::Tensor();
+  attention_population_ = attention_population_for(policy_, ops);
 }
 
 PackedInferenceHook::PackedInferenceHook(BitPolicy policy) : policy_(std::move(policy)) {}
 
 void PackedInferenceHook::begin_forward(const GraphOperators& ops, bool /*training*/) {
-  attention_population_ =
-      policy_.buckets(QuantRole::kAttention) ? attention_degree_population(ops) : at::Tensor();
+  attention_population_ = attention_population_for(policy_, ops);
 }
 
 NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h,

@@ -6,14 +6,11 @@
 #include <chrono>
 #include <limits>
 
+#include "qgnn/util/timing.h"
+
 namespace qgnn {
 
 namespace {
-
-double elapsed_ms(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
-      .count();
-}
 
 // Restores a module's training flag when leaving a scope.
 class TrainingModeGuard {
@@ -30,17 +27,30 @@ class TrainingModeGuard {
 
 }  // namespace
 
-double prediction_accuracy(const torch::Tensor& pred, const torch::Tensor& y,
-                           const torch::Tensor& mask) {
+namespace {
+
+// Percent of the masked rows whose class equals y; cls(idx) gives the classes of rows idx.
+template <typename Cls>
+double accuracy_on(const torch::Tensor& y, const torch::Tensor& mask, const Cls& cls) {
   auto idx = mask.nonzero().view({-1});
   if (idx.numel() == 0) return 0.0;
-  auto correct = pred.index_select(0, idx).eq(y.index_select(0, idx)).sum().item<int64_t>();
+  const torch::Tensor classes = cls(idx);
+  const auto correct = classes.eq(y.index_select(0, idx)).sum().item<int64_t>();
   return 100.0 * static_cast<double>(correct) / static_cast<double>(idx.numel());
+}
+
+}  // namespace
+
+double prediction_accuracy(const torch::Tensor& pred, const torch::Tensor& y,
+                           const torch::Tensor& mask) {
+  return accuracy_on(y, mask, [&](const torch::Tensor& idx) { return pred.index_select(0, idx); });
 }
 
 double masked_accuracy(const torch::Tensor& logits, const torch::Tensor& y,
                        const torch::Tensor& mask) {
-  return prediction_accuracy(logits.argmax(1), y, mask);
+  // argmax of the masked rows only: evaluation runs this three times per epoch.
+  return accuracy_on(
+      y, mask, [&](const torch::Tensor& idx) { return logits.index_select(0, idx).argmax(1); });
 }
 
 TrainData::TrainData(GraphOperators o, NodeFeatures f, torch::Tensor labels, torch::Tensor train,
@@ -91,7 +101,7 @@ EvalResult evaluate(GnnModel& model, const TrainData& data) {
   EvalResult r;
   const auto start = std::chrono::steady_clock::now();
   auto logits = model.forward(data.ops, data.x);
-  r.infer_ms = elapsed_ms(start);
+  r.infer_ms = ms_since(start);
   r.train_acc = masked_accuracy(logits, data.y, data.train_mask);
   r.val_acc = masked_accuracy(logits, data.y, data.val_mask);
   r.test_acc = masked_accuracy(logits, data.y, data.test_mask);
@@ -144,7 +154,7 @@ TrainResult train_full_batch(GnnModel& model, const TrainData& data, const Optim
         torch::nn::functional::cross_entropy(logits.index_select(0, data.train_index), y_train);
     loss.backward();
     adam.step();
-    result.epoch_ms.push_back(elapsed_ms(start));
+    result.epoch_ms.push_back(ms_since(start));
     const double train_loss = loss.item<double>();
 
     const EvalResult ev = evaluate(model, data);

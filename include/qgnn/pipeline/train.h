@@ -57,13 +57,22 @@ struct TrainRun {
   std::shared_ptr<GnnModel> model;  // best-validation weights (QAT: with its hook)
 };
 
-// Trains one model with `seed`: re-splits a random-split dataset with `seed`, seeds
-// libtorch, builds the model (with a QAT hook when setup.qat) and trains it full batch.
-// Deterministic for a fixed seed and thread count.
+// A run before training: its data and untrained model.
+struct RunStart {
+  std::shared_ptr<TrainData> data;
+  std::shared_ptr<GnnModel> model;  // with a QAT hook when setup.qat
+};
+// Re-splits a random-split dataset with `seed`, builds the training data, seeds libtorch
+// and builds the model.
+QGNN_API RunStart start_run(TrainSetup& setup, int64_t seed);
+
+// start_run, then full-batch training. Deterministic for a fixed seed and thread count.
 QGNN_API TrainRun train_run(TrainSetup& setup, int64_t seed, const ProgressCallback& progress = {});
 
-// The checkpoint metadata of a run (dataset, preset, feature normalization, split and
-// training seeds, accuracies, QAT ranges), for save_checkpoint.
+// The checkpoint metadata of a model of `setup` started with `seed`: dataset, preset,
+// feature normalization, split and training seeds (no accuracies).
+QGNN_API CheckpointMeta setup_checkpoint_meta(const TrainSetup& setup, int64_t seed);
+// The same with the run's accuracies and QAT ranges, for save_checkpoint.
 QGNN_API CheckpointMeta run_checkpoint_meta(const TrainSetup& setup, const TrainRun& run);
 
 // Mean and spread over the runs of a protocol.
