@@ -91,10 +91,10 @@ SearchSpace search_space(const GnnModel& model, const GraphOperators& ops, const
     s.value_options = false;  // binary codes: rounding and column scales change nothing
   }
   for (const QuantPointInfo& p : model.quant_points(ops)) {
-    if (p.attention) {
-      s.attention_layers.push_back(p.layer);
+    if (p.point.role == QuantRole::kAttention) {
+      s.attention_layers.push_back(p.point.layer);
     } else {
-      s.embedding_layers = std::max(s.embedding_layers, p.layer + 1);
+      s.embedding_layers = std::max(s.embedding_layers, p.point.layer + 1);
     }
   }
   return s;

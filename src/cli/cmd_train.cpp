@@ -43,6 +43,10 @@ class TrainCommand : public Command {
     cmd->add_option("--save", save_, "write the first run's best model here");
     cmd->add_option("--qat", c_.qat, "quantization-aware training: int8 or int4")
         ->check(one_of({"int8", "int4"}));
+    cmd->add_option("--qat-policy", c_.qat_policy,
+                    "with --qat: per-point widths, schemes and range rules replacing the "
+                    "preset's (e.g. 'bits=4;w=8;agg.range=percentile')")
+        ->check(policy_spec(false));
     cmd->add_flag("--degree-quant", c_.degree_quant,
                   "with --qat: Degree-Quant's protective masking by in-degree");
     cmd->add_option("--observer", c_.observer,
@@ -64,6 +68,9 @@ class TrainCommand : public Command {
   void check() const override {
     if (c_.degree_quant && c_.qat.empty()) {
       throw UsageError("--degree-quant needs --qat int8|int4");
+    }
+    if (!c_.qat_policy.empty() && c_.qat.empty()) {
+      throw UsageError("--qat-policy needs --qat int8|int4");
     }
     if (!c_.observer.empty() && c_.qat.empty()) {
       throw UsageError("--observer needs --qat int8|int4");
@@ -140,6 +147,7 @@ class TrainCommand : public Command {
                 {"epochs", preset.optim.epochs},
                 {"patience", preset.optim.patience},
                 {"qat", c_.qat.empty() ? "none" : c_.qat},
+                {"qat_policy", setup.qat ? setup.qat->policy.to_string() : "fp32"},
                 {"degree_quant", c_.degree_quant},
                 {"observer", setup.observer}});
     out.commit();

@@ -79,15 +79,16 @@ nlohmann::json quantize_json(const std::string& dataset, const std::string& mode
   const MemoryReport& m = q.chosen.memory;
   nlohmann::json points = nlohmann::json::array();
   for (const PointMemory& p : m.points) {
-    points.push_back({{"layer", p.point.layer},
-                      {"component", p.point.attention ? "attention" : "embedding"},
-                      {"rows", p.point.rows},
-                      {"cols", p.point.cols},
-                      {"bits", p.bits},
-                      {"fp32_bytes", p.fp32_bytes},
-                      {"dense_bytes", p.dense_bytes},
-                      {"stored_bytes", p.stored_bytes},
-                      {"layout", layout_name(p.layout)}});
+    points.push_back(
+        {{"layer", p.info.point.layer},
+         {"component", p.info.point.role == QuantRole::kAttention ? "attention" : "embedding"},
+         {"rows", p.info.rows},
+         {"cols", p.info.cols},
+         {"bits", p.bits},
+         {"fp32_bytes", p.fp32_bytes},
+         {"dense_bytes", p.dense_bytes},
+         {"stored_bytes", p.stored_bytes},
+         {"layout", layout_name(p.layout)}});
   }
   nlohmann::json j = {{"dataset", dataset},
                       {"model", model},

@@ -62,10 +62,16 @@ QuantRange range_for(int bits, bool relu) {
   return bits == 4 ? QuantRange::int4(relu) : QuantRange::int8(relu);
 }
 
-// Symmetric integer codes of w per output channel (QatHook's weight quantization).
-at::Tensor weight_codes(const at::Tensor& w, const at::Tensor& scale, int bits) {
-  const double qmax = symmetric_qmax(bits);
-  return at::clamp(at::round(w.detach() / scale.unsqueeze(1)), -qmax, qmax).to(at::kChar);
+// Integer codes of a weight per output channel, by the quantizer QatHook fake-quantized
+// it with, and their scales.
+struct WeightCodes {
+  at::Tensor codes;  // int8 [out, in]
+  at::Tensor scale;  // float32 [out]
+};
+WeightCodes weight_codes(const QatHook& hook, int64_t layer, const at::Tensor& w) {
+  const Quantizer q = hook.quantizer({layer, QuantRole::kWeight});
+  const at::Tensor scale = q.weight_scale(w);
+  return {q.codes(w, scale).to(at::kChar), scale};
 }
 
 at::Tensor multipliers(const at::Tensor& real) {
@@ -181,8 +187,9 @@ IntegerModel IntegerModel::convert(GnnModel& model, const QatHook& hook) {
         TORCH_INTERNAL_ASSERT(false);
     }
     L->out = c.kind == ModelKind::kSAGE ? w1.size(0) / 2 : w1.size(0);
-    L->s_w1 = weight_scale(w1, bits);
-    L->w1 = pack_int8_linear(weight_codes(w1, L->s_w1, bits));
+    const WeightCodes q1 = weight_codes(hook, l, w1);
+    L->s_w1 = q1.scale;
+    L->w1 = pack_int8_linear(q1.codes);
     L->col1 = multipliers(L->s_w1.to(at::kDouble) * (double(L->s_in) / L->s_lin));
     const double glue_to = c.kind == ModelKind::kGIN ? L->s_hid : L->s_next;
     const at::Tensor bias_codes = b.to(at::kDouble) / double(L->s_agg);
@@ -194,14 +201,15 @@ IntegerModel IntegerModel::convert(GnnModel& model, const QatHook& hook) {
     if (c.kind == ModelKind::kGIN) {
       const at::Tensor w2 = param(l, "weight2");
       L->bias2 = param(l, "bias2").to(at::kFloat).contiguous();
-      L->s_w2 = weight_scale(w2, bits);
+      const WeightCodes q2 = weight_codes(hook, l, w2);
+      L->s_w2 = q2.scale;
       // The bias b2 is folded into the accumulator, whose unit s_hid s_w2[o] is coarse at
       // 4 bits (a rounding error of up to 1/2 unit moved values across rounding
       // boundaries: GIN INT4 disagreed with its fake-quantized model on 0.3-0.4% of
       // nodes). INT4 weight codes (|q| <= 7) are therefore stored times 16, still int8,
       // which makes the unit, and the bias, 16x finer; the arithmetic stays exact.
       L->w2_code_scale = bits == 4 ? 16 : 1;
-      L->w2 = pack_int8_linear(weight_codes(w2, L->s_w2, bits) * L->w2_code_scale);
+      L->w2 = pack_int8_linear(q2.codes * L->w2_code_scale);
       const at::Tensor acc_unit = L->s_w2.to(at::kDouble) * (double(L->s_hid) / L->w2_code_scale);
       L->bias2_acc = at::round(L->bias2.to(at::kDouble) / acc_unit).to(at::kInt);
       L->col2 = multipliers(acc_unit / double(L->s_next));
@@ -215,8 +223,9 @@ IntegerModel IntegerModel::convert(GnnModel& model, const QatHook& hook) {
 QuantizedInput IntegerModel::quantize_input(const NodeFeatures& x) const {
   at::NoGradGuard no_grad;
   const at::Tensor dense = x.to_dense();
-  const double qmax = symmetric_qmax(bits_);
-  const at::Tensor codes = at::clamp(at::round(dense / input_scale_), -qmax, qmax).to(at::kChar);
+  // The input point's quantizer (QatHook's symmetric codes at the observed scale).
+  const at::Tensor codes =
+      symmetric_codes(dense, at::scalar_tensor(input_scale_, at::kFloat), bits_).to(at::kChar);
   QuantizedInput q;
   q.num_features = dense.size(1);
   q.codes = store(codes, bits_);

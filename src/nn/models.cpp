@@ -295,23 +295,24 @@ std::vector<QuantPointInfo> GnnModel::quant_points(const GraphOperators& ops) co
   if (c.kind == ModelKind::kAGNN) {
     const at::Tensor& lp = ops.self_loops_indptr();  // (A + I is not built for this)
     const int64_t e = lp[lp.numel() - 1].item<int64_t>();
-    points.push_back({0, false, n, c.in_channels});
+    points.push_back({{0, QuantRole::kEmbedding}, n, c.in_channels});
     for (int64_t l = 1; l <= c.num_layers; ++l) {
-      points.push_back({l, false, n, c.hidden_channels});
-      points.push_back({l, true, e, 1});
+      points.push_back({{l, QuantRole::kEmbedding}, n, c.hidden_channels});
+      points.push_back({{l, QuantRole::kAttention}, e, 1});
     }
-    points.push_back({c.num_layers + 1, false, n, c.hidden_channels});
+    points.push_back({{c.num_layers + 1, QuantRole::kEmbedding}, n, c.hidden_channels});
     return points;
   }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     int64_t in = c.in_channels;
     if (l > 0) in = c.kind == ModelKind::kGAT ? c.hidden_channels * c.heads : c.hidden_channels;
-    points.push_back({l, false, n, in});
+    points.push_back({{l, QuantRole::kEmbedding}, n, in});
     if (c.kind == ModelKind::kGAT) {
       const bool last = l == c.num_layers - 1;
       const at::Tensor& lp = ops.self_loops_indptr();
-      points.push_back(
-          {l, true, lp[lp.numel() - 1].item<int64_t>(), last ? c.output_heads : c.heads});
+      points.push_back({{l, QuantRole::kAttention},
+                        lp[lp.numel() - 1].item<int64_t>(),
+                        last ? c.output_heads : c.heads});
     }
   }
   return points;

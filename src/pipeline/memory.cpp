@@ -51,15 +51,16 @@ MemoryPolicy parse_memory_policy(const std::string& s) {
 namespace {
 
 // Field names of InferenceMemory in its JSON form, one list for both directions.
-#define QGNN_MEMORY_FIELDS(X)                                                                    \
-  X(policy)                                                                                      \
-  X(policy_spec)                                                                                 \
-  X(x_storage)                                                                                   \
-  X(feature_norm)                                                                                \
-  X(baseline_rss_mb) X(load_ms) X(load_peak_rss_mb) X(loaded_rss_mb) X(x_mb)                     \
-      X(rss_after_forward_mb) X(peak_after_forward_mb) X(infer_ms) X(infer_ms_all) X(feature_mb) \
-          X(stored_feature_mb) X(fp32_feature_mb) X(avg_bits) X(packed_held_mb) X(test_acc)      \
-              X(num_nodes) X(num_features) X(num_edges) X(nnz) X(peak_rss_mb) X(ru_maxrss_mb)
+#define QGNN_MEMORY_FIELDS(X)                                                                 \
+  X(policy)                                                                                   \
+  X(policy_spec)                                                                              \
+  X(x_storage)                                                                                \
+  X(feature_norm)                                                                             \
+  X(baseline_rss_mb)                                                                          \
+  X(load_ms) X(load_peak_rss_mb) X(loaded_rss_mb) X(x_mb) X(rss_after_forward_mb)             \
+      X(peak_after_forward_mb) X(infer_ms) X(infer_ms_all) X(feature_mb) X(stored_feature_mb) \
+          X(fp32_feature_mb) X(avg_bits) X(packed_held_mb) X(test_acc) X(num_nodes)           \
+              X(num_features) X(num_edges) X(nnz) X(peak_rss_mb) X(ru_maxrss_mb)
 
 InferenceMemory from_json(const nlohmann::json& j) {
   InferenceMemory m;
@@ -186,22 +187,22 @@ InferenceMemory measure_in_child(const MemoryConfig& o, const MemoryPolicy& arg)
     parts.clear();
     x_bytes = (n + 1) * 8 + x.nnz() * (8 + 4);
   } else {
-    const QuantPoint p0{0, QuantRole::kEmbedding};
-    const RowBits rb = arg.policy.row_bits(p0, embedding_row_degree(ops));
-    const Granularity gran = arg.policy.granularity(QuantRole::kEmbedding);
-    TORCH_CHECK(rb.num_groups() == 1 && (gran == Granularity::kRow || rb.group_bits[0] >= 16) &&
-                    !arg.policy.column_scales(p0),
+    const Quantizer q0 = arg.policy.quantizer({0, QuantRole::kEmbedding});
+    const QuantSpec& s0 = q0.spec();
+    const RowBits rb = q0.row_bits(embedding_row_degree(ops));
+    TORCH_CHECK(rb.num_groups() == 1 &&
+                    (s0.granularity == Granularity::kRow || !s0.quantized() ||
+                     s0.scheme == QuantScheme::kHalf) &&
+                    !s0.column_scales && s0.layout == LayoutRule::kAuto,
                 "memory: policy '", arg.label,
-                "': streamed packing needs uniform layer-0 bits, emb.gran=row and no column "
-                "scales");
-    QuantOptions qo;
-    qo.rounding = arg.policy.rounding(p0);
+                "': streamed packing needs uniform layer-0 bits, emb.gran=row, layout auto and "
+                "no column scales");
     std::vector<PackedTensor> parts;
     read_dataset_features(path, o.chunk_rows, [&](const at::Tensor& chunk, int64_t) {
       at::Tensor c = chunk;
       normalize_in_place(c, norm, idf);
       x_stats.append_rows(c);
-      parts.push_back(PackedTensor::pack(c, rb, gran, PackLayoutChoice::kAuto, qo));
+      parts.push_back(q0.pack(c, rb));
     });
     auto packed = std::make_shared<const PackedTensor>(PackedTensor::concat_rows(std::move(parts)));
     x_bytes = packed->nbytes();

@@ -84,7 +84,7 @@ int64_t input_csr_fp32_bytes(const NodeFeatures& x) {
 InputStorage input_storage(const MemoryReport& m, const NodeFeatures& x) {
   InputStorage s;
   for (const PointMemory& p : m.points) {
-    if (p.point.layer != 0 || p.point.attention || p.bits == 32) continue;
+    if (p.info.point != QuantPoint{0, QuantRole::kEmbedding} || p.bits == 32) continue;
     s.quantized = true;
     s.layout = p.layout;
     s.stored_bytes = p.stored_bytes;

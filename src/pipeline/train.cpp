@@ -31,10 +31,12 @@ TrainSetup prepare_training(const TrainConfig& c, int64_t first_seed) {
     // an explicit observer wins.
     s.observer = !c.observer.empty() ? c.observer : c.degree_quant ? "percentile" : "momentum";
     QatConfig q = QatConfig::preset(c.qat);
+    if (!c.qat_policy.empty()) q.policy = BitPolicy::parse(c.qat_policy);
     q.observer = parse_observer(s.observer);
     q.degree_quant = c.degree_quant;
     q.p_min = c.p_min;
     q.p_max = c.p_max;
+    QatHook check(q);  // refuses, before any training, what the integer kernels cannot do
     s.qat = q;
   }
   return s;

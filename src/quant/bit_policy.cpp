@@ -47,28 +47,34 @@ const char* role_name(QuantRole r) {
       return "agg";
     case QuantRole::kHidden:
       return "hid";
+    case QuantRole::kBoundary:
+      return "boundary";
+    case QuantRole::kHistory:
+      return "history";
   }
   return "?";
 }
+
+constexpr QuantRole kRoles[] = {QuantRole::kEmbedding, QuantRole::kAttention, QuantRole::kWeight,
+                                QuantRole::kLinear,    QuantRole::kAggregate, QuantRole::kHidden,
+                                QuantRole::kBoundary,  QuantRole::kHistory};
 
 bool is_role_name(const std::string& s) {
-  return s == "emb" || s == "att" || s == "w" || s == "lin" || s == "agg" || s == "hid";
+  return std::any_of(std::begin(kRoles), std::end(kRoles),
+                     [&](QuantRole r) { return s == role_name(r); });
 }
 
-// Components that TAQ and range granularity apply to (SGQuant's packed storage).
-bool is_storage_role(const std::string& s) { return s == "emb" || s == "att"; }
-
-const char* gran_name(Granularity g) {
-  switch (g) {
-    case Granularity::kTensor:
-      return "tensor";
-    case Granularity::kBucket:
-      return "bucket";
-    case Granularity::kRow:
-      return "row";
-  }
-  return "?";
+// Roles whose values are stored as packed rows: the storage options (gran, round, cols,
+// taq, layout) apply to them.
+bool is_storage_role(const std::string& s) {
+  return s == "emb" || s == "att" || s == "boundary" || s == "history";
 }
+
+// The axes a clause may name after a role (or alone, or after layer<L>.<role>).
+bool is_storage_axis(const std::string& k) {
+  return k == "gran" || k == "round" || k == "cols" || k == "taq" || k == "layout";
+}
+bool is_any_role_axis(const std::string& k) { return k == "scheme" || k == "range"; }
 
 // Parsing context: names the spec and clause in every error.
 struct Parser {
@@ -89,30 +95,44 @@ struct Parser {
     return std::stoll(s);
   }
 
+  // A width: 1..8, half (16) or 32.
   int bits(const std::string& s) const {
-    const int64_t b = integer(s, "bits (1-8, 16 or 32)");
+    if (s == "half") return 16;
+    const int64_t b = integer(s, "bits (1-8, half or 32)");
     if (b > 32 || !is_valid_bits(static_cast<int>(b))) {  // no int truncation: 2^32 + 4 != 4
-      fail("bits must be 1-8, 16 or 32, got " + s);
+      fail("bits must be 1-8, half (16) or 32, got " + s);
     }
     return static_cast<int>(b);
   }
 
   QuantRole role(const std::string& s) const {
-    if (s == "emb") return QuantRole::kEmbedding;
-    if (s == "att") return QuantRole::kAttention;
-    if (s == "w") return QuantRole::kWeight;
-    if (s == "lin") return QuantRole::kLinear;
-    if (s == "agg") return QuantRole::kAggregate;
-    if (s == "hid") return QuantRole::kHidden;
-    fail("unknown component '" + s + "' (emb, att, w, lin, agg or hid)");
+    for (QuantRole r : kRoles) {
+      if (s == role_name(r)) return r;
+    }
+    fail("unknown component '" + s + "' (emb, att, w, lin, agg, hid, boundary or history)");
   }
 
-  Granularity granularity(const std::string& s) const {
-    if (s == "row") return Granularity::kRow;
-    if (s == "tensor") return Granularity::kTensor;
-    if (s == "bucket") return Granularity::kBucket;
-    fail("unknown granularity '" + s + "' (row, tensor or bucket)");
+  // Names parsed by quant/quantizer.h's parse_* (their errors carry this clause).
+  template <class F>
+  auto named(const std::string& s, F parse) const -> decltype(parse(s)) {
+    try {
+      return parse(s);
+    } catch (const c10::Error& e) {
+      fail(e.msg());
+    }
   }
+
+  Granularity granularity(const std::string& s) const { return named(s, parse_granularity); }
+  QuantScheme scheme(const std::string& s) const {
+    const QuantScheme q = named(s, parse_quant_scheme);
+    if (q != QuantScheme::kAffine && q != QuantScheme::kSymmetric) {
+      fail("scheme must be affine or symmetric, got '" + s +
+           "' (half and full precision are widths: emb=half, emb=32)");
+    }
+    return q;
+  }
+  RangeRule range(const std::string& s) const { return named(s, parse_range_rule); }
+  LayoutRule layout(const std::string& s) const { return named(s, parse_layout_rule); }
 
   Rounding rounding(const std::string& s) const {
     if (s == "nearest") return Rounding::kNearest;
@@ -176,6 +196,41 @@ QuantRole parse_quant_role(const std::string& name) {
   return ps.role(name);
 }
 
+BitPolicy::Clauses& BitPolicy::layer_clauses(int64_t layer, QuantRole role) {
+  TORCH_CHECK(layer >= 0, "BitPolicy: layer must be >= 0, got ", layer);
+  return layer_[{layer, role}];
+}
+
+namespace {
+
+// Sets axis `axis` of clause set `c` from `value`.
+template <class Clauses>
+void set_axis(const Parser& ps, Clauses& c, const std::string& axis, const std::string& value) {
+  if (axis == "bits") {
+    c.bits = ps.bits(value);
+  } else if (axis == "gran") {
+    c.gran = ps.granularity(value);
+  } else if (axis == "round") {
+    c.round = ps.rounding(value);
+  } else if (axis == "cols") {
+    c.cols = ps.on_off(value);
+  } else if (axis == "taq") {
+    c.taq = ps.buckets(value);
+  } else if (axis == "layout") {
+    c.layout = ps.layout(value);
+  } else if (axis == "scheme") {
+    c.scheme = ps.scheme(value);
+  } else if (axis == "range") {
+    c.range = ps.range(value);
+  } else {
+    ps.fail("unknown key '" + axis + "'");
+  }
+}
+
+std::string bits_name(int b) { return b == 16 ? "half" : std::to_string(b); }
+
+}  // namespace
+
 BitPolicy BitPolicy::parse(const std::string& spec_in) {
   BitPolicy p;
   const std::string spec = strip(spec_in);
@@ -189,44 +244,32 @@ BitPolicy BitPolicy::parse(const std::string& spec_in) {
     const std::string key = clause.substr(0, eq), value = clause.substr(eq + 1);
     if (value.empty()) ps.fail("missing value");
     const auto parts = split(key, '.');
-    if (key == "bits") {
-      p.default_bits_ = ps.bits(value);
-    } else if (is_role_name(key)) {
-      p.role_bits_[ps.role(key)] = ps.bits(value);
-    } else if (key == "taq") {
-      p.taq_all_ = ps.buckets(value);
-    } else if (key == "gran") {
-      const Granularity g = ps.granularity(value);
-      p.gran_[QuantRole::kEmbedding] = g;
-      p.gran_[QuantRole::kAttention] = g;
-    } else if (key == "round") {
-      const Rounding r = ps.rounding(value);
-      p.round_[QuantRole::kEmbedding] = r;
-      p.round_[QuantRole::kAttention] = r;
-    } else if (key == "cols") {
-      const bool on = ps.on_off(value);
-      p.cols_[QuantRole::kEmbedding] = on;
-      p.cols_[QuantRole::kAttention] = on;
-    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "round") {
-      p.round_[ps.role(parts[0])] = ps.rounding(value);
-    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "cols") {
-      p.cols_[ps.role(parts[0])] = ps.on_off(value);
-    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "taq") {
-      p.taq_role_[ps.role(parts[0])] = ps.buckets(value);
-    } else if (parts.size() == 2 && is_storage_role(parts[0]) && parts[1] == "gran") {
-      p.gran_[ps.role(parts[0])] = ps.granularity(value);
-    } else if (parts.size() == 3 && parts[0].rfind("layer", 0) == 0 && is_storage_role(parts[1]) &&
-               (parts[2] == "round" || parts[2] == "cols")) {
-      const int64_t layer = ps.integer(parts[0].substr(5), "a layer number after 'layer'");
-      const auto key = std::make_pair(layer, ps.role(parts[1]));
-      if (parts[2] == "round") {
-        p.layer_round_[key] = ps.rounding(value);
-      } else {
-        p.layer_cols_[key] = ps.on_off(value);
+    const bool layer_scope = parts.size() >= 2 && parts[0].rfind("layer", 0) == 0;
+    // rest: [axis] (policy-wide), [role] (its bits), [role, axis].
+    const std::vector<std::string> rest(parts.begin() + (layer_scope ? 1 : 0), parts.end());
+    if (!layer_scope && rest.size() == 1 && (key == "gran" || key == "round" || key == "cols")) {
+      // Policy-wide storage options apply to the components SGQuant stores.
+      set_axis(ps, p.role_[QuantRole::kEmbedding], key, value);
+      set_axis(ps, p.role_[QuantRole::kAttention], key, value);
+    } else if (!layer_scope && rest.size() == 1 && !is_role_name(key)) {
+      if (key != "bits" && key != "taq" && key != "layout" && !is_any_role_axis(key)) {
+        ps.fail("unknown key '" + key + "'");
       }
-    } else if (parts.size() == 2 && parts[0].rfind("layer", 0) == 0) {
-      const int64_t layer = ps.integer(parts[0].substr(5), "a layer number after 'layer'");
-      p.layer_bits_[{layer, ps.role(parts[1])}] = ps.bits(value);
+      set_axis(ps, p.all_, key, value);
+    } else if (rest.size() == 1 || rest.size() == 2) {
+      if (!is_role_name(rest[0])) ps.fail("unknown key '" + key + "'");
+      const std::string axis = rest.size() == 1 ? "bits" : rest[1];
+      if (rest.size() == 2 && !is_any_role_axis(axis) &&
+          !(is_storage_axis(axis) && is_storage_role(rest[0]))) {
+        ps.fail("unknown key '" + key + "'");
+      }
+      const QuantRole role = ps.role(rest[0]);
+      if (layer_scope) {
+        const int64_t layer = ps.integer(parts[0].substr(5), "a layer number after 'layer'");
+        set_axis(ps, p.layer_[{layer, role}], axis, value);
+      } else {
+        set_axis(ps, p.role_[role], axis, value);
+      }
     } else {
       ps.fail("unknown key '" + key + "'");
     }
@@ -234,41 +277,78 @@ BitPolicy BitPolicy::parse(const std::string& spec_in) {
   return p;
 }
 
+template <class T>
+std::optional<T> BitPolicy::resolve(const QuantPoint& p, std::optional<T> Clauses::*axis) const {
+  if (auto it = layer_.find({p.layer, p.role}); it != layer_.end() && (it->second.*axis)) {
+    return it->second.*axis;
+  }
+  if (auto it = role_.find(p.role); it != role_.end() && (it->second.*axis)) {
+    return it->second.*axis;
+  }
+  return all_.*axis;
+}
+
 std::string BitPolicy::to_string() const {
   std::vector<std::string> c;
-  if (default_bits_ != 32) c.push_back("bits=" + std::to_string(default_bits_));
-  for (const auto& [role, b] : role_bits_)
-    c.push_back(std::string(role_name(role)) + "=" + std::to_string(b));
-  for (const auto& [role, g] : gran_) {
-    c.push_back(std::string(role_name(role)) + ".gran=" + gran_name(g));
+  const auto role_key = [](QuantRole r, const char* axis) {
+    return std::string(role_name(r)) + "." + axis + "=";
+  };
+  const auto layer_key = [](const std::pair<int64_t, QuantRole>& k, const char* axis) {
+    return "layer" + std::to_string(k.first) + "." + role_name(k.second) +
+           (axis[0] != '\0' ? std::string(".") + axis : std::string()) + "=";
+  };
+  // The role-level value of an axis that a layer clause overrides (what it would inherit).
+  const auto role_level = [&](QuantRole r, auto axis) { return resolve(QuantPoint{-1, r}, axis); };
+  if (all_.bits && *all_.bits != 32) c.push_back("bits=" + bits_name(*all_.bits));
+  for (const auto& [role, k] : role_) {
+    if (k.bits) c.push_back(std::string(role_name(role)) + "=" + bits_name(*k.bits));
   }
-  for (const auto& [role, r] : round_) {
-    if (r != Rounding::kNearest)
-      c.push_back(std::string(role_name(role)) + ".round=" + qgnn::to_string(r));
+  for (const auto& [role, k] : role_) {
+    if (k.gran) c.push_back(role_key(role, "gran") + qgnn::to_string(*k.gran));
   }
-  for (const auto& [role, on] : cols_) {
-    if (on) c.push_back(std::string(role_name(role)) + ".cols=on");
+  for (const auto& [role, k] : role_) {
+    if (k.round && *k.round != Rounding::kNearest)
+      c.push_back(role_key(role, "round") + qgnn::to_string(*k.round));
   }
-  if (taq_all_) c.push_back("taq=" + buckets_to_string(*taq_all_));
-  for (const auto& [role, b] : taq_role_) {
-    c.push_back(std::string(role_name(role)) + ".taq=" + buckets_to_string(b));
+  for (const auto& [role, k] : role_) {
+    if (k.cols && *k.cols) c.push_back(role_key(role, "cols") + "on");
   }
-  for (const auto& [key, b] : layer_bits_) {
-    c.push_back("layer" + std::to_string(key.first) + "." + role_name(key.second) + "=" +
-                std::to_string(b));
+  if (all_.taq) c.push_back("taq=" + buckets_to_string(*all_.taq));
+  for (const auto& [role, k] : role_) {
+    if (k.taq) c.push_back(role_key(role, "taq") + buckets_to_string(*k.taq));
   }
-  // Layer overrides of rounding and column scales print when they differ from the role's.
-  for (const auto& [key, r] : layer_round_) {
-    if (r != role_rounding(key.second)) {
-      c.push_back("layer" + std::to_string(key.first) + "." + role_name(key.second) +
-                  ".round=" + qgnn::to_string(r));
-    }
+  for (const auto& [key, k] : layer_) {
+    if (k.bits) c.push_back(layer_key(key, "") + bits_name(*k.bits));
   }
-  for (const auto& [key, on] : layer_cols_) {
-    if (on != role_column_scales(key.second)) {
-      c.push_back("layer" + std::to_string(key.first) + "." + role_name(key.second) +
-                  ".cols=" + (on ? "on" : "off"));
-    }
+  // Layer overrides of the other axes print when they differ from their role's.
+  for (const auto& [key, k] : layer_) {
+    if (k.round && *k.round != role_level(key.second, &Clauses::round).value_or(Rounding::kNearest))
+      c.push_back(layer_key(key, "round") + qgnn::to_string(*k.round));
+  }
+  for (const auto& [key, k] : layer_) {
+    if (k.cols && *k.cols != role_level(key.second, &Clauses::cols).value_or(false))
+      c.push_back(layer_key(key, "cols") + (*k.cols ? "on" : "off"));
+  }
+  if (all_.scheme) c.push_back("scheme=" + qgnn::to_string(*all_.scheme));
+  if (all_.range) c.push_back("range=" + qgnn::to_string(*all_.range));
+  if (all_.layout) c.push_back("layout=" + qgnn::to_string(*all_.layout));
+  for (const auto& [role, k] : role_) {
+    if (k.scheme) c.push_back(role_key(role, "scheme") + qgnn::to_string(*k.scheme));
+    if (k.range) c.push_back(role_key(role, "range") + qgnn::to_string(*k.range));
+    if (k.layout) c.push_back(role_key(role, "layout") + qgnn::to_string(*k.layout));
+  }
+  for (const auto& [key, k] : layer_) {
+    const QuantRole r = key.second;
+    if (k.gran && k.gran != role_level(r, &Clauses::gran))
+      c.push_back(layer_key(key, "gran") + qgnn::to_string(*k.gran));
+    if (k.taq && !(role_level(r, &Clauses::taq) == k.taq))
+      c.push_back(layer_key(key, "taq") + buckets_to_string(*k.taq));
+    if (k.scheme && k.scheme != role_level(r, &Clauses::scheme))
+      c.push_back(layer_key(key, "scheme") + qgnn::to_string(*k.scheme));
+    if (k.range && k.range != role_level(r, &Clauses::range))
+      c.push_back(layer_key(key, "range") + qgnn::to_string(*k.range));
+    if (k.layout && k.layout != role_level(r, &Clauses::layout))
+      c.push_back(layer_key(key, "layout") + qgnn::to_string(*k.layout));
   }
   if (c.empty()) return "fp32";
   std::string out;
@@ -276,125 +356,100 @@ std::string BitPolicy::to_string() const {
   return out;
 }
 
-int BitPolicy::bits(const QuantPoint& p) const {
-  if (auto it = layer_bits_.find({p.layer, p.role}); it != layer_bits_.end()) return it->second;
-  if (auto it = role_bits_.find(p.role); it != role_bits_.end()) return it->second;
-  return default_bits_;
+int BitPolicy::bits(const QuantPoint& p) const { return resolve(p, &Clauses::bits).value_or(32); }
+
+std::optional<RangeRule> BitPolicy::range(const QuantPoint& p) const {
+  return resolve(p, &Clauses::range);
 }
 
-std::optional<DegreeBuckets> BitPolicy::buckets(QuantRole role) const {
-  if (auto it = taq_role_.find(role); it != taq_role_.end()) return it->second;
-  return taq_all_;
+QuantSpec BitPolicy::spec(const QuantPoint& p, QuantTarget target) const {
+  QuantSpec s;
+  s.bits = bits(p);
+  const bool storage = target == QuantTarget::kStorage;
+  const bool activation = p.role == QuantRole::kEmbedding || p.role == QuantRole::kLinear ||
+                          p.role == QuantRole::kAggregate || p.role == QuantRole::kHidden;
+  // Defaults of the role and target (the file comment's table). QAT's attention stays
+  // affine: its coefficients lie in [0, 1] (QatHook quantizes them on that fixed grid).
+  const QuantScheme scheme =
+      storage || p.role == QuantRole::kAttention ? QuantScheme::kAffine : QuantScheme::kSymmetric;
+  const RangeRule range = !storage && activation ? RangeRule::kMomentum : RangeRule::kMinMax;
+  // SGQuant's per-row embeddings (and rows of boundary / history), per-channel weights.
+  const Granularity gran =
+      (storage && p.role != QuantRole::kAttention) || p.role == QuantRole::kWeight
+          ? Granularity::kRow
+          : Granularity::kTensor;
+  const LayoutRule layout = storage && p.role == QuantRole::kEmbedding && p.layer == 0
+                                ? LayoutRule::kAuto
+                                : LayoutRule::kBitmap;
+  s.scheme = s.bits == 32   ? QuantScheme::kFull
+             : s.bits == 16 ? QuantScheme::kHalf
+                            : resolve(p, &Clauses::scheme).value_or(scheme);
+  s.range = resolve(p, &Clauses::range).value_or(range);
+  s.granularity = resolve(p, &Clauses::gran).value_or(gran);
+  s.layout = resolve(p, &Clauses::layout).value_or(layout);
+  s.rounding = resolve(p, &Clauses::round).value_or(Rounding::kNearest);
+  s.column_scales = resolve(p, &Clauses::cols).value_or(false);
+  // TAQ caps code widths (half and full precision rows ignore it); a symmetric spec
+  // keeps it, so that its consumer refuses it rather than dropping it.
+  if (s.scheme == QuantScheme::kAffine || s.scheme == QuantScheme::kSymmetric) {
+    s.buckets = resolve(p, &Clauses::taq);
+  }
+  return s;
 }
 
-Granularity BitPolicy::granularity(QuantRole role) const {
-  if (auto it = gran_.find(role); it != gran_.end()) return it->second;
-  return role == QuantRole::kEmbedding ? Granularity::kRow : Granularity::kTensor;
+Quantizer BitPolicy::quantizer(const QuantPoint& p, QuantTarget target) const {
+  return Quantizer(spec(p, target));
 }
 
-bool BitPolicy::has_storage_options() const {
-  bool any = taq_all_.has_value() || !taq_role_.empty() || !gran_.empty() ||
-             !layer_round_.empty() || !layer_cols_.empty();
-  for (const auto& [role, r] : round_) any = any || r != Rounding::kNearest;
-  for (const auto& [role, on] : cols_) any = any || on;
-  return any;
-}
-
-Rounding BitPolicy::role_rounding(QuantRole role) const {
-  auto it = round_.find(role);
-  return it != round_.end() ? it->second : Rounding::kNearest;
-}
-
-bool BitPolicy::role_column_scales(QuantRole role) const {
-  auto it = cols_.find(role);
-  return it != cols_.end() && it->second;
-}
-
-Rounding BitPolicy::rounding(const QuantPoint& p) const {
-  auto it = layer_round_.find({p.layer, p.role});
-  return it != layer_round_.end() ? it->second : role_rounding(p.role);
-}
-
-bool BitPolicy::column_scales(const QuantPoint& p) const {
-  auto it = layer_cols_.find({p.layer, p.role});
-  return it != layer_cols_.end() ? it->second : role_column_scales(p.role);
-}
-
-void BitPolicy::set_rounding(QuantRole role, Rounding r) { round_[role] = r; }
-void BitPolicy::set_column_scales(QuantRole role, bool on) { cols_[role] = on; }
-void BitPolicy::set_layer_rounding(int64_t layer, QuantRole role, Rounding r) {
-  TORCH_CHECK(layer >= 0, "BitPolicy: layer must be >= 0, got ", layer);
-  layer_round_[{layer, role}] = r;
-}
-void BitPolicy::set_layer_column_scales(int64_t layer, QuantRole role, bool on) {
-  TORCH_CHECK(layer >= 0, "BitPolicy: layer must be >= 0, got ", layer);
-  layer_cols_[{layer, role}] = on;
+std::vector<QuantPoint> BitPolicy::distinct_points() const {
+  std::vector<QuantPoint> out;
+  for (const auto& [key, k] : layer_) out.push_back({key.first, key.second});
+  for (QuantRole r : kRoles) out.push_back({-1, r});
+  return out;
 }
 
 bool BitPolicy::is_full_precision() const {
-  auto all32 = [](const auto& m) {
-    return std::all_of(m.begin(), m.end(), [](const auto& kv) { return kv.second == 32; });
-  };
-  return default_bits_ == 32 && all32(role_bits_) && all32(layer_bits_);
+  const auto full = [](const Clauses& k) { return !k.bits || *k.bits == 32; };
+  return full(all_) &&
+         std::all_of(role_.begin(), role_.end(), [&](const auto& kv) { return full(kv.second); }) &&
+         std::all_of(layer_.begin(), layer_.end(), [&](const auto& kv) { return full(kv.second); });
 }
 
 RowBits BitPolicy::row_bits(const QuantPoint& p, const at::Tensor& row_degree,
                             const at::Tensor& population) const {
-  const int b = bits(p);
-  const auto taq = buckets(p.role);
-  if (!taq || b == 32 || b == 16) return RowBits::uniform(b);
-  TORCH_CHECK(row_degree.dim() == 1 && row_degree.scalar_type() == at::kLong,
-              "BitPolicy::row_bits: row_degree must be [R] int64, got ", row_degree.sizes());
-  std::vector<int64_t> upper = taq->upper;
-  const int64_t groups = static_cast<int64_t>(taq->bits.size());
-  if (taq->quantile()) {
-    // Equal-count buckets: bound g is the (g+1)/G quantile of the degree population.
-    auto sorted = std::get<0>((population.defined() ? population : row_degree).sort());
-    const int64_t r = sorted.numel();
-    for (int64_t g = 0; g + 1 < groups && r > 0; ++g) {
-      const int64_t idx = std::min(r - 1, (g + 1) * r / groups);
-      upper.push_back(sorted[idx].item<int64_t>());
-    }
-  }
-  RowBits rb;
-  rb.group_bits.resize(groups);
-  for (int64_t g = 0; g < groups; ++g) rb.group_bits[g] = std::min(b, taq->bits[g]);
-  // Group of a row: the first bucket whose bound holds, else the last.
-  auto bounds = at::tensor(upper.empty() ? std::vector<int64_t>{} : upper, at::kLong);
-  at::Tensor group = bounds.numel() == 0 ? at::zeros_like(row_degree)
-                                         : at::searchsorted(bounds, row_degree, /*out_int32=*/false,
-                                                            /*right=*/false);
-  rb.row_group = group.clamp_max(groups - 1).to(at::kByte);
-  return rb;
+  return quantizer(p).row_bits(row_degree, population);
 }
 
 void BitPolicy::set_default_bits(int b) {
   TORCH_CHECK(is_valid_bits(b), "BitPolicy: bits must be 1-8, 16 or 32, got ", b);
-  default_bits_ = b;
+  all_.bits = b;
 }
 
 void BitPolicy::set_role_bits(QuantRole role, int b) {
   TORCH_CHECK(is_valid_bits(b), "BitPolicy: bits must be 1-8, 16 or 32, got ", b);
-  role_bits_[role] = b;
+  role_[role].bits = b;
 }
 
 void BitPolicy::set_layer_bits(int64_t layer, QuantRole role, int b) {
   TORCH_CHECK(is_valid_bits(b), "BitPolicy: bits must be 1-8, 16 or 32, got ", b);
-  TORCH_CHECK(layer >= 0, "BitPolicy: layer must be >= 0, got ", layer);
-  layer_bits_[{layer, role}] = b;
+  layer_clauses(layer, role).bits = b;
 }
 
 void BitPolicy::set_taq(std::optional<QuantRole> role, DegreeBuckets b) {
   for (int x : b.bits) TORCH_CHECK(is_valid_bits(x), "BitPolicy: bad TAQ bits ", x);
   TORCH_CHECK(b.upper.empty() || b.upper.size() + 1 == b.bits.size(),
               "BitPolicy: TAQ needs one bound per bucket but the last");
-  if (role) {
-    taq_role_[*role] = std::move(b);
-  } else {
-    taq_all_ = std::move(b);
-  }
+  (role ? role_[*role] : all_).taq = std::move(b);
 }
 
-void BitPolicy::set_granularity(QuantRole role, Granularity g) { gran_[role] = g; }
+void BitPolicy::set_granularity(QuantRole role, Granularity g) { role_[role].gran = g; }
+void BitPolicy::set_rounding(QuantRole role, Rounding r) { role_[role].round = r; }
+void BitPolicy::set_column_scales(QuantRole role, bool on) { role_[role].cols = on; }
+void BitPolicy::set_layer_rounding(int64_t layer, QuantRole role, Rounding r) {
+  layer_clauses(layer, role).round = r;
+}
+void BitPolicy::set_layer_column_scales(int64_t layer, QuantRole role, bool on) {
+  layer_clauses(layer, role).cols = on;
+}
 
 }  // namespace qgnn

@@ -16,10 +16,6 @@ ObserverKind parse_observer(const std::string& s) {
   TORCH_CHECK(false, "observer: expected momentum or percentile, got '", s, "'");
 }
 
-std::string to_string(ObserverKind k) {
-  return k == ObserverKind::kMomentum ? "momentum" : "percentile";
-}
-
 QatConfig QatConfig::preset(const std::string& precision) {
   QatConfig c;
   if (precision == "int8") {
@@ -71,51 +67,6 @@ QatConfig QatConfig::from_json(const std::string& text) {
   return c;
 }
 
-namespace {
-
-void check_bits(int bits, const char* what) {
-  TORCH_CHECK(bits >= 2 && bits <= 8, what, ": symmetric quantization needs 2..8 bits, got ", bits);
-}
-
-// Straight-through estimator: the value of q, the gradient of x where `inside`.
-at::Tensor straight_through(const at::Tensor& x, const at::Tensor& q, const at::Tensor& inside) {
-  if (!x.requires_grad()) return q;
-  return q + (x - x.detach()) * inside;
-}
-
-}  // namespace
-
-at::Tensor fake_quantize_symmetric(const at::Tensor& x, const at::Tensor& scale, int bits) {
-  check_bits(bits, "fake_quantize_symmetric");
-  TORCH_CHECK(x.scalar_type() == at::kFloat, "fake_quantize_symmetric: x must be float32");
-  TORCH_CHECK(scale.dim() == 0 || (scale.dim() == 1 && x.dim() >= 1 && scale.size(0) == x.size(0)),
-              "fake_quantize_symmetric: scale must be a scalar or [x.size(0)], got ", scale.sizes(),
-              " for x ", x.sizes());
-  const double qmax = symmetric_qmax(bits);
-  at::Tensor s = scale.to(at::kFloat);
-  if (s.dim() == 1) {
-    std::vector<int64_t> shape(x.dim(), 1);
-    shape[0] = x.size(0);
-    s = s.view(shape);
-  }
-  at::Tensor q, inside;
-  {
-    at::NoGradGuard no_grad;
-    const at::Tensor v = x.detach() / s;
-    q = at::clamp(at::round(v), -qmax, qmax) * s;
-    if (x.requires_grad()) inside = (v.abs() <= qmax + 0.5).to(at::kFloat);
-  }
-  return straight_through(x, q, inside);
-}
-
-at::Tensor weight_scale(const at::Tensor& w, int bits) {
-  check_bits(bits, "weight_scale");
-  TORCH_CHECK(w.dim() == 2, "weight_scale: weight must be [out, in], got ", w.sizes());
-  at::NoGradGuard no_grad;
-  const at::Tensor m = std::get<0>(w.detach().abs().max(1));
-  return at::where(m > 0, m / symmetric_qmax(bits), at::ones_like(m));
-}
-
 at::Tensor protective_mask_probabilities(const at::Tensor& in_degree, double p_min, double p_max,
                                          const at::Tensor& population) {
   TORCH_CHECK(0 <= p_min && p_min <= p_max && p_max <= 1,
@@ -135,31 +86,6 @@ at::Tensor protective_mask_probabilities(const at::Tensor& in_degree, double p_m
   return (p_min + (p_max - p_min) * cdf.index_select(0, in_degree)).to(at::kFloat);
 }
 
-std::pair<float, float> observe_range(const at::Tensor& x, ObserverKind kind, double percentile,
-                                      int64_t sample_size) {
-  at::NoGradGuard no_grad;
-  const at::Tensor v = x.detach().reshape({-1});
-  if (v.numel() == 0) return {0.0f, 0.0f};
-  if (kind == ObserverKind::kMomentum) {
-    return {v.min().item<float>(), v.max().item<float>()};
-  }
-  TORCH_CHECK(percentile > 50 && percentile <= 100,
-              "observe_range: percentile must be in (50, 100], got ", percentile);
-  TORCH_CHECK(sample_size >= 1, "observe_range: sample_size must be >= 1, got ", sample_size);
-  at::Tensor s = v;
-  if (v.numel() > sample_size) {
-    s = v.index_select(0, at::randint(v.numel(), {sample_size}, at::kLong));
-  }
-  // Nearest-rank percentiles of the sample (kthvalue is a selection, not a full sort).
-  const int64_t m = s.numel();
-  const auto rank = [&](double p) {
-    return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(p / 100.0 * m)), 1, m);
-  };
-  const float lo = std::get<0>(s.kthvalue(rank(100.0 - percentile))).item<float>();
-  const float hi = std::get<0>(s.kthvalue(rank(percentile))).item<float>();
-  return {lo, hi};
-}
-
 namespace {
 
 // What QatHook accepts (its constructor and load_state).
@@ -168,12 +94,42 @@ void check_config(const QatConfig& config) {
               "QatHook: momentum must be in (0, 1], got ", config.momentum);
   TORCH_CHECK(0 <= config.p_min && config.p_min <= config.p_max && config.p_max <= 1,
               "QatHook: need 0 <= p_min <= p_max <= 1, got ", config.p_min, ", ", config.p_max);
-  // QAT quantizes symmetrically per tensor (activations) and per output channel (weights)
-  // with nearest rounding, as the integer kernels compute: SGQuant's storage options
-  // would be silently ignored, so a policy naming one is refused.
-  TORCH_CHECK(!config.policy.has_storage_options(), "QatHook: policy '", config.policy.to_string(),
-              "' names taq, gran, round or cols, which are SGQuant storage options; QAT has "
-              "one symmetric per-tensor width per point");
+  TORCH_CHECK(config.observer != RangeRule::kMinMax,
+              "QatHook: observer must be momentum or percentile, got minmax");
+  // Every spec the policy resolves to must be one the integer kernels compute: symmetric
+  // codes over one range per tensor (activations) or per output channel (weights), and
+  // attention on its fixed [0, 1] grid; SGQuant's storage options have no integer form.
+  const std::string policy = config.policy.to_string();
+  for (const QuantPoint& p : config.policy.distinct_points()) {
+    // QAT has no boundary or history points (bits=8 names them too; nothing asks).
+    if (p.role == QuantRole::kBoundary || p.role == QuantRole::kHistory) continue;
+    const QuantSpec s = config.policy.spec(p, QuantTarget::kInteger);
+    if (!s.quantized()) continue;
+    const std::string where = "QatHook: policy '" + policy + "' at " +
+                              (p.layer >= 0 ? "layer" + std::to_string(p.layer) + "." : "") +
+                              to_string(p.role) + ": ";
+    TORCH_CHECK(s.scheme != QuantScheme::kHalf, where,
+                "half precision has no integer form (use 2..8 bits or 32)");
+    TORCH_CHECK(!s.buckets && s.rounding == Rounding::kNearest && !s.column_scales &&
+                    s.layout == LayoutRule::kBitmap,
+                where,
+                "taq, round, cols and layout are SGQuant storage options; QAT has one "
+                "symmetric width per point");
+    if (p.role == QuantRole::kAttention) {
+      TORCH_CHECK(s.granularity == Granularity::kTensor && !config.policy.range(p), where,
+                  "attention is quantized on its fixed [0, 1] grid");
+      continue;
+    }
+    TORCH_CHECK(s.scheme == QuantScheme::kSymmetric, where,
+                "the integer kernels compute symmetric codes, not ", to_string(s.scheme));
+    const Granularity want =
+        p.role == QuantRole::kWeight ? Granularity::kRow : Granularity::kTensor;
+    TORCH_CHECK(s.granularity == want, where, "granularity must be ", to_string(want), ", got ",
+                to_string(s.granularity));
+    TORCH_CHECK(p.role != QuantRole::kWeight || s.range == RangeRule::kMinMax, where,
+                "weights take their own extremes per output channel (range minmax), got ",
+                to_string(s.range));
+  }
 }
 
 }  // namespace
@@ -192,59 +148,57 @@ void QatHook::begin_forward(const GraphOperators& ops, bool training) {
   mask_ = at::rand({ops.num_nodes()}) < prob_;
 }
 
-float QatHook::scale(int64_t layer, QuantRole role) const {
-  auto it = ranges_.find({layer, role});
-  TORCH_CHECK(it != ranges_.end() && it->second.updates > 0, "QatHook: point layer", layer, ".",
-              to_string(role), " was never observed (train the model first)");
-  const int bits = config_.policy.bits({layer, role});
-  check_bits(bits, "QatHook::scale");
-  const float m = std::max(std::abs(it->second.lo), std::abs(it->second.hi));
-  return m > 0 ? m / static_cast<float>(symmetric_qmax(bits)) : 1.0f;
+Quantizer QatHook::quantizer(const QuantPoint& p) const {
+  return config_.policy.quantizer(p, QuantTarget::kInteger);
 }
 
-at::Tensor QatHook::quantize_nodes(int64_t layer, QuantRole role, const at::Tensor& h) {
-  const int bits = config_.policy.bits({layer, role});
-  if (bits == 32) return h;
-  check_bits(bits, "QAT activation");
-  ObservedRange& r = ranges_[{layer, role}];
-  float lo, hi;
-  if (training_ || r.updates == 0) {
-    const auto [blo, bhi] =
-        observe_range(h, config_.observer, config_.percentile, config_.sample_size);
-    if (training_) {
-      const float m = r.updates == 0 ? 1.0f : static_cast<float>(config_.momentum);
-      r.lo = (1 - m) * r.lo + m * blo;
-      r.hi = (1 - m) * r.hi + m * bhi;
-      ++r.updates;
-      lo = r.lo;
-      hi = r.hi;
-    } else {
-      ranges_.erase({layer, role});  // evaluation before training: this tensor's own range
-      lo = blo;
-      hi = bhi;
-    }
+RangeObserver QatHook::observer(const QuantPoint& p) const {
+  RangeObserver o;
+  o.rule = config_.policy.range(p).value_or(config_.observer);
+  // minmax: each training batch's own extremes (no running average).
+  o.momentum = o.rule == RangeRule::kMinMax ? 1.0 : config_.momentum;
+  o.percentile = config_.percentile;
+  o.sample_size = config_.sample_size;
+  return o;
+}
+
+float QatHook::scale(int64_t layer, QuantRole role) const {
+  const QuantPoint p{layer, role};
+  auto it = ranges_.find(p);
+  TORCH_CHECK(it != ranges_.end() && it->second.updates > 0, "QatHook: point layer", layer, ".",
+              to_string(role), " was never observed (train the model first)");
+  return quantizer(p).scale(it->second.lo, it->second.hi);
+}
+
+at::Tensor QatHook::quantize_nodes(const QuantPoint& p, const at::Tensor& h) {
+  const Quantizer q = quantizer(p);
+  if (!q.spec().quantized()) return h;
+  ObservedRange r;
+  if (training_) {
+    r = observer(p).update(ranges_[p], h);
+  } else if (auto it = ranges_.find(p); it != ranges_.end() && it->second.updates > 0) {
+    r = it->second;
   } else {
-    lo = r.lo;
-    hi = r.hi;
+    // Evaluation before training: this tensor's own range, not stored.
+    observer(p).update(r, h);
   }
-  const float m = std::max(std::abs(lo), std::abs(hi));
-  const at::Tensor s = at::scalar_tensor(m > 0 ? m / symmetric_qmax(bits) : 1.0f, at::kFloat);
-  at::Tensor q = fake_quantize_symmetric(h, s, bits);
+  at::Tensor out = q.fake_quantize(h, at::scalar_tensor(q.scale(r.lo, r.hi), at::kFloat));
   if (mask_.defined() && h.dim() >= 1 && h.size(0) == mask_.size(0)) {
     std::vector<int64_t> shape(h.dim(), 1);
     shape[0] = h.size(0);
-    q = at::where(mask_.view(shape), h, q);  // protected nodes stay at full precision
+    out = at::where(mask_.view(shape), h, out);  // protected nodes stay at full precision
   }
-  return q;
+  return out;
 }
 
 NodeFeatures QatHook::embedding(int64_t layer, const NodeFeatures& h, const GraphOperators&) {
   TORCH_CHECK(!h.is_packed(), "QatHook: packed features cannot be quantization-aware trained");
-  if (!h.is_sparse()) return NodeFeatures(quantize_nodes(layer, QuantRole::kEmbedding, h.dense()));
+  const QuantPoint p{layer, QuantRole::kEmbedding};
+  if (!h.is_sparse()) return NodeFeatures(quantize_nodes(p, h.dense()));
   // Sparse input: symmetric quantization keeps zeros at zero, so only the stored values
   // are quantized (the observed range includes the implicit zeros).
   const CsrGraph& s = h.sparse();
-  if (config_.policy.bits({layer, QuantRole::kEmbedding}) == 32) return h;
+  if (!quantizer(p).spec().quantized()) return h;
   at::Tensor values = s.has_weights() ? s.weights() : at::ones({s.num_edges()}, at::kFloat);
   at::Tensor with_zero = at::cat({values.reshape({-1}), at::zeros({1}, at::kFloat)});
   // Quantize [values, 0] so the range sees the zeros, then drop the appended zero; the
@@ -253,23 +207,23 @@ NodeFeatures QatHook::embedding(int64_t layer, const NodeFeatures& h, const Grap
   if (mask_.defined()) {
     mask_ = at::cat({mask_.index_select(0, s.row_ids()), at::zeros({1}, at::kBool)});
   }
-  at::Tensor q =
-      quantize_nodes(layer, QuantRole::kEmbedding, with_zero).narrow(0, 0, values.numel());
+  at::Tensor q = quantize_nodes(p, with_zero).narrow(0, 0, values.numel());
   mask_ = saved_mask;
   return NodeFeatures(s.with_weights(q.contiguous()));
 }
 
 at::Tensor QatHook::attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) {
-  const int bits = config_.policy.bits({layer, QuantRole::kAttention});
-  if (bits == 32) return alpha;
-  TORCH_CHECK(bits >= 1 && bits <= 8, "QAT attention: bits must be 1..8 or 32, got ", bits);
-  const double levels = (1 << bits) - 1;
+  // Affine codes on the fixed range [0, 1] that attention coefficients lie in (the
+  // constructor has checked the spec), round half to even as every affine code.
+  const QuantSpec s = quantizer({layer, QuantRole::kAttention}).spec();
+  if (!s.quantized()) return alpha;
+  const double levels = (1 << s.bits) - 1;
   at::Tensor q;
   {
     at::NoGradGuard no_grad;
     q = at::round(at::clamp(alpha.detach(), 0.0, 1.0) * levels) / levels;
   }
-  q = straight_through(alpha, q, at::ones({}, at::kFloat));
+  if (alpha.requires_grad()) q = q + (alpha - alpha.detach());  // straight-through
   if (mask_.defined()) {
     at::Tensor m = mask_.index_select(0, g.row_ids());  // an edge belongs to its target
     if (alpha.dim() == 2) m = m.unsqueeze(1);
@@ -279,20 +233,20 @@ at::Tensor QatHook::attention(int64_t layer, const at::Tensor& alpha, const CsrG
 }
 
 at::Tensor QatHook::weight(int64_t layer, int64_t, const at::Tensor& w) {
-  const int bits = config_.policy.bits({layer, QuantRole::kWeight});
-  if (bits == 32) return w;
-  return fake_quantize_symmetric(w, weight_scale(w, bits), bits);
+  const Quantizer q = quantizer({layer, QuantRole::kWeight});
+  if (!q.spec().quantized()) return w;
+  return q.fake_quantize(w, q.weight_scale(w));
 }
 
 at::Tensor QatHook::activation(int64_t layer, QuantRole role, const at::Tensor& h) {
-  return quantize_nodes(layer, role, h);
+  return quantize_nodes({layer, role}, h);
 }
 
 std::string QatHook::save_state() const {
   nlohmann::json ranges = nlohmann::json::array();
   for (const auto& [key, r] : ranges_) {
-    ranges.push_back({{"layer", key.first},
-                      {"role", to_string(key.second)},
+    ranges.push_back({{"layer", key.layer},
+                      {"role", to_string(key.role)},
                       {"lo", r.lo},
                       {"hi", r.hi},
                       {"updates", r.updates}});
@@ -308,13 +262,14 @@ void QatHook::load_state(const std::string& state) {
   }
   try {
     const nlohmann::json j = nlohmann::json::parse(state);
-    std::map<std::pair<int64_t, QuantRole>, ObservedRange> ranges;
+    std::map<QuantPoint, ObservedRange> ranges;
     for (const auto& r : j.at("ranges")) {
       ObservedRange o;
       o.lo = r.at("lo").get<float>();
       o.hi = r.at("hi").get<float>();
       o.updates = r.at("updates").get<int64_t>();
-      ranges[{r.at("layer").get<int64_t>(), parse_quant_role(r.at("role").get<std::string>())}] = o;
+      ranges[QuantPoint{r.at("layer").get<int64_t>(),
+                        parse_quant_role(r.at("role").get<std::string>())}] = o;
     }
     if (j.contains("config")) {
       QatConfig c = QatConfig::from_json(j.at("config").dump());

@@ -33,29 +33,18 @@ struct OneBitRange {
 };
 
 // Row grouping of an embedding point; the in-degree vector only when TAQ needs it.
-RowBits embedding_row_bits(const BitPolicy& policy, const QuantPoint& p,
-                           const GraphOperators& ops) {
-  return policy.buckets(p.role)
-             ? policy.row_bits(p, embedding_row_degree(ops), ops.degree_population())
-             : RowBits::uniform(policy.bits(p));
+RowBits embedding_row_bits(const Quantizer& q, const GraphOperators& ops) {
+  return q.needs_degrees() ? q.row_bits(embedding_row_degree(ops), ops.degree_population())
+                           : q.row_bits({});
 }
 
 // Row grouping of an attention point over the edges of g; the per-edge in-degree table
 // ([E'] int64) is built only when TAQ needs it.
 // population: attention_degree_population() of the graph (undefined: the rows' own).
-RowBits attention_row_bits(const BitPolicy& policy, const QuantPoint& p,
-                           const at::Tensor& row_indptr, const at::Tensor& population) {
-  return policy.buckets(p.role) ? policy.row_bits(p, attention_row_degree(row_indptr), population)
-                                : RowBits::uniform(policy.bits(p));
-}
-
-// The options a policy gives the points of a role, for tensor x (column scales are
-// measured on x itself).
-QuantOptions point_options(const BitPolicy& policy, const QuantPoint& p, const at::Tensor& x) {
-  QuantOptions o;
-  o.rounding = policy.rounding(p);
-  if (policy.column_scales(p)) o.column_scale = column_scales(x.detach());
-  return o;
+RowBits attention_row_bits(const Quantizer& q, const at::Tensor& row_indptr,
+                           const at::Tensor& population) {
+  return q.needs_degrees() ? q.row_bits(attention_row_degree(row_indptr), population)
+                           : q.row_bits({});
 }
 
 // Rows of the input as the statistics read them: dense rows, or CSR rows whose missing
@@ -86,40 +75,7 @@ struct InputRows {
   }
 };
 
-bool all_rows_one_group(const RowBits& rb) {
-  return !rb.row_group.defined() || rb.num_groups() == 1;
-}
-
-// Bytes of one row's codes at `bits`.
-int64_t row_code_bytes(int64_t cols, int bits) { return (cols * bits + 7) / 8; }
-
 }  // namespace
-
-PackedSize packed_size(int64_t rows, int64_t cols, const RowBits& rb, Granularity gran) {
-  PackedSize s;
-  const int64_t groups = rb.num_groups();
-  std::vector<int64_t> group_rows(groups, 0);
-  if (all_rows_one_group(rb)) {
-    group_rows[0] = rows;
-  } else {
-    auto counts = at::bincount(rb.row_group.to(at::kLong), {}, groups);
-    for (int64_t g = 0; g < groups; ++g) group_rows[g] = counts[g].item<int64_t>();
-  }
-  bool any_params = false;
-  for (int64_t g = 0; g < groups; ++g) {
-    s.code_bytes += group_rows[g] * row_code_bytes(cols, rb.group_bits[g]);
-    any_params = any_params || rb.group_bits[g] <= 8;
-  }
-  s.bytes = s.code_bytes;
-  if (rb.row_group.defined() && groups > 1) {
-    s.bytes += 8 * (rows + 1) + rows + groups;  // row offsets, row groups, group bits
-  }
-  if (any_params) {
-    const int64_t param_sets = gran == Granularity::kRow ? rows : groups;
-    s.bytes += 8 * param_sets;  // float32 scale + lo
-  }
-  return s;
-}
 
 struct InputCodeStats::State {
   // Whole features (constructor): the values, for per-tensor and per-bucket ranges.
@@ -323,32 +279,29 @@ FakeQuantHook::FakeQuantHook(BitPolicy policy) : policy_(std::move(policy)) {}
 
 NodeFeatures FakeQuantHook::embedding(int64_t layer, const NodeFeatures& h,
                                       const GraphOperators& ops) {
-  const QuantPoint p{layer, QuantRole::kEmbedding};
-  if (policy_.bits(p) == 32) return h;
+  const Quantizer q = policy_.quantizer({layer, QuantRole::kEmbedding});
+  if (!q.spec().quantized()) return h;
   const at::Tensor& storage = h.is_sparse() ? h.sparse().weights() : h.dense();
   const bool constant = storage.defined() && !storage.requires_grad();
   if (constant) {
     auto it = cache_.find(layer);
     if (it != cache_.end() && it->second.source.is_same(storage)) return it->second.value;
   }
-  const RowBits rb = embedding_row_bits(policy_, p, ops);
   const at::Tensor x = h.to_dense();
-  at::Tensor q = fake_quantize(x, rb, policy_.granularity(QuantRole::kEmbedding),
-                               point_options(policy_, p, x));
-  NodeFeatures out = h.is_sparse() ? NodeFeatures::from_dense(q, 1.0) : NodeFeatures(q);
+  const at::Tensor xq = q.fake_quantize(x, embedding_row_bits(q, ops));
+  NodeFeatures out = h.is_sparse() ? NodeFeatures::from_dense(xq, 1.0) : NodeFeatures(xq);
   if (constant) cache_[layer] = Cached{storage, out};
   return out;
 }
 
 at::Tensor FakeQuantHook::attention(int64_t layer, const at::Tensor& alpha, const CsrGraph& g) {
-  const QuantPoint p{layer, QuantRole::kAttention};
-  if (policy_.bits(p) == 32) return alpha;
-  const RowBits rb = attention_row_bits(policy_, p, g.indptr(), attention_population_);
+  const Quantizer q = policy_.quantizer({layer, QuantRole::kAttention});
+  if (!q.spec().quantized()) return alpha;
   const bool flat = alpha.dim() == 1;
-  at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
-  at::Tensor q = fake_quantize(a2, rb, policy_.granularity(QuantRole::kAttention),
-                               point_options(policy_, p, a2));
-  return flat ? q.squeeze(1) : q;
+  const at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
+  const at::Tensor aq =
+      q.fake_quantize(a2, attention_row_bits(q, g.indptr(), attention_population_));
+  return flat ? aq.squeeze(1) : aq;
 }
 
 namespace {
@@ -356,8 +309,18 @@ namespace {
 // What a hook keeps from begin_forward: the population attention TAQ quantiles are taken
 // over (undefined without attention TAQ or on a full graph).
 at::Tensor attention_population_for(const BitPolicy& policy, const GraphOperators& ops) {
-  return policy.buckets(QuantRole::kAttention) ? attention_degree_population(ops) : at::Tensor();
+  // Any attention point under TAQ needs it; the role's spec answers for layers without
+  // their own clause, and layer clauses are few.
+  for (const QuantPoint& p : policy.distinct_points()) {
+    if (p.role == QuantRole::kAttention && policy.quantizer(p).needs_degrees()) {
+      return attention_degree_population(ops);
+    }
+  }
+  return at::Tensor();
 }
+
+// What a point under packed inference holds at full precision: 4 bytes per value.
+int64_t fp32_bytes(int64_t rows, int64_t cols) { return 4 * rows * cols; }
 
 }  // namespace
 
@@ -375,39 +338,32 @@ NodeFeatures PackedInferenceHook::embedding(int64_t layer, const NodeFeatures& h
                                             const GraphOperators& ops) {
   const QuantPoint p{layer, QuantRole::kEmbedding};
   if (h.is_packed()) {
-    stored_[{layer, false}] = h.packed()->nbytes();
+    stored_[p] = h.packed()->nbytes();
     return h;
   }
-  if (policy_.bits(p) == 32) {
-    stored_[{layer, false}] = 4 * h.num_rows() * h.num_cols();
+  const Quantizer q = policy_.quantizer(p);
+  if (!q.spec().quantized()) {
+    stored_[p] = fp32_bytes(h.num_rows(), h.num_cols());
     return h;
   }
-  const RowBits rb = embedding_row_bits(policy_, p, ops);
-  // Hidden embeddings stay bitmaps: their stored bytes then follow from the shapes
-  // (memory_report); only the input's layout depends on its values (InputCodeStats).
-  const at::Tensor x = h.to_dense();
-  auto packed = std::make_shared<const PackedTensor>(
-      PackedTensor::pack(x, rb, policy_.granularity(QuantRole::kEmbedding),
-                         layer == 0 ? PackLayoutChoice::kAuto : PackLayoutChoice::kBitmap,
-                         point_options(policy_, p, x)));
-  stored_[{layer, false}] = packed->nbytes();
+  auto packed =
+      std::make_shared<const PackedTensor>(q.pack(h.to_dense(), embedding_row_bits(q, ops)));
+  stored_[p] = packed->nbytes();
   return NodeFeatures(packed);
 }
 
 at::Tensor PackedInferenceHook::attention(int64_t layer, const at::Tensor& alpha,
                                           const CsrGraph& g) {
   const QuantPoint p{layer, QuantRole::kAttention};
-  if (policy_.bits(p) == 32) {
-    stored_[{layer, true}] = 4 * alpha.numel();
+  const Quantizer q = policy_.quantizer(p);
+  if (!q.spec().quantized()) {
+    stored_[p] = 4 * alpha.numel();
     return alpha;
   }
-  const RowBits rb = attention_row_bits(policy_, p, g.indptr(), attention_population_);
   const bool flat = alpha.dim() == 1;
   const at::Tensor a2 = flat ? alpha.unsqueeze(1) : alpha;
-  const PackedTensor packed =
-      PackedTensor::pack(a2, rb, policy_.granularity(QuantRole::kAttention),
-                         PackLayoutChoice::kBitmap, point_options(policy_, p, a2));
-  stored_[{layer, true}] = packed.nbytes();
+  const PackedTensor packed = q.pack(a2, attention_row_bits(q, g.indptr(), attention_population_));
+  stored_[p] = packed.nbytes();
   at::Tensor out = packed.decode();
   return flat ? out.squeeze(1) : out;
 }
@@ -416,12 +372,14 @@ std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_embedding(
     int64_t layer, const GraphOperators& ops, int64_t cols, const std::vector<int64_t>& bounds,
     const std::function<void(int64_t block, float* out)>& produce) {
   const QuantPoint p{layer, QuantRole::kEmbedding};
-  if (policy_.bits(p) == 32 || policy_.column_scales(p)) return nullptr;
-  const RowBits rb = embedding_row_bits(policy_, p, ops);
-  auto packed = std::make_shared<const PackedTensor>(PackedTensor::pack_blocks(
-      ops.num_nodes(), cols, bounds, rb, policy_.granularity(QuantRole::kEmbedding),
-      policy_.rounding(p), produce));
-  stored_[{layer, false}] = packed->nbytes();
+  const Quantizer q = policy_.quantizer(p);
+  // Block by block is a bitmap without column scales; other specs take the whole matrix.
+  if (!q.spec().quantized() || q.spec().column_scales || q.spec().layout != LayoutRule::kBitmap) {
+    return nullptr;
+  }
+  auto packed = std::make_shared<const PackedTensor>(
+      q.pack_blocks(ops.num_nodes(), cols, bounds, embedding_row_bits(q, ops), produce));
+  stored_[p] = packed->nbytes();
   return packed;
 }
 
@@ -429,69 +387,60 @@ std::shared_ptr<const PackedTensor> PackedInferenceHook::pack_attention(
     int64_t layer, const at::Tensor& row_indptr, int64_t heads, const std::vector<int64_t>& bounds,
     const std::function<void(int64_t block, float* out)>& produce) {
   const QuantPoint p{layer, QuantRole::kAttention};
-  if (policy_.bits(p) == 32 || policy_.column_scales(p)) return nullptr;
-  const RowBits rb = attention_row_bits(policy_, p, row_indptr, attention_population_);
-  auto packed = std::make_shared<const PackedTensor>(PackedTensor::pack_blocks(
-      row_indptr[row_indptr.numel() - 1].item<int64_t>(), heads, bounds, rb,
-      policy_.granularity(QuantRole::kAttention), policy_.rounding(p), produce));
-  stored_[{layer, true}] = packed->nbytes();
+  const Quantizer q = policy_.quantizer(p);
+  if (!q.spec().quantized() || q.spec().column_scales || q.spec().layout != LayoutRule::kBitmap) {
+    return nullptr;
+  }
+  auto packed = std::make_shared<const PackedTensor>(
+      q.pack_blocks(row_indptr[row_indptr.numel() - 1].item<int64_t>(), heads, bounds,
+                    attention_row_bits(q, row_indptr, attention_population_), produce));
+  stored_[p] = packed->nbytes();
   return packed;
 }
 
 std::shared_ptr<const PackedTensor> pack_input(const NodeFeatures& x, const GraphOperators& ops,
                                                const BitPolicy& policy) {
-  const QuantPoint p{0, QuantRole::kEmbedding};
-  const RowBits rb = embedding_row_bits(policy, p, ops);
-  const at::Tensor d = x.to_dense();
-  return std::make_shared<const PackedTensor>(
-      PackedTensor::pack(d, rb, policy.granularity(QuantRole::kEmbedding), PackLayoutChoice::kAuto,
-                         point_options(policy, p, d)));
+  const Quantizer q = policy.quantizer({0, QuantRole::kEmbedding});
+  return std::make_shared<const PackedTensor>(q.pack(x.to_dense(), embedding_row_bits(q, ops)));
 }
 
 MemoryReport memory_report(const std::vector<QuantPointInfo>& points, const GraphOperators& ops,
                            const BitPolicy& policy, const InputCodeStats* input) {
   MemoryReport r;
   for (const QuantPointInfo& info : points) {
-    const QuantRole role = info.attention ? QuantRole::kAttention : QuantRole::kEmbedding;
-    const QuantPoint p{info.layer, role};
+    const QuantPoint& p = info.point;
+    const bool attention = p.role == QuantRole::kAttention;
+    const Quantizer q = policy.quantizer(p);
     // attention_row_bits builds the per-edge degree table only under TAQ.
-    const RowBits rb = info.attention ? attention_row_bits(policy, p, ops.self_loops_indptr(),
-                                                           attention_degree_population(ops))
-                                      : embedding_row_bits(policy, p, ops);
+    const RowBits rb =
+        attention ? attention_row_bits(q, ops.self_loops_indptr(), attention_degree_population(ops))
+                  : embedding_row_bits(q, ops);
     PointMemory m;
-    m.point = info;
-    m.bits = policy.bits(p);
+    m.info = info;
+    m.bits = q.spec().bits;
     m.values = info.rows * info.cols;
-    m.fp32_bytes = 4 * m.values;
-    const Granularity gran = policy.granularity(role);
-    PackedSize s = packed_size(info.rows, info.cols, rb, gran);
-    const bool cols =
-        policy.column_scales(p) &&
-        std::any_of(rb.group_bits.begin(), rb.group_bits.end(), [](int b) { return b <= 8; });
-    if (cols) s.bytes += 4 * info.cols;  // the column scales (float32 [F])
-    m.dense_bytes = s.bytes;
-    m.dense_code_bytes = s.code_bytes;
-    m.stored_bytes = s.bytes;
-    m.stored_code_bytes = s.code_bytes;
-    const bool one_bit =
-        std::all_of(rb.group_bits.begin(), rb.group_bits.end(), [](int b) { return b == 1; });
-    if (input != nullptr && info.layer == 0 && !info.attention) {
+    m.fp32_bytes = fp32_bytes(info.rows, info.cols);
+    const PackedSize dense = q.packed_size(info.rows, info.cols, rb);
+    PackedSize stored = dense;
+    const bool input_point = p.layer == 0 && p.role == QuantRole::kEmbedding;
+    if (input != nullptr && input_point) {
       TORCH_CHECK(input->num_rows() == info.rows && input->num_cols() == info.cols,
                   "memory_report: input statistics are for [", input->num_rows(), ", ",
                   input->num_cols(), "] features, the model's input point is [", info.rows, ", ",
                   info.cols, "]");
-      const bool several_groups = rb.row_group.defined() && rb.num_groups() > 1;
-      const int64_t ones = one_bit ? input->ones(rb, gran, policy.rounding(p), cols) : 0;
-      if (one_bit &&
-          index_list_is_smaller(info.rows, info.cols, ones, s.code_bytes, several_groups)) {
-        // The layout PackedTensor::pack chooses; its offsets replace the bitmap's.
-        const int64_t index = index_list_code_bytes(info.rows, info.cols, ones);
-        m.layout = PackedLayout::kIndexList;
-        m.stored_bytes =
-            s.bytes - s.code_bytes - (several_groups ? 8 * (info.rows + 1) : 0) + index;
-        m.stored_code_bytes = index;
+      const bool one_bit =
+          std::all_of(rb.group_bits.begin(), rb.group_bits.end(), [](int b) { return b == 1; });
+      if (one_bit && q.spec().layout != LayoutRule::kBitmap) {
+        const QuantSpec& s = q.spec();
+        const int64_t ones = input->ones(rb, s.granularity, s.rounding, s.column_scales);
+        stored = q.packed_size(info.rows, info.cols, rb, ones);  // the layout pack() chooses
       }
     }
+    m.dense_bytes = dense.bytes;
+    m.dense_code_bytes = dense.code_bytes;
+    m.layout = stored.layout;
+    m.stored_bytes = stored.bytes;
+    m.stored_code_bytes = stored.code_bytes;
     r.values += m.values;
     r.fp32_bytes += m.fp32_bytes;
     r.dense_bytes += m.dense_bytes;

@@ -47,18 +47,17 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
     const BitPolicy& widest = r.points[0].result.policy;
     EXPECT_FALSE(search_space(model, data.ops, &data.x).input_max_bits < 8);
     for (const QuantPointInfo& q : model.quant_points(data.ops)) {
-      EXPECT_EQ(widest.bits({q.layer, q.attention ? QuantRole::kAttention : QuantRole::kEmbedding}),
-                q.attention ? 16 : 8)
-          << "layer " << q.layer;
+      EXPECT_EQ(widest.bits(q.point), q.point.role == QuantRole::kAttention ? 16 : 8)
+          << "layer " << q.point.layer;
     }
     std::set<std::string> policies;
     bool nonzero = false, cols = false;
     for (const auto& pt : r.points) {
       EXPECT_TRUE(policies.insert(pt.result.policy.to_string()).second) << "repeated policy";
       EXPECT_EQ(pt.from_model, !random && pt.round > 0);
-      nonzero =
-          nonzero || pt.result.policy.rounding({0, QuantRole::kEmbedding}) == Rounding::kNonzero;
-      cols = cols || pt.result.policy.column_scales({0, QuantRole::kEmbedding});
+      nonzero = nonzero ||
+                pt.result.policy.spec({0, QuantRole::kEmbedding}).rounding == Rounding::kNonzero;
+      cols = cols || pt.result.policy.spec({0, QuantRole::kEmbedding}).column_scales;
     }
     // ... nor one quantization under two names: under TAQ a row's bits are min(layer bits,
     // bucket cap), so the effective bits of every point (with granularity, rounding and
@@ -69,28 +68,27 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
       const BitPolicy& pol = pt.result.policy;
       std::ostringstream key;
       for (const QuantPointInfo& q : model.quant_points(data.ops)) {
-        if (q.attention) {
-          key << "att" << pol.bits({q.layer, QuantRole::kAttention}) << ';';
+        if (q.point.role == QuantRole::kAttention) {
+          key << "att" << pol.bits(q.point) << ';';
           continue;
         }
         std::set<int> widths;
-        for (int b : pol.row_bits({q.layer, QuantRole::kEmbedding}, degree).group_bits)
-          widths.insert(b);
+        for (int b : pol.row_bits(q.point, degree).group_bits) widths.insert(b);
         key << "emb";
         for (int b : widths) key << b << ',';
         key << ';';
       }
-      key << static_cast<int>(pol.granularity(QuantRole::kEmbedding))
-          << static_cast<int>(pol.rounding({0, QuantRole::kEmbedding}))
-          << pol.column_scales({0, QuantRole::kEmbedding});
+      key << static_cast<int>(pol.spec({0, QuantRole::kEmbedding}).granularity)
+          << static_cast<int>(pol.spec({0, QuantRole::kEmbedding}).rounding)
+          << pol.spec({0, QuantRole::kEmbedding}).column_scales;
       EXPECT_TRUE(effective.insert(key.str()).second) << "same quantization: " << pol.to_string();
       // The one form: no layer above the highest cap, and TAQ only where a layer exceeds
       // the lowest one.
-      if (const auto taq = pol.buckets(QuantRole::kEmbedding)) {
+      if (const auto taq = pol.spec({0, QuantRole::kEmbedding}).buckets) {
         bool capped = false;
         for (const QuantPointInfo& q : model.quant_points(data.ops)) {
-          if (q.attention) continue;
-          const int b = pol.bits({q.layer, QuantRole::kEmbedding});
+          if (q.point.role == QuantRole::kAttention) continue;
+          const int b = pol.bits(q.point);
           EXPECT_LE(b, taq->bits.front()) << pol.to_string();
           capped = capped || b > taq->bits.back();
         }
@@ -102,11 +100,11 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
     EXPECT_TRUE(nonzero);
     EXPECT_TRUE(cols);
     for (const auto& pt : r.points) {
-      EXPECT_EQ(pt.result.policy.rounding({1, QuantRole::kEmbedding}), Rounding::kNearest);
-      EXPECT_FALSE(pt.result.policy.column_scales({1, QuantRole::kEmbedding}));
+      EXPECT_EQ(pt.result.policy.spec({1, QuantRole::kEmbedding}).rounding, Rounding::kNearest);
+      EXPECT_FALSE(pt.result.policy.spec({1, QuantRole::kEmbedding}).column_scales);
     }
-    EXPECT_EQ(widest.rounding({0, QuantRole::kEmbedding}), Rounding::kNearest);
-    EXPECT_FALSE(widest.column_scales({0, QuantRole::kEmbedding}));
+    EXPECT_EQ(widest.spec({0, QuantRole::kEmbedding}).rounding, Rounding::kNearest);
+    EXPECT_FALSE(widest.spec({0, QuantRole::kEmbedding}).column_scales);
     EXPECT_EQ(r.cost_model_ms.size(), random ? 0u : 2u);
     ASSERT_GE(r.best, 0);
     // Within budget means clearing the floor by the paired noise margin (the search ranks

@@ -52,6 +52,13 @@ expect_error "degree-quant without qat" 2 "--degree-quant needs --qat int8|int4"
   train --dataset "$TINY" --model gcn --degree-quant --epochs 1
 expect_error "observer without qat" 2 "--observer needs --qat int8|int4" -- \
   train --dataset "$TINY" --model gcn --observer percentile --epochs 1
+expect_error "qat policy without qat" 2 "--qat-policy needs --qat int8|int4" -- \
+  train --dataset "$TINY" --model gcn --qat-policy bits=8 --epochs 1
+expect_error "bad qat policy" 2 "--qat-policy is not a valid policy" "unknown range rule 'often'" -- \
+  train --dataset "$TINY" --model gcn --qat int8 --qat-policy "bits=8;range=often" --epochs 1
+expect_error "qat policy the integer kernels cannot compute" 1 \
+  "symmetric codes, not affine" -- \
+  train --dataset "$TINY" --model gcn --qat int8 --qat-policy "bits=8;lin.scheme=affine" --epochs 1
 expect_error "pmin above pmax" 2 "--dq-pmin must not exceed --dq-pmax, got 0.5 > 0.2" -- \
   train --dataset "$TINY" --model gcn --qat int8 --dq-pmin 0.5 --dq-pmax 0.2
 expect_error "two outputs on one path" 2 "--save and --json name the same file" -- \

@@ -49,24 +49,24 @@ TEST(BitPolicy, CanonicalTextRoundTrips) {
 
 TEST(BitPolicy, RoundingAndColumnScalesPerComponent) {
   const BitPolicy d = BitPolicy::parse("emb=2");
-  EXPECT_EQ(d.rounding(kEmb0), Rounding::kNearest);  // SGQuant's default
-  EXPECT_FALSE(d.column_scales(kEmb0));
+  EXPECT_EQ(d.spec(kEmb0).rounding, Rounding::kNearest);  // SGQuant's default
+  EXPECT_FALSE(d.spec(kEmb0).column_scales);
   const BitPolicy p = BitPolicy::parse("emb=2;round=nonzero;att.round=nearest;emb.cols=on");
-  EXPECT_EQ(p.rounding(kEmb1), Rounding::kNonzero);
-  EXPECT_EQ(p.rounding(kAtt0), Rounding::kNearest);
-  EXPECT_TRUE(p.column_scales(kEmb1));
-  EXPECT_FALSE(p.column_scales(kAtt0));
+  EXPECT_EQ(p.spec(kEmb1).rounding, Rounding::kNonzero);
+  EXPECT_EQ(p.spec(kAtt0).rounding, Rounding::kNearest);
+  EXPECT_TRUE(p.spec(kEmb1).column_scales);
+  EXPECT_FALSE(p.spec(kAtt0).column_scales);
   EXPECT_EQ(p.to_string(), "emb=2;emb.round=nonzero;emb.cols=on");
   // Layer overrides: the input only.
   const BitPolicy l = BitPolicy::parse("emb=2;layer0.emb.round=nonzero;layer0.emb.cols=on");
-  EXPECT_EQ(l.rounding(kEmb0), Rounding::kNonzero);
-  EXPECT_EQ(l.rounding(kEmb1), Rounding::kNearest);
-  EXPECT_TRUE(l.column_scales(kEmb0));
-  EXPECT_FALSE(l.column_scales(kEmb1));
+  EXPECT_EQ(l.spec(kEmb0).rounding, Rounding::kNonzero);
+  EXPECT_EQ(l.spec(kEmb1).rounding, Rounding::kNearest);
+  EXPECT_TRUE(l.spec(kEmb0).column_scales);
+  EXPECT_FALSE(l.spec(kEmb1).column_scales);
   EXPECT_EQ(l.to_string(), "emb=2;layer0.emb.round=nonzero;layer0.emb.cols=on");
   const BitPolicy o = BitPolicy::parse("emb=2;emb.cols=on;layer1.emb.cols=off");
-  EXPECT_TRUE(o.column_scales(kEmb0));
-  EXPECT_FALSE(o.column_scales(kEmb1));
+  EXPECT_TRUE(o.spec(kEmb0).column_scales);
+  EXPECT_FALSE(o.spec(kEmb1).column_scales);
   EXPECT_TRUE(BitPolicy::parse(o.to_string()) == o);
   EXPECT_EQ(BitPolicy::parse("emb=2;emb.cols=on;layer1.emb.cols=on").to_string(),
             "emb=2;emb.cols=on");  // an override equal to its role's prints nothing
@@ -125,14 +125,14 @@ TEST(BitPolicy, ErrorsNameTheClause) {
       EXPECT_NE(msg.find(spec), std::string::npos) << msg;
     }
   };
-  expect_error("emb=9", "bits must be 1-8, 16 or 32, got 9");
+  expect_error("emb=9", "bits must be 1-8, half (16) or 32, got 9");
   expect_error("emb=x", "expected bits");
   expect_error("foo=3", "unknown key 'foo'");
   expect_error("emb", "expected key=value");
   expect_error("taq=4@<=8,3@<=2,2", "bounds must increase");
   // 2^32 + 4 once truncated to int and was accepted as 4 bits.
-  expect_error("emb=4294967300", "bits must be 1-8, 16 or 32, got 4294967300");
-  expect_error("taq=4294967298@<=2,4", "bits must be 1-8, 16 or 32, got 4294967298");
+  expect_error("emb=4294967300", "bits must be 1-8, half (16) or 32, got 4294967300");
+  expect_error("taq=4294967298@<=2,4", "bits must be 1-8, half (16) or 32, got 4294967298");
 }
 
 TEST(BitPolicy, AcceptsBoundedTaqWithOpenLastBucket) {

@@ -339,26 +339,56 @@ TEST(IntegerModel, RejectsModelsWithoutIntegerKernelsOrMixedBits) {
 namespace qgnn {
 namespace {
 
-TEST(QatConfigCheck, StorageOptionsAreRefusedNotIgnored) {
-  EXPECT_FALSE(BitPolicy::parse("bits=4;att=8").has_storage_options());
-  EXPECT_FALSE(BitPolicy::parse("emb=8;layer1.emb=4").has_storage_options());
-  for (const char* spec :
-       {"bits=8;taq=8,4", "bits=8;emb.taq=8@<=2,4", "bits=8;gran=tensor",
-        "bits=8;emb.round=nonzero", "bits=8;emb.cols=on", "bits=8;layer0.emb.round=nonzero"}) {
-    EXPECT_TRUE(BitPolicy::parse(spec).has_storage_options()) << spec;
+TEST(QatConfigCheck, SpecsTheIntegerKernelsCannotComputeAreRefusedNotIgnored) {
+  // Accepted: widths, and axes equal to what the kernels compute.
+  for (const char* spec : {"bits=4;att=8", "emb=8;layer1.emb=4", "bits=8;gran=tensor",
+                           "bits=8;agg.range=percentile", "bits=8;w.range=minmax"}) {
+    QatConfig c = QatConfig::preset("int8");
+    c.policy = BitPolicy::parse(spec);
+    EXPECT_NO_THROW(QatHook{c}) << spec;
+  }
+  for (const auto& [spec, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"bits=8;taq=8,4", "SGQuant storage options"},
+           {"bits=8;emb.taq=8@<=2,4", "SGQuant storage options"},
+           {"bits=8;emb.round=nonzero", "SGQuant storage options"},
+           {"bits=8;emb.cols=on", "SGQuant storage options"},
+           {"bits=8;layer0.emb.round=nonzero", "at layer0.emb"},
+           {"bits=8;emb.layout=auto", "SGQuant storage options"},
+           {"bits=8;emb.gran=row", "granularity must be tensor, got row"},
+           {"bits=8;scheme=affine", "symmetric codes, not affine"},
+           {"bits=8;layer1.lin.scheme=affine", "at layer1.lin"},
+           {"bits=8;w.range=percentile", "range minmax"},
+           {"bits=8;emb=half", "half precision has no integer form"}}) {
     QatConfig c = QatConfig::preset("int8");
     c.policy = BitPolicy::parse(spec);
     try {
       QatHook hook(c);
       ADD_FAILURE() << spec << " was accepted";
     } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("SGQuant storage options"), std::string::npos) << spec;
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << spec << ": " << e.what();
     }
     // A saved state carrying such a policy is refused the same way.
     QatHook ok(QatConfig::preset("int8"));
     const std::string state = "{\"ranges\": [], \"config\": " + c.to_json() + "}";
     EXPECT_THROW(ok.load_state(state), c10::Error) << spec;
   }
+}
+
+// A range clause overrides the config's observer at its points: the percentile range of
+// a tensor with one outlier is narrower than its min-max range.
+TEST(QatConfigCheck, RangeClauseChoosesTheObserverPerPoint) {
+  torch::manual_seed(0);
+  QatConfig c = QatConfig::preset("int8");
+  c.policy = BitPolicy::parse("bits=8;agg.range=percentile");
+  c.percentile = 99.0;
+  QatHook hook(c);
+  hook.begin_forward(GraphOperators(testing::random_graph(10, 2.0, 1)), /*training=*/true);
+  at::Tensor h = torch::randn({100, 50});
+  h[0][0] = 1000.0f;
+  hook.activation(0, QuantRole::kLinear, h);
+  hook.activation(0, QuantRole::kAggregate, h);
+  EXPECT_FLOAT_EQ(hook.ranges().at({0, QuantRole::kLinear}).hi, 1000.0f);  // momentum: extremes
+  EXPECT_LT(hook.ranges().at({0, QuantRole::kAggregate}).hi, 10.0f);       // percentile
 }
 
 }  // namespace

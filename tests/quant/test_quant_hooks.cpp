@@ -55,10 +55,10 @@ TEST(PackedInference, EqualsTheFakeQuantModelForEveryLayerType) {
       MemoryReport report = memory_report(model, ops, policy);
       ASSERT_EQ(report.points.size(), packed_hook->stored_bytes().size()) << name;
       for (const PointMemory& m : report.points) {
-        const auto key = std::make_pair(m.point.layer, m.point.attention);
-        ASSERT_TRUE(packed_hook->stored_bytes().count(key)) << name << " layer " << m.point.layer;
+        const QuantPoint& key = m.info.point;
+        ASSERT_TRUE(packed_hook->stored_bytes().count(key)) << name << " layer " << key.layer;
         EXPECT_EQ(packed_hook->stored_bytes().at(key), m.stored_bytes)
-            << name << " layer " << m.point.layer << (m.point.attention ? " att" : " emb");
+            << name << " layer " << key.layer << " " << to_string(key.role);
       }
       // Quantization changes the output (the test is not vacuous).
       model.set_quant_hook(nullptr);
@@ -151,12 +151,13 @@ TEST(PackedInference, NoLayerHoldsAWholeFloatInputOrAttentionTensor) {
     torch::NoGradGuard ng;
     std::vector<int64_t> width, heads;  // per embedding point: F_l, and H_l of attention
     for (const QuantPointInfo& q : model.quant_points(ops)) {
-      if (q.attention) {
-        heads.resize(static_cast<size_t>(q.layer) + 1, 0);
-        heads[q.layer] = q.cols;
+      const int64_t l = q.point.layer;
+      if (q.point.role == QuantRole::kAttention) {
+        heads.resize(static_cast<size_t>(l) + 1, 0);
+        heads[l] = q.cols;
       } else {
-        width.resize(static_cast<size_t>(q.layer) + 1, 0);
-        width[q.layer] = q.cols;
+        width.resize(static_cast<size_t>(l) + 1, 0);
+        width[l] = q.cols;
       }
     }
     auto limit = [&](int64_t layer) {
@@ -234,7 +235,7 @@ TEST(PackedInference, HiddenOutputIsPackedAsItIsProduced) {
         counter.limit = std::numeric_limits<size_t>::max();
         EXPECT_EQ(counter.count.load(), 1) << "largest " << counter.largest.load();
       }
-      EXPECT_TRUE(hook->stored_bytes().count({1, false}));
+      EXPECT_TRUE(hook->stored_bytes().count(QuantPoint{1, QuantRole::kEmbedding}));
       // Packed X W and the fake model's dense X W round differently (1e-7), which can move
       // an attention or hidden value across a code boundary (about 2e-3 here); a wrong
       // edge order or self loop would move logits by O(1).
@@ -259,11 +260,10 @@ TEST(PackedSize, EqualsPackedTensorBytes) {
          {"emb=1", "emb=3", "emb=8", "emb=16", "emb=32", "emb=5;taq=6@<=3,2",
           "emb=8;emb.taq=4,3,2;emb.gran=tensor", "emb=8;taq=16@<=2,4;gran=bucket"}) {
       BitPolicy policy = BitPolicy::parse(spec);
-      const QuantPoint p{0, QuantRole::kEmbedding};
-      RowBits rb = policy.row_bits(p, deg);
-      const Granularity gran = policy.granularity(QuantRole::kEmbedding);
-      PackedTensor packed = PackedTensor::pack(x, rb, gran);
-      PackedSize size = packed_size(40, cols, rb, gran);
+      const Quantizer q = policy.quantizer({0, QuantRole::kEmbedding});
+      RowBits rb = q.row_bits(deg);
+      PackedTensor packed = q.pack(x, rb);
+      PackedSize size = q.packed_size(40, cols, rb);
       EXPECT_EQ(size.bytes, packed.nbytes()) << spec << " F=" << cols;
       EXPECT_EQ(size.code_bytes, packed.code_bytes()) << spec << " F=" << cols;
     }
@@ -383,7 +383,7 @@ TEST(InputCodeStats, OnesEqualThePackedCodesEveryGranularityAndGrouping) {
           "emb=1;emb.taq=4,3,2;emb.gran=bucket"}) {
       const BitPolicy policy = BitPolicy::parse(spec);
       const RowBits rb = policy.row_bits({0, QuantRole::kEmbedding}, deg);
-      const Granularity gran = policy.granularity(QuantRole::kEmbedding);
+      const Granularity gran = policy.spec({0, QuantRole::kEmbedding}).granularity;
       // Reference: the codes the packer stores (as a bitmap).
       const int64_t expect = PackedTensor::pack(x, rb, gran, PackLayoutChoice::kBitmap)
                                  .codes_as_int()
@@ -458,12 +458,12 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
         ASSERT_EQ(report.points.size(), hook->stored_bytes().size());
         for (size_t i = 0; i < report.points.size(); ++i) {
           const PointMemory& m = report.points[i];
-          const auto key = std::make_pair(m.point.layer, m.point.attention);
-          ASSERT_TRUE(hook->stored_bytes().count(key)) << "layer " << m.point.layer;
-          EXPECT_EQ(hook->stored_bytes().at(key), m.stored_bytes) << "layer " << m.point.layer;
+          const QuantPoint& key = m.info.point;
+          ASSERT_TRUE(hook->stored_bytes().count(key)) << "layer " << key.layer;
+          EXPECT_EQ(hook->stored_bytes().at(key), m.stored_bytes) << "layer " << key.layer;
           EXPECT_EQ(m.dense_bytes, bitmap.points[i].stored_bytes);
           EXPECT_EQ(m.dense_code_bytes, bitmap.points[i].stored_code_bytes);
-          if (m.point.layer != 0 || m.point.attention) {
+          if (key != QuantPoint{0, QuantRole::kEmbedding}) {
             EXPECT_EQ(m.layout, PackedLayout::kBitmap);
             EXPECT_EQ(m.stored_bytes, m.dense_bytes);
             continue;
@@ -472,10 +472,11 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
           const RowBits rb = policy.row_bits({0, QuantRole::kEmbedding}, embedding_row_degree(ops));
           QuantOptions opt;
           const QuantPoint p0{0, QuantRole::kEmbedding};
-          opt.rounding = policy.rounding(p0);
-          if (policy.column_scales(p0)) opt.column_scale = column_scales(xd);
-          const PackedTensor packed = PackedTensor::pack(
-              xd, rb, policy.granularity(QuantRole::kEmbedding), PackLayoutChoice::kAuto, opt);
+          const QuantSpec s0 = policy.spec(p0);
+          opt.rounding = s0.rounding;
+          if (s0.column_scales) opt.column_scale = column_scales(xd);
+          const PackedTensor packed =
+              PackedTensor::pack(xd, rb, s0.granularity, PackLayoutChoice::kAuto, opt);
           EXPECT_EQ(m.stored_bytes, packed.nbytes());
           EXPECT_EQ(m.stored_code_bytes, packed.code_bytes());
           EXPECT_EQ(m.layout, packed.layout());

@@ -30,6 +30,9 @@ struct TrainConfig {
   double lr = 0;
   // Quantization-aware training: "" (off), "int8" or "int4" (QatConfig::preset).
   std::string qat;
+  // With qat: a policy replacing the preset's, in BitPolicy's grammar resolved for
+  // QuantTarget::kInteger (e.g. "bits=4;w=8;agg.range=percentile"); "" keeps the preset.
+  std::string qat_policy;
   bool degree_quant = false;  // protective masking by in-degree (needs qat)
   std::string observer;       // "": percentile with degree_quant (the paper's), else momentum
   double p_min = 0.0, p_max = 0.2;

@@ -26,11 +26,24 @@
 // Integer QAT (Degree-Quant, quant/qat.h) adds four components with the same clauses:
 //   w (weights, symmetric per output channel), lin (linear outputs = messages),
 //   agg (aggregated messages), hid (GIN's MLP hidden layer); e.g. "bits=4;w=8".
-//   TAQ and gran apply to emb and att only.
-// Bits are 1..8, 16 (half) or 32 (full precision, the default). round and cols apply to
-// every layer's point of their component. Clauses are separated by
-// ';', white space is ignored. to_string() prints the canonical form, which parses back
-// to an equal policy.
+// Distributed and mini-batch training add boundary (rows sent to other ranks) and
+// history (stored historical embeddings).
+// Widths are 1..8, half (IEEE binary16; "16" is read as half) or 32 (full precision,
+// the default).
+//
+// The other axes of the one quantizer (quant/quantizer.h) take the same scopes as the
+// storage options: the key alone (every role), <role>.<key>, layer<L>.<role>.<key>:
+//   scheme   affine|symmetric            (default: affine for SGQuant storage, symmetric
+//                                          for QAT, which the integer kernels compute)
+//   range    minmax|momentum|percentile  (default: minmax for storage and weights,
+//                                          QatConfig::observer for QAT activations)
+//   layout   auto|bitmap|index           (default: auto for the input, bitmap elsewhere)
+//   gran, round, cols, taq as above (gran, round, cols alone apply to emb and att, as
+//   they always have; layer<L>.<role>.gran / .taq override one point).
+// BitPolicy::spec() resolves a point's QuantSpec: its layer's clause, else its role's,
+// else the policy-wide one, else the default of the role and target. Clauses are
+// separated by ';', white space is ignored. to_string() prints the canonical form, which
+// parses back to an equal policy.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -41,23 +54,14 @@
 
 #include "qgnn/quant/packed_tensor.h"
 #include "qgnn/quant/quant_hook.h"
+#include "qgnn/quant/quantizer.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {
 
-struct QuantPoint {
-  int64_t layer = 0;
-  QuantRole role = QuantRole::kEmbedding;
-};
-
-// In-degree buckets with their bit caps. upper[g] is the inclusive in-degree bound of
-// bucket g (the last bucket has none); empty upper with several bits = quantile buckets.
-struct DegreeBuckets {
-  std::vector<int64_t> upper;
-  std::vector<int> bits;
-  bool quantile() const { return upper.empty() && bits.size() > 1; }
-  bool operator==(const DegreeBuckets& o) const { return upper == o.upper && bits == o.bits; }
-};
+// What a point's spec is for: SGQuant's packed storage and fake quantization, or QAT and
+// its integer lowering; they differ in their defaults only (scheme, range, granularity).
+enum class QuantTarget { kStorage, kInteger };
 
 class QGNN_API BitPolicy {
  public:
@@ -66,30 +70,33 @@ class QGNN_API BitPolicy {
   // Parses a spec (grammar above); "" or "fp32" is full precision everywhere.
   // Throws c10::Error "bit policy '<spec>': <problem> in '<clause>'".
   static BitPolicy parse(const std::string& spec);
-  // Canonical text: bits, emb, att, emb.gran, att.gran, emb.round, att.round (when nonzero),
-  // emb.cols, att.cols (when on), taq, emb.taq, att.taq, then
-  // layer overrides by layer and role, then layer overrides of round and cols (those that
-  // differ from their role's). "fp32" when nothing is quantized.
+  // Canonical text: bits, role bits, role gran, role round (when nonzero), role cols (when
+  // on), taq, role taq, layer bits by layer and role, layer round and cols (those that
+  // differ from their role's), then scheme, range, layout (policy-wide, by role) and the
+  // layer clauses of gran, taq, scheme, range and layout that differ from their role's.
+  // Width 16 prints as "half". "fp32" when nothing is quantized.
   std::string to_string() const;
   bool operator==(const BitPolicy& o) const { return to_string() == o.to_string(); }
 
-  // Bits of a point before TAQ.
+  // Bits of a point before TAQ (16: half, 32: full precision).
   int bits(const QuantPoint& p) const;
-  // Bucket caps for a role (TAQ), or nullopt.
-  std::optional<DegreeBuckets> buckets(QuantRole role) const;
-  Granularity granularity(QuantRole role) const;
-  // Rounding and column scales of a point (layer override, else the role's).
-  Rounding rounding(const QuantPoint& p) const;
-  bool column_scales(const QuantPoint& p) const;
+  // The point's full specification for `target` (see the file comment), and the
+  // quantizer it determines. Throws c10::Error when the resolved spec is inconsistent.
+  QuantSpec spec(const QuantPoint& p, QuantTarget target = QuantTarget::kStorage) const;
+  Quantizer quantizer(const QuantPoint& p, QuantTarget target = QuantTarget::kStorage) const;
+  // The range rule written for a point (its layer's, role's or the policy-wide clause),
+  // or nullopt when the policy leaves it to the consumer's default.
+  std::optional<RangeRule> range(const QuantPoint& p) const;
   // True when every point is 32-bit.
   bool is_full_precision() const;
-  // True when the policy names a storage option beyond bits (taq, gran, round or cols,
-  // at any role or layer): what packed storage and fake quantization use and QAT,
-  // which quantizes symmetrically per tensor, cannot honour.
-  bool has_storage_options() const;
+  // Points named by a layer clause, and one point per role at a layer no clause names
+  // (layer -1): together they cover every distinct spec the policy can resolve to, so
+  // that a consumer can check them all up front.
+  std::vector<QuantPoint> distinct_points() const;
 
   // Row grouping and bits for a point whose rows are indexed by node (embeddings) or by
-  // edge (attention: each edge row takes its target node's bucket).
+  // edge (attention: each edge row takes its target node's bucket):
+  // quantizer(p).row_bits(row_degree, population).
   //   row_degree: [R] int64 in-degree of the node each row belongs to.
   //   population: int64 degrees whose quantiles place quantile buckets (a block of a
   //   larger graph passes the global graph's, GraphOperators::degree_population());
@@ -109,22 +116,29 @@ class QGNN_API BitPolicy {
   void set_layer_column_scales(int64_t layer, QuantRole role, bool on);
 
  private:
-  int default_bits_ = 32;
-  std::map<QuantRole, int> role_bits_;
-  std::map<std::pair<int64_t, QuantRole>, int> layer_bits_;
-  std::optional<DegreeBuckets> taq_all_;
-  std::map<QuantRole, DegreeBuckets> taq_role_;
-  std::map<QuantRole, Granularity> gran_;
-  std::map<QuantRole, Rounding> round_;
-  std::map<QuantRole, bool> cols_;
-  std::map<std::pair<int64_t, QuantRole>, Rounding> layer_round_;
-  std::map<std::pair<int64_t, QuantRole>, bool> layer_cols_;
+  // The clauses written at one scope; unset axes fall through to the wider scope.
+  struct Clauses {
+    std::optional<int> bits;
+    std::optional<QuantScheme> scheme;
+    std::optional<RangeRule> range;
+    std::optional<Granularity> gran;
+    std::optional<LayoutRule> layout;
+    std::optional<Rounding> round;
+    std::optional<bool> cols;
+    std::optional<DegreeBuckets> taq;
+  };
+  Clauses all_;
+  std::map<QuantRole, Clauses> role_;
+  std::map<std::pair<int64_t, QuantRole>, Clauses> layer_;
 
-  Rounding role_rounding(QuantRole role) const;
-  bool role_column_scales(QuantRole role) const;
+  // The most specific clause of an axis for a point (layer, role, policy-wide).
+  template <class T>
+  std::optional<T> resolve(const QuantPoint& p, std::optional<T> Clauses::*axis) const;
+  Clauses& layer_clauses(int64_t layer, QuantRole role);
 };
 
-// A role's name in policies ("emb", "att", "w", "lin", "agg", "hid") and back; parsing
+// A role's name in policies ("emb", "att", "w", "lin", "agg", "hid", "boundary",
+// "history") and back; parsing
 // throws c10::Error naming the bad value.
 QGNN_API std::string to_string(QuantRole role);
 QGNN_API QuantRole parse_quant_role(const std::string& name);

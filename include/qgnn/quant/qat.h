@@ -26,17 +26,22 @@
 
 #include "qgnn/quant/bit_policy.h"
 #include "qgnn/quant/quant_hook.h"
+#include "qgnn/quant/quantizer.h"
 #include "qgnn/util/export.h"
 
 namespace qgnn {
 
-enum class ObserverKind { kMomentum, kPercentile };
+// The range rule of QAT's activation observers (quant/quantizer.h's RangeRule; kMinMax
+// observes each batch alone and is not a QatConfig observer).
+using ObserverKind = RangeRule;
 // "momentum" or "percentile"; throws c10::Error naming the bad value.
 QGNN_API ObserverKind parse_observer(const std::string& s);
-QGNN_API std::string to_string(ObserverKind k);
 
 struct QGNN_API QatConfig {
-  BitPolicy policy;  // bits per point; "bits=8" is INT8 everywhere, "bits=4;w=8" etc.
+  // Bits per point, "bits=8" is INT8 everywhere, "bits=4;w=8" etc.; resolved with
+  // QuantTarget::kInteger (symmetric codes). A range clause (e.g. "agg.range=percentile")
+  // overrides `observer` at its points.
+  BitPolicy policy;
   ObserverKind observer = ObserverKind::kMomentum;
   double momentum = 0.1;       // weight of the newest batch statistic in the running range
   double percentile = 99.9;    // percentile observer: range [q_(100-p), q_p] of a sample
@@ -52,26 +57,6 @@ struct QGNN_API QatConfig {
   static QatConfig from_json(const std::string& text);
 };
 
-// The running range of one activation point.
-struct ObservedRange {
-  float lo = 0, hi = 0;
-  int64_t updates = 0;  // 0: never observed
-};
-
-// Largest code of b-bit symmetric quantization: 2^(b-1) - 1.
-inline int symmetric_qmax(int bits) { return (1 << (bits - 1)) - 1; }
-
-// Symmetric fake quantization with a straight-through gradient.
-//   x: float32, any shape. scale: 0-dim (per tensor) or [x.size(0)] (per row / output
-//   channel), float32, > 0. bits in 2..8.
-//   returns clamp(round_half_even(x / scale), -qmax, qmax) * scale; the gradient is
-//   dy where |x / scale| <= qmax + 1/2, else 0.
-QGNN_API at::Tensor fake_quantize_symmetric(const at::Tensor& x, const at::Tensor& scale, int bits);
-
-// Per-output-channel symmetric scale of a weight [out, in]: max_k |w_ck| / qmax (1 for
-// an all-zero row), as [out] float32.
-QGNN_API at::Tensor weight_scale(const at::Tensor& w, int bits);
-
 // Degree-Quant's protection probabilities: in_degree [N] int64 -> [N] float32 with
 // p_i = p_min + (p_max - p_min) * F(d_i), F(d) = #{j : d_j <= d} / M over the degrees
 // d_j of `population` ([M] int64: the global graph's in-degrees, for a block of it;
@@ -80,16 +65,13 @@ QGNN_API at::Tensor weight_scale(const at::Tensor& w, int bits);
 QGNN_API at::Tensor protective_mask_probabilities(const at::Tensor& in_degree, double p_min,
                                                   double p_max, const at::Tensor& population = {});
 
-// Observed (min, max) of x for a range observer step, without autograd: the exact
-// extremes (momentum observer) or the (100 - p)th / pth percentiles of `sample_size`
-// values drawn uniformly with replacement from libtorch's generator (all values when x
-// has at most sample_size). Returns {0, 0} for an empty x.
-QGNN_API std::pair<float, float> observe_range(const at::Tensor& x, ObserverKind kind,
-                                               double percentile, int64_t sample_size);
-
 // The QAT hook. In training mode it updates each activation point's range
-// (range = (1 - m) range + m batch, the first batch taken as is) and then fake-quantizes
-// with it; at evaluation it uses the stored ranges. Points at 32 bits pass through.
+// (RangeObserver: range = (1 - m) range + m batch, the first batch taken as is) and then
+// fake-quantizes with it; at evaluation it uses the stored ranges. Points at 32 bits pass
+// through. Every point is quantized by its Quantizer (config.policy.quantizer(p,
+// QuantTarget::kInteger)); the hook refuses a policy whose specs the integer kernels
+// cannot compute (affine codes, row or bucket ranges, TAQ, rounding or column options,
+// a range rule on weights).
 class QGNN_API QatHook : public QuantHook {
  public:
   explicit QatHook(QatConfig config);
@@ -104,8 +86,10 @@ class QGNN_API QatHook : public QuantHook {
 
   const QatConfig& config() const { return config_; }
   int bits(int64_t layer, QuantRole role) const { return config_.policy.bits({layer, role}); }
-  // Running ranges by (layer, role) of the activation points seen so far.
-  const std::map<std::pair<int64_t, QuantRole>, ObservedRange>& ranges() const { return ranges_; }
+  // The quantizer of a point (what the integer lowering encodes with).
+  Quantizer quantizer(const QuantPoint& p) const;
+  // Running ranges of the activation points seen so far.
+  const std::map<QuantPoint, ObservedRange>& ranges() const { return ranges_; }
   // Symmetric scale of an activation point at evaluation: max(|lo|, |hi|) / qmax.
   // Throws c10::Error if the point was never observed.
   float scale(int64_t layer, QuantRole role) const;
@@ -117,13 +101,14 @@ class QGNN_API QatHook : public QuantHook {
   const at::Tensor& protection_probabilities() const { return prob_; }
 
  private:
-  at::Tensor quantize_nodes(int64_t layer, QuantRole role, const at::Tensor& h);
+  at::Tensor quantize_nodes(const QuantPoint& p, const at::Tensor& h);
+  RangeObserver observer(const QuantPoint& p) const;
   QatConfig config_;
   bool training_ = false;
   at::Tensor mask_;
   uint64_t prob_key_ = 0;  // GraphOperators::id() the cached probabilities belong to
   at::Tensor prob_;
-  std::map<std::pair<int64_t, QuantRole>, ObservedRange> ranges_;
+  std::map<QuantPoint, ObservedRange> ranges_;
 };
 
 }  // namespace qgnn

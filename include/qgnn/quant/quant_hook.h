@@ -27,14 +27,35 @@ class PackedTensor;
 //   kLinear     a layer's linear output X W, the messages (QAT)
 //   kAggregate  the aggregated messages (QAT)
 //   kHidden     the hidden layer of GIN's MLP (QAT)
-enum class QuantRole { kEmbedding, kAttention, kWeight, kLinear, kAggregate, kHidden };
+//   kBoundary   rows of a layer's input sent to other ranks (distributed training)
+//   kHistory    a layer's stored historical embeddings (mini-batch training, GAS)
+enum class QuantRole {
+  kEmbedding,
+  kAttention,
+  kWeight,
+  kLinear,
+  kAggregate,
+  kHidden,
+  kBoundary,
+  kHistory
+};
 
-// One quantization point of a model on a given graph: its role, layer and shape.
-struct QuantPointInfo {
+// The one name of a quantization point: a role at a (0-based) layer.
+struct QuantPoint {
   int64_t layer = 0;
-  bool attention = false;  // false: input embedding h^k; true: attention alpha^k
-  int64_t rows = 0;        // N for embeddings, E' (edges attended over) for attention
-  int64_t cols = 0;        // F_k for embeddings, heads for attention
+  QuantRole role = QuantRole::kEmbedding;
+  bool operator==(const QuantPoint& o) const { return layer == o.layer && role == o.role; }
+  bool operator!=(const QuantPoint& o) const { return !(*this == o); }
+  bool operator<(const QuantPoint& o) const {
+    return layer != o.layer ? layer < o.layer : role < o.role;
+  }
+};
+
+// A quantization point of a model on a given graph with the shape of its tensor.
+struct QuantPointInfo {
+  QuantPoint point;
+  int64_t rows = 0;  // N for embeddings, E' (edges attended over) for attention
+  int64_t cols = 0;  // F_k for embeddings, heads for attention
 };
 
 class QGNN_API QuantHook {

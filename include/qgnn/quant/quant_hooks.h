@@ -1,5 +1,7 @@
 #pragma once
-// Quantization hooks driven by a BitPolicy, and the memory accounting of DESIGN.md.
+// Quantization hooks driven by a BitPolicy, and the memory accounting of DESIGN.md. Every
+// point is quantized, packed and sized by the Quantizer its spec determines
+// (BitPolicy::quantizer, quant/quantizer.h); these hooks only find the rows' degrees.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -15,14 +17,6 @@
 #include "qgnn/util/export.h"
 
 namespace qgnn {
-
-// Bytes PackedTensor::pack would hold for a [rows, cols] matrix with this row grouping
-// and granularity (equal to PackedTensor::nbytes(), checked by tests), and its code bytes.
-struct PackedSize {
-  int64_t bytes = 0;
-  int64_t code_bytes = 0;
-};
-QGNN_API PackedSize packed_size(int64_t rows, int64_t cols, const RowBits& rb, Granularity gran);
 
 // Row in-degree tables for TAQ: node in-degrees of the global graph
 // (GraphOperators::in_degree(), embedding rows) and the in-degree of each edge's target
@@ -88,12 +82,12 @@ class QGNN_API PackedInferenceHook : public QuantHook {
       const std::function<void(int64_t block, float* out)>& produce) override;
   void begin_forward(const GraphOperators& ops, bool training) override;
   const BitPolicy& policy() const { return policy_; }
-  // Bytes held by each point in the last forward: (layer, is_attention) -> bytes.
-  const std::map<std::pair<int64_t, bool>, int64_t>& stored_bytes() const { return stored_; }
+  // Bytes held by each point in the last forward.
+  const std::map<QuantPoint, int64_t>& stored_bytes() const { return stored_; }
 
  private:
   BitPolicy policy_;
-  std::map<std::pair<int64_t, bool>, int64_t> stored_;
+  std::map<QuantPoint, int64_t> stored_;
   at::Tensor attention_population_;  // of the current forward's graph (TAQ quantiles)
 };
 
@@ -152,8 +146,8 @@ class QGNN_API InputCodeStats {
 //   (the index-list layout of a sparse 1-bit input) may replace the dense codes.
 // Full precision is 4 bytes per value in both.
 struct PointMemory {
-  QuantPointInfo point;
-  int bits = 32;  // point bits before TAQ
+  QuantPointInfo info;
+  int bits = 32;  // point bits before TAQ (16: half)
   int64_t values = 0;
   int64_t fp32_bytes = 0;
   int64_t dense_bytes = 0;                      // dense codes + parameters
