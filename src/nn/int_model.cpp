@@ -95,8 +95,6 @@ at::Tensor glue(const at::Tensor& acc, int pre_shift, const at::Tensor& self, in
 }
 
 // Activation codes as stored between kernels: int8, or INT4 packed.
-at::Tensor store(const at::Tensor& codes, int bits) { return bits == 4 ? pack_int4(codes) : codes; }
-
 at::Tensor linear_s32(const at::Tensor& x, const Int8Linear& w, int bits) {
   return bits == 4 ? int4_linear_s32(x, w) : int8_linear_s32(x, w);
 }
@@ -153,6 +151,7 @@ IntegerModel IntegerModel::convert(GnnModel& model, const QatHook& hook) {
   m.bits_ = uniform_bits(hook, model);
   m.row_normalize_ = c.row_normalize_input;
   m.input_scale_ = hook.scale(0, QuantRole::kEmbedding);
+  m.codes_ = std::make_shared<const Quantizer>(hook.quantizer({0, QuantRole::kEmbedding}));
   const int bits = m.bits_;
   const auto params = model.named_parameters();
   auto param = [&](int64_t l, const std::string& name) {
@@ -228,7 +227,7 @@ QuantizedInput IntegerModel::quantize_input(const NodeFeatures& x) const {
       symmetric_codes(dense, at::scalar_tensor(input_scale_, at::kFloat), bits_).to(at::kChar);
   QuantizedInput q;
   q.num_features = dense.size(1);
-  q.codes = store(codes, bits_);
+  q.codes = codes_->store_codes(codes);
   if (row_normalize_) {
     const at::Tensor sums = codes.sum(1, /*keepdim=*/false, at::kDouble) * double(input_scale_);
     q.row_scale = at::where(sums == 0, at::zeros_like(sums), sums.reciprocal()).to(at::kFloat);
@@ -247,6 +246,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
   const CsrGraph& a = ops.graph();
   TORCH_CHECK(!a.has_weights(), "IntegerModel::forward: weighted graphs are not supported");
   const std::shared_ptr<const RowPlan> plan = plan_for(ops, x);
+  const auto store = [&](const at::Tensor& codes) { return codes_->store_codes(codes); };
   at::Tensor h = x.codes;  // current layer input: int8 codes or INT4 packed
   int64_t f = x.num_features;
   at::Tensor logits;
@@ -259,7 +259,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
     at::Tensor agg;  // q_agg codes, int8 [N, out]
     rq.row_multiplier = plan->lin_rows[l];
     if (kind_ == ModelKind::kGCN) {
-      const at::Tensor lin = store(linear_rq(h, L.w1, bits, rq), bits);
+      const at::Tensor lin = store(linear_rq(h, L.w1, bits, rq));
       t.linear_ms += ms_since(t0);
       t0 = Clock::now();
       SpmmRequant srq;
@@ -272,7 +272,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
       t.linear_ms += ms_since(t0);
       t0 = Clock::now();
       if (kind_ == ModelKind::kSAGE) {
-        const at::Tensor left = store(lin.narrow(1, 0, L.out).contiguous(), bits);
+        const at::Tensor left = store(lin.narrow(1, 0, L.out).contiguous());
         const at::Tensor root = lin.narrow(1, L.out, L.out).contiguous();
         const at::Tensor s = spmm_s32(a, left, L.out, bits);
         t.aggregate_ms += ms_since(t0);
@@ -282,7 +282,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
         agg = glue(acc, 0, {}, 0, {}, plan->agg_rows[l], range_for(bits, false));
         t.other_ms += ms_since(t0);
       } else {  // GIN: 2^k sum_j lin_j + round((1 + eps) 2^k) lin_i
-        const at::Tensor s = spmm_s32(a, store(lin, bits), lin.size(1), bits);
+        const at::Tensor s = spmm_s32(a, store(lin), lin.size(1), bits);
         t.aggregate_ms += ms_since(t0);
         t0 = Clock::now();
         const int k = plan->gin_shift;
@@ -299,7 +299,7 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
           glue(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult, range_for(bits, true));
       t.other_ms += ms_since(t0);
       t0 = Clock::now();
-      const at::Tensor hid_in = store(hid, bits);
+      const at::Tensor hid_in = store(hid);
       if (L.last) {
         const at::Tensor acc = linear_s32(hid_in, L.w2, bits);
         t.linear_ms += ms_since(t0);
@@ -311,15 +311,14 @@ at::Tensor IntegerModel::forward(const GraphOperators& ops, const QuantizedInput
         rq2.col_multiplier = L.col2;
         rq2.bias = L.bias2_acc;
         rq2.out = range_for(bits, true);
-        h = store(linear_rq(hid_in, L.w2, bits, rq2), bits);
+        h = store(linear_rq(hid_in, L.w2, bits, rq2));
         t.linear_ms += ms_since(t0);
       }
     } else if (L.last) {
       logits = agg.to(at::kFloat) * L.s_agg + L.bias;
       t.other_ms += ms_since(t0);
     } else {
-      h = store(glue(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult, range_for(bits, true)),
-                bits);
+      h = store(glue(agg, kGlueShift, {}, 0, L.bias_glue, L.glue_mult, range_for(bits, true)));
       t.other_ms += ms_since(t0);
     }
     f = L.out;

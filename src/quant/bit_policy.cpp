@@ -72,9 +72,11 @@ bool is_storage_role(const std::string& s) {
 
 // The axes a clause may name after a role (or alone, or after layer<L>.<role>).
 bool is_storage_axis(const std::string& k) {
-  return k == "gran" || k == "round" || k == "cols" || k == "taq" || k == "layout";
+  return k == "gran" || k == "round" || k == "cols" || k == "taq";
 }
-bool is_any_role_axis(const std::string& k) { return k == "scheme" || k == "range"; }
+bool is_any_role_axis(const std::string& k) {
+  return k == "scheme" || k == "range" || k == "layout";
+}
 
 // Parsing context: names the spec and clause in every error.
 struct Parser {
@@ -378,14 +380,15 @@ QuantSpec BitPolicy::spec(const QuantPoint& p, QuantTarget target) const {
       (storage && p.role != QuantRole::kAttention) || p.role == QuantRole::kWeight
           ? Granularity::kRow
           : Granularity::kTensor;
-  const LayoutRule layout = storage && p.role == QuantRole::kEmbedding && p.layer == 0
-                                ? LayoutRule::kAuto
-                                : LayoutRule::kBitmap;
+  // The input may become an index list; int4 codes are stored as nibbles.
+  LayoutRule layout = LayoutRule::kBitmap;
+  if (storage && p.role == QuantRole::kEmbedding && p.layer == 0) layout = LayoutRule::kAuto;
   s.scheme = s.bits == 32   ? QuantScheme::kFull
              : s.bits == 16 ? QuantScheme::kHalf
                             : resolve(p, &Clauses::scheme).value_or(scheme);
   s.range = resolve(p, &Clauses::range).value_or(range);
   s.granularity = resolve(p, &Clauses::gran).value_or(gran);
+  if (s.scheme == QuantScheme::kSymmetric && s.bits == 4) layout = LayoutRule::kNibble;
   s.layout = resolve(p, &Clauses::layout).value_or(layout);
   s.rounding = resolve(p, &Clauses::round).value_or(Rounding::kNearest);
   s.column_scales = resolve(p, &Clauses::cols).value_or(false);

@@ -111,10 +111,17 @@ void check_config(const QatConfig& config) {
     TORCH_CHECK(s.scheme != QuantScheme::kHalf, where,
                 "half precision has no integer form (use 2..8 bits or 32)");
     TORCH_CHECK(!s.buckets && s.rounding == Rounding::kNearest && !s.column_scales &&
-                    s.layout == LayoutRule::kBitmap,
+                    (s.layout == LayoutRule::kBitmap || s.layout == LayoutRule::kNibble),
                 where,
-                "taq, round, cols and layout are SGQuant storage options; QAT has one "
-                "symmetric width per point");
+                "taq, round, cols and layouts other than bitmap / nibble are SGQuant storage "
+                "options; QAT has one symmetric width per point");
+    // The int4 kernels read activations as nibbles, the int8 kernels as bytes (weights
+    // live in int8 lanes of the linear kernels whatever their width).
+    const LayoutRule stored = s.bits == 4 ? LayoutRule::kNibble : LayoutRule::kBitmap;
+    TORCH_CHECK(
+        p.role == QuantRole::kAttention || p.role == QuantRole::kWeight || s.layout == stored,
+        where, s.bits, "-bit integer codes are stored in layout ", to_string(stored), ", got ",
+        to_string(s.layout));
     if (p.role == QuantRole::kAttention) {
       TORCH_CHECK(s.granularity == Granularity::kTensor && !config.policy.range(p), where,
                   "attention is quantized on its fixed [0, 1] grid");

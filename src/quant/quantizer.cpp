@@ -6,6 +6,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "qgnn/quant/int8_ops.h"
+
 namespace qgnn {
 
 std::string to_string(QuantScheme s) {
@@ -42,6 +44,8 @@ std::string to_string(LayoutRule l) {
       return "bitmap";
     case LayoutRule::kIndexList:
       return "index";
+    case LayoutRule::kNibble:
+      return "nibble";
   }
   return "?";
 }
@@ -77,7 +81,8 @@ LayoutRule parse_layout_rule(const std::string& s) {
   if (s == "auto") return LayoutRule::kAuto;
   if (s == "bitmap") return LayoutRule::kBitmap;
   if (s == "index") return LayoutRule::kIndexList;
-  TORCH_CHECK(false, "unknown layout '", s, "' (auto, bitmap or index)");
+  if (s == "nibble") return LayoutRule::kNibble;
+  TORCH_CHECK(false, "unknown layout '", s, "' (auto, bitmap, index or nibble)");
 }
 
 Granularity parse_granularity(const std::string& s) {
@@ -228,6 +233,9 @@ Quantizer::Quantizer(QuantSpec spec) : spec_(std::move(spec)) {
   TORCH_CHECK(s.layout != LayoutRule::kIndexList || !s.quantized() ||
                   (s.scheme == QuantScheme::kAffine && s.bits == 1),
               "quantizer '", name, "': the index-list layout stores 1-bit affine codes only");
+  TORCH_CHECK(s.layout != LayoutRule::kNibble || !s.quantized() ||
+                  (s.scheme == QuantScheme::kSymmetric && s.bits == 4),
+              "quantizer '", name, "': the nibble layout stores 4-bit symmetric codes only");
 }
 
 void Quantizer::require(QuantScheme a, QuantScheme b, const char* what) const {
@@ -281,6 +289,8 @@ namespace {
 
 // What packed storage honours: affine codes (or half / full) over min-max ranges.
 void check_storable(const QuantSpec& s, const char* what) {
+  TORCH_CHECK(s.layout != LayoutRule::kNibble, what, ": quantizer '", s.to_string(),
+              "': the nibble layout holds integer codes (Quantizer::store_codes)");
   TORCH_CHECK(s.scheme != QuantScheme::kSymmetric, what, ": quantizer '", s.to_string(),
               "': packed storage and SGQuant fake quantization store affine codes, not "
               "symmetric ones");
@@ -373,6 +383,11 @@ at::Tensor Quantizer::weight_scale(const at::Tensor& w) const {
 at::Tensor Quantizer::codes(const at::Tensor& x, const at::Tensor& scale) const {
   require(QuantScheme::kSymmetric, QuantScheme::kSymmetric, "codes");
   return symmetric_codes(x, scale, spec_.bits);
+}
+
+at::Tensor Quantizer::store_codes(const at::Tensor& codes) const {
+  require(QuantScheme::kSymmetric, QuantScheme::kSymmetric, "store_codes");
+  return spec_.layout == LayoutRule::kNibble ? pack_int4(codes) : codes;
 }
 
 at::Tensor Quantizer::fake_quantize(const at::Tensor& x, const at::Tensor& scale) const {

@@ -358,7 +358,9 @@ TEST(QatConfigCheck, SpecsTheIntegerKernelsCannotComputeAreRefusedNotIgnored) {
            {"bits=8;scheme=affine", "symmetric codes, not affine"},
            {"bits=8;layer1.lin.scheme=affine", "at layer1.lin"},
            {"bits=8;w.range=percentile", "range minmax"},
-           {"bits=8;emb=half", "half precision has no integer form"}}) {
+           {"bits=8;emb=half", "half precision has no integer form"},
+           {"bits=8;lin.layout=nibble", "8-bit integer codes are stored in layout bitmap"},
+           {"bits=4;agg.layout=bitmap", "4-bit integer codes are stored in layout nibble"}}) {
     QatConfig c = QatConfig::preset("int8");
     c.policy = BitPolicy::parse(spec);
     try {

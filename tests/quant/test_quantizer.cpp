@@ -28,6 +28,7 @@ TEST(QuantSpec, DefaultsDependOnRoleAndTarget) {
   EXPECT_EQ(p.spec(kEmb1).layout, LayoutRule::kBitmap);
   EXPECT_EQ(p.spec(kAtt0).granularity, Granularity::kTensor);
   const QuantSpec lin = p.spec({0, QuantRole::kLinear}, QuantTarget::kInteger);
+  EXPECT_EQ(lin.layout, LayoutRule::kNibble);  // int4 activations, two codes per byte
   EXPECT_EQ(lin.scheme, QuantScheme::kSymmetric);
   EXPECT_EQ(lin.range, RangeRule::kMomentum);
   EXPECT_EQ(lin.granularity, Granularity::kTensor);
@@ -84,8 +85,8 @@ TEST(QuantSpec, EveryAxisTakesEveryScopeAndRoundTrips) {
   EXPECT_TRUE(BitPolicy::parse(text) == p);
   for (const auto& [spec, needle] : std::vector<std::pair<std::string, std::string>>{
            {"range=sometimes", "unknown range rule 'sometimes'"},
-           {"emb.layout=nibble", "unknown layout 'nibble'"},
-           {"w.layout=bitmap", "unknown key 'w.layout'"},
+           {"emb.layout=zigzag", "unknown layout 'zigzag'"},
+           {"w.round=nonzero", "unknown key 'w.round'"},
            {"emb.scheme=log", "unknown scheme 'log'"},
            {"ghost=4", "unknown key 'ghost'"}}) {
     try {
@@ -191,6 +192,27 @@ TEST(Quantizer, QatFakeQuantIsIntegerCodesTimesScale) {
   // Integer reference: round half to even of w / s, clamped to +-127, by hand.
   const auto ref = torch::clamp(torch::round(w / scale.unsqueeze(1)), -127, 127);
   EXPECT_TRUE(torch::equal(q.codes(w, scale), ref));
+}
+
+// The nibble layout is the int4 kernels' storage: two's complement nibbles, two per byte.
+TEST(Quantizer, NibbleLayoutStoresInt4CodesTwoPerByte) {
+  const Quantizer q4 =
+      BitPolicy::parse("bits=4").quantizer({0, QuantRole::kLinear}, QuantTarget::kInteger);
+  ASSERT_EQ(q4.spec().layout, LayoutRule::kNibble);
+  const auto codes = torch::tensor({{-7, 3, 0}, {7, -1, 5}}, torch::kChar);
+  const auto stored = q4.store_codes(codes);
+  ASSERT_EQ(stored.sizes(), (std::vector<int64_t>{2, 2}));
+  // Row 0: low nibble -7 = 0x9, high nibble 3 -> 0x39; then 0 (odd F: high nibble 0).
+  EXPECT_EQ(stored[0][0].item<uint8_t>(), 0x39);
+  EXPECT_EQ(stored[0][1].item<uint8_t>(), 0x00);
+  // Row 1: 7 = 0x7, -1 = 0xF -> 0xF7; 5 -> 0x05.
+  EXPECT_EQ(stored[1][0].item<uint8_t>(), 0xF7);
+  EXPECT_EQ(stored[1][1].item<uint8_t>(), 0x05);
+  const Quantizer q8 =
+      BitPolicy::parse("bits=8").quantizer({0, QuantRole::kLinear}, QuantTarget::kInteger);
+  EXPECT_TRUE(torch::equal(q8.store_codes(codes), codes));  // one code per byte
+  // Storage of affine codes has no nibble form.
+  EXPECT_THROW(BitPolicy::parse("emb=4;emb.layout=nibble").quantizer(kEmb0), c10::Error);
 }
 
 TEST(RangeObserver, MomentumFoldsBatchesAndTakesTheFirstAsIs) {

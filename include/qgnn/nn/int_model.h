@@ -84,6 +84,9 @@ class QGNN_API IntegerModel {
   int bits_ = 8;
   bool row_normalize_ = false;
   float input_scale_ = 1;
+  // The activation points' quantizer (one width and layout for every node-wise point):
+  // its codes at the input, how activations are stored (bytes, or nibbles at 4 bits).
+  std::shared_ptr<const Quantizer> codes_;
   std::vector<std::shared_ptr<const Layer>> layers_;
   struct PlanCache;
   std::shared_ptr<PlanCache> cache_;

@@ -37,9 +37,11 @@
 //                                          for QAT, which the integer kernels compute)
 //   range    minmax|momentum|percentile  (default: minmax for storage and weights,
 //                                          QatConfig::observer for QAT activations)
-//   layout   auto|bitmap|index           (default: auto for the input, bitmap elsewhere)
+//   layout   auto|bitmap|index|nibble    (default: auto for the input, bitmap elsewhere,
+//                                          nibble for QAT's 4-bit activations)
 //   gran, round, cols, taq as above (gran, round, cols alone apply to emb and att, as
-//   they always have; layer<L>.<role>.gran / .taq override one point).
+//   they always have; layer<L>.<role>.gran / .taq override one point; with a role they
+//   apply to emb, att, boundary and history, the roles stored as packed rows).
 // BitPolicy::spec() resolves a point's QuantSpec: its layer's clause, else its role's,
 // else the policy-wide one, else the default of the role and target. Clauses are
 // separated by ';', white space is ignored. to_string() prints the canonical form, which

@@ -19,8 +19,9 @@
 //                           robust range)
 //   granularity  tensor / degree bucket / row (Granularity in packed_tensor.h); weights
 //                (row = output channel)
-//   layout       bitmap, index list (1 bit, lossless for sparse binary inputs), or auto
-//                (the index list when strictly smaller); PackedLayout in packed_tensor.h
+//   layout       bitmap, index list (1 bit, lossless for sparse binary inputs), auto
+//                (the index list when strictly smaller; PackedLayout in packed_tensor.h),
+//                or nibble (symmetric int4 codes two per byte, the integer model's)
 //   rounding, column scales: SGQuant storage options (Rounding, QuantOptions)
 //   TAQ buckets: topology-aware bits by in-degree (rows of bucket g get min(bits, cap_g))
 //
@@ -45,14 +46,14 @@ enum class QuantScheme { kAffine, kSymmetric, kHalf, kFull };
 enum class RangeRule { kMinMax, kMomentum, kPercentile };
 // Layout axis: kAuto = PackLayoutChoice::kAuto (the index list when every row has 1 bit
 // and it is strictly smaller); kBitmap; kIndexList (the index list, and pack() refuses a
-// tensor where it would not be smaller). Nibble-packed int4 is not a layout yet: the
-// integer model stores its 4-bit codes in int8 lanes (nn/int_model.h).
-enum class LayoutRule { kAuto, kBitmap, kIndexList };
+// tensor where it would not be smaller); kNibble: signed 4-bit symmetric codes two per
+// byte (pack_int4, quant/int8_ops.h), what the int4 kernels read.
+enum class LayoutRule { kAuto, kBitmap, kIndexList, kNibble };
 
 // Names in policies and reports, and back (parsing throws c10::Error naming the value).
 QGNN_API std::string to_string(QuantScheme s);  // affine, symmetric, half, full
 QGNN_API std::string to_string(RangeRule r);    // minmax, momentum, percentile
-QGNN_API std::string to_string(LayoutRule l);   // auto, bitmap, index
+QGNN_API std::string to_string(LayoutRule l);   // auto, bitmap, index, nibble
 QGNN_API std::string to_string(Granularity g);  // tensor, bucket, row
 QGNN_API QuantScheme parse_quant_scheme(const std::string& s);
 QGNN_API RangeRule parse_range_rule(const std::string& s);
@@ -176,6 +177,9 @@ class QGNN_API Quantizer {
   // Integer codes (symmetric_codes) and fake quantization (fake_quantize_symmetric).
   at::Tensor codes(const at::Tensor& x, const at::Tensor& scale) const;
   at::Tensor fake_quantize(const at::Tensor& x, const at::Tensor& scale) const;
+  // Integer codes as stored: int8 [R, F] (one code per byte), or with the nibble layout
+  // uint8 [R, ceil(F / 2)] (pack_int4). codes: int8 in [-qmax, qmax].
+  at::Tensor store_codes(const at::Tensor& codes) const;
 
  private:
   QuantSpec spec_;
