@@ -361,6 +361,16 @@ std::string BitPolicy::to_string() const {
 int BitPolicy::bits(const QuantPoint& p) const { return resolve(p, &Clauses::bits).value_or(32); }
 
 std::optional<RangeRule> BitPolicy::range(const QuantPoint& p) const {
+  // A policy-wide range clause ("range=percentile") is about observed ranges: weights
+  // (their channel extremes) and attention (its fixed grid under QAT) take a range rule
+  // only from a clause naming their role or layer.
+  if (p.role == QuantRole::kWeight || p.role == QuantRole::kAttention) {
+    if (auto it = layer_.find({p.layer, p.role}); it != layer_.end() && it->second.range) {
+      return it->second.range;
+    }
+    if (auto it = role_.find(p.role); it != role_.end()) return it->second.range;
+    return std::nullopt;
+  }
   return resolve(p, &Clauses::range);
 }
 
@@ -386,7 +396,7 @@ QuantSpec BitPolicy::spec(const QuantPoint& p, QuantTarget target) const {
   s.scheme = s.bits == 32   ? QuantScheme::kFull
              : s.bits == 16 ? QuantScheme::kHalf
                             : resolve(p, &Clauses::scheme).value_or(scheme);
-  s.range = resolve(p, &Clauses::range).value_or(range);
+  s.range = this->range(p).value_or(range);
   s.granularity = resolve(p, &Clauses::gran).value_or(gran);
   if (s.scheme == QuantScheme::kSymmetric && s.bits == 4) layout = LayoutRule::kNibble;
   s.layout = resolve(p, &Clauses::layout).value_or(layout);

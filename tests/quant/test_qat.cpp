@@ -341,8 +341,9 @@ namespace {
 
 TEST(QatConfigCheck, SpecsTheIntegerKernelsCannotComputeAreRefusedNotIgnored) {
   // Accepted: widths, and axes equal to what the kernels compute.
-  for (const char* spec : {"bits=4;att=8", "emb=8;layer1.emb=4", "bits=8;gran=tensor",
-                           "bits=8;agg.range=percentile", "bits=8;w.range=minmax"}) {
+  for (const char* spec :
+       {"bits=4;att=8", "emb=8;layer1.emb=4", "bits=8;gran=tensor", "bits=8;agg.range=percentile",
+        "bits=8;w.range=minmax", "bits=8;range=percentile"}) {
     QatConfig c = QatConfig::preset("int8");
     c.policy = BitPolicy::parse(spec);
     EXPECT_NO_THROW(QatHook{c}) << spec;

@@ -70,6 +70,9 @@ TEST(QuantSpec, EveryAxisTakesEveryScopeAndRoundTrips) {
   EXPECT_EQ(p.spec({0, QuantRole::kAggregate}).range, RangeRule::kMomentum);
   EXPECT_EQ(p.spec({2, QuantRole::kAggregate}).range, RangeRule::kMinMax);
   EXPECT_EQ(p.spec({0, QuantRole::kLinear}).range, RangeRule::kPercentile);
+  // The policy-wide range does not reach weights and attention (not observed ranges).
+  EXPECT_EQ(p.spec({0, QuantRole::kWeight}, QuantTarget::kInteger).range, RangeRule::kMinMax);
+  EXPECT_FALSE(p.range(kAtt0).has_value());
   EXPECT_EQ(p.spec(kEmb0).layout, LayoutRule::kIndexList);
   EXPECT_EQ(p.spec(kEmb1).layout, LayoutRule::kBitmap);
   EXPECT_EQ(p.spec(kEmb1).granularity, Granularity::kTensor);

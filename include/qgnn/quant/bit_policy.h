@@ -86,8 +86,9 @@ class QGNN_API BitPolicy {
   // quantizer it determines. Throws c10::Error when the resolved spec is inconsistent.
   QuantSpec spec(const QuantPoint& p, QuantTarget target = QuantTarget::kStorage) const;
   Quantizer quantizer(const QuantPoint& p, QuantTarget target = QuantTarget::kStorage) const;
-  // The range rule written for a point (its layer's, role's or the policy-wide clause),
-  // or nullopt when the policy leaves it to the consumer's default.
+  // The range rule written for a point (its layer's, role's or the policy-wide clause;
+  // weights and attention only take one naming their role or layer), or nullopt when the
+  // policy leaves it to the consumer's default.
   std::optional<RangeRule> range(const QuantPoint& p) const;
   // True when every point is 32-bit.
   bool is_full_precision() const;
