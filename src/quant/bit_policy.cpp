@@ -280,14 +280,15 @@ BitPolicy BitPolicy::parse(const std::string& spec_in) {
 }
 
 template <class T>
-std::optional<T> BitPolicy::resolve(const QuantPoint& p, std::optional<T> Clauses::*axis) const {
+std::optional<T> BitPolicy::resolve(const QuantPoint& p, std::optional<T> Clauses::*axis,
+                                    bool policy_wide) const {
   if (auto it = layer_.find({p.layer, p.role}); it != layer_.end() && (it->second.*axis)) {
     return it->second.*axis;
   }
   if (auto it = role_.find(p.role); it != role_.end() && (it->second.*axis)) {
     return it->second.*axis;
   }
-  return all_.*axis;
+  return policy_wide ? all_.*axis : std::nullopt;
 }
 
 std::string BitPolicy::to_string() const {
@@ -364,14 +365,8 @@ std::optional<RangeRule> BitPolicy::range(const QuantPoint& p) const {
   // A policy-wide range clause ("range=percentile") is about observed ranges: weights
   // (their channel extremes) and attention (its fixed grid under QAT) take a range rule
   // only from a clause naming their role or layer.
-  if (p.role == QuantRole::kWeight || p.role == QuantRole::kAttention) {
-    if (auto it = layer_.find({p.layer, p.role}); it != layer_.end() && it->second.range) {
-      return it->second.range;
-    }
-    if (auto it = role_.find(p.role); it != role_.end()) return it->second.range;
-    return std::nullopt;
-  }
-  return resolve(p, &Clauses::range);
+  const bool observed = p.role != QuantRole::kWeight && p.role != QuantRole::kAttention;
+  return resolve(p, &Clauses::range, observed);
 }
 
 QuantSpec BitPolicy::spec(const QuantPoint& p, QuantTarget target) const {

@@ -210,37 +210,42 @@ const ObservedRange& RangeObserver::update(ObservedRange& r, const at::Tensor& x
 
 Quantizer::Quantizer(QuantSpec spec) : spec_(std::move(spec)) {
   const QuantSpec& s = spec_;
-  const std::string name = s.to_string();
+  // Messages name the spec; TORCH_CHECK builds them only on failure (quantizers are made
+  // per point and forward).
   switch (s.scheme) {
     case QuantScheme::kFull:
-      TORCH_CHECK(s.bits == 32, "quantizer '", name, "': full precision has 32 bits, got ", s.bits);
+      TORCH_CHECK(s.bits == 32, "quantizer '", s.to_string(), "': full precision has 32 bits, got ",
+                  s.bits);
       break;
     case QuantScheme::kHalf:
-      TORCH_CHECK(s.bits == 16, "quantizer '", name, "': half precision has 16 bits, got ", s.bits);
+      TORCH_CHECK(s.bits == 16, "quantizer '", s.to_string(), "': half precision has 16 bits, got ",
+                  s.bits);
       break;
     case QuantScheme::kAffine:
-      TORCH_CHECK(s.bits >= 1 && s.bits <= 8, "quantizer '", name,
+      TORCH_CHECK(s.bits >= 1 && s.bits <= 8, "quantizer '", s.to_string(),
                   "': affine codes have 1..8 bits, got ", s.bits);
       break;
     case QuantScheme::kSymmetric:
-      TORCH_CHECK(s.bits >= 2 && s.bits <= 8, "quantizer '", name,
+      TORCH_CHECK(s.bits >= 2 && s.bits <= 8, "quantizer '", s.to_string(),
                   "': symmetric codes have 2..8 bits, got ", s.bits);
       break;
   }
   if (s.quantized() && s.scheme != QuantScheme::kAffine) {
-    TORCH_CHECK(!s.buckets, "quantizer '", name, "': TAQ buckets need the affine scheme");
+    TORCH_CHECK(!s.buckets, "quantizer '", s.to_string(), "': TAQ buckets need the affine scheme");
   }
   TORCH_CHECK(s.layout != LayoutRule::kIndexList || !s.quantized() ||
                   (s.scheme == QuantScheme::kAffine && s.bits == 1),
-              "quantizer '", name, "': the index-list layout stores 1-bit affine codes only");
+              "quantizer '", s.to_string(),
+              "': the index-list layout stores 1-bit affine codes only");
   TORCH_CHECK(s.layout != LayoutRule::kNibble || !s.quantized() ||
                   (s.scheme == QuantScheme::kSymmetric && s.bits == 4),
-              "quantizer '", name, "': the nibble layout stores 4-bit symmetric codes only");
+              "quantizer '", s.to_string(),
+              "': the nibble layout stores 4-bit symmetric codes only");
 }
 
-void Quantizer::require(QuantScheme a, QuantScheme b, const char* what) const {
-  TORCH_CHECK(spec_.scheme == a || spec_.scheme == b, "quantizer '", spec_.to_string(), "': ", what,
-              " needs the ", to_string(a), " or ", to_string(b), " scheme");
+void Quantizer::require_symmetric(const char* what) const {
+  TORCH_CHECK(spec_.scheme == QuantScheme::kSymmetric, "quantizer '", spec_.to_string(),
+              "': ", what, " needs the symmetric scheme");
 }
 
 bool Quantizer::needs_degrees() const {
@@ -371,27 +376,27 @@ PackedSize Quantizer::packed_size(int64_t rows_n, int64_t cols, const RowBits& r
 }
 
 float Quantizer::scale(float lo, float hi) const {
-  require(QuantScheme::kSymmetric, QuantScheme::kSymmetric, "scale");
+  require_symmetric("scale");
   return symmetric_scale(lo, hi, spec_.bits);
 }
 
 at::Tensor Quantizer::weight_scale(const at::Tensor& w) const {
-  require(QuantScheme::kSymmetric, QuantScheme::kSymmetric, "weight_scale");
+  require_symmetric("weight_scale");
   return qgnn::weight_scale(w, spec_.bits);
 }
 
 at::Tensor Quantizer::codes(const at::Tensor& x, const at::Tensor& scale) const {
-  require(QuantScheme::kSymmetric, QuantScheme::kSymmetric, "codes");
+  require_symmetric("codes");
   return symmetric_codes(x, scale, spec_.bits);
 }
 
 at::Tensor Quantizer::store_codes(const at::Tensor& codes) const {
-  require(QuantScheme::kSymmetric, QuantScheme::kSymmetric, "store_codes");
+  require_symmetric("store_codes");
   return spec_.layout == LayoutRule::kNibble ? pack_int4(codes) : codes;
 }
 
 at::Tensor Quantizer::fake_quantize(const at::Tensor& x, const at::Tensor& scale) const {
-  require(QuantScheme::kSymmetric, QuantScheme::kSymmetric, "fake_quantize with a scale");
+  require_symmetric("fake_quantize with a scale");
   return fake_quantize_symmetric(x, scale, spec_.bits);
 }
 

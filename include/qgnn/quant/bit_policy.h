@@ -134,9 +134,11 @@ class QGNN_API BitPolicy {
   std::map<QuantRole, Clauses> role_;
   std::map<std::pair<int64_t, QuantRole>, Clauses> layer_;
 
-  // The most specific clause of an axis for a point (layer, role, policy-wide).
+  // The most specific clause of an axis for a point (layer, role, then the policy-wide
+  // one unless policy_wide is false).
   template <class T>
-  std::optional<T> resolve(const QuantPoint& p, std::optional<T> Clauses::*axis) const;
+  std::optional<T> resolve(const QuantPoint& p, std::optional<T> Clauses::*axis,
+                           bool policy_wide = true) const;
   Clauses& layer_clauses(int64_t layer, QuantRole role);
 };
 

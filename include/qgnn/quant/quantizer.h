@@ -183,7 +183,7 @@ class QGNN_API Quantizer {
 
  private:
   QuantSpec spec_;
-  void require(QuantScheme a, QuantScheme b, const char* what) const;
+  void require_symmetric(const char* what) const;
 };
 
 }  // namespace qgnn
