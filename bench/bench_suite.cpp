@@ -162,8 +162,7 @@ int main(int argc, char** argv) {
         for (int t : thread_counts) {
           qgnn::set_num_threads(t);
           qgnn::manual_seed(0);
-          auto preset = qgnn::make_preset("kipf", qgnn::parse_model_kind(model_name),
-                                          d.num_features(), d.num_classes);
+          auto preset = qgnn::make_preset("kipf", model_name, d.num_features(), d.num_classes);
           preset.model.row_normalize_input = qgnn::model_normalizes_rows(norm);
           preset.optim.epochs = epochs;
           preset.optim.patience = epochs;  // fixed number of epochs for timing

@@ -32,7 +32,7 @@ class EvalCommand : public Command {
     const TrainData& data = *opened.data;
     const CheckpointEvaluation r = evaluate_checkpoint(ck, data);
     const MemoryReport& mem = r.memory;
-    const std::string kind = to_string(ck.model->config().kind);
+    const std::string kind = ck.model->config().model;
     const double infer_ms = median(r.infer_ms);
     std::cout << "checkpoint " << checkpoint_ << ": " << kind << " on " << d.name << " (trained on "
               << ck.meta.dataset << ", preset " << ck.meta.preset << ")\n"

@@ -41,7 +41,7 @@ class InferCommand : public Command {
     const Dataset& d = opened.dataset;
     const TrainData& data = *opened.data;
     const InferenceReport r = infer_checkpoint(ck, data, precision_, repeat_);
-    const std::string kind = to_string(ck.model->config().kind);
+    const std::string kind = ck.model->config().model;
     std::cout << "checkpoint " << checkpoint_ << ": " << kind << " on " << d.name << ", precision "
               << precision_
               << (r.integer ? std::string(" (integer kernels: ") + int8_kernel_isa() + ")" : "")

@@ -25,7 +25,7 @@ class MemoryCommand : public Command {
     auto* ckpt = cmd->add_option(
         "--checkpoint", c_.checkpoint,
         "trained fp32 checkpoint (train / quantize --save): its model, weights, features, split");
-    cmd->add_option("--model", c_.model, "untrained gcn, gat, agnn, sage or gin (sgquant preset)")
+    cmd->add_option("--model", c_.model, "untrained " + model_choices() + " (sgquant preset)")
         ->check(one_of(kModels))
         ->capture_default_str()
         ->excludes(ckpt);
@@ -55,7 +55,7 @@ class MemoryCommand : public Command {
   bool keeps_allocator_defaults() const override { return true; }
 
   int run() override {
-    parse_model_kind(c_.model);  // fail fast, before any child
+    layer_type(c_.model);  // fail fast, before any child
     std::vector<MemoryPolicy> policies;
     for (const std::string& s : policies_) {
       try {

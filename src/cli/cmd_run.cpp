@@ -16,7 +16,7 @@ class RunCommand : public Command {
         "run", "main job: train GCN on Cora, select bits automatically, fine-tune, report");
     cmd->add_option("--dataset", dataset_, "bundled name (cora) or .npz path")
         ->capture_default_str();
-    cmd->add_option("--model", model_, "gcn, gat, agnn, sage or gin")
+    cmd->add_option("--model", model_, model_choices())
         ->check(one_of(kModels))
         ->capture_default_str();
     cmd->add_option("--preset", preset_, "kipf or sgquant")

@@ -20,9 +20,7 @@ class TrainCommand : public Command {
   CLI::App* add_to(CLI::App& app) override {
     auto* cmd = app.add_subcommand("train", "train a model, full batch, report accuracy");
     cmd->add_option("--dataset", c_.dataset, "bundled name (cora) or .npz path")->required();
-    cmd->add_option("--model", c_.model, "gcn, gat, agnn, sage or gin")
-        ->required()
-        ->check(one_of(kModels));
+    cmd->add_option("--model", c_.model, model_choices())->required()->check(one_of(kModels));
     cmd->add_option("--preset", c_.preset, "kipf or sgquant")
         ->check(one_of(kPresets))
         ->capture_default_str();

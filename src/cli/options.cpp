@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "qgnn/nn/layer.h"
 #include "qgnn/quant/bit_policy.h"
 
 namespace qgnn::cli {
@@ -65,7 +66,16 @@ CLI::Validator one_of(std::vector<std::string> choices) {
       "", "one_of");
 }
 
-const std::vector<std::string> kModels = {"gcn", "gat", "agnn", "sage", "gin"};
+// The registered layer types (libqgnn registers them before this initialiser runs).
+const std::vector<std::string> kModels = layer_type_names();
+
+std::string model_choices() {
+  std::string s;
+  for (size_t i = 0; i < kModels.size(); ++i) {
+    s += (i == 0 ? "" : i + 1 == kModels.size() ? " or " : ", ") + kModels[i];
+  }
+  return s;
+}
 const std::vector<std::string> kPresets = {"kipf", "sgquant"};
 const std::vector<std::string> kFeatureNorms = {"auto", "none", "row", "binarize", "tfidf"};
 const char* const kFeatureNormHelp =

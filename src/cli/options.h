@@ -29,6 +29,8 @@ CLI::Validator one_of(std::vector<std::string> choices);
 CLI::Validator policy_spec(bool allow_auto);
 
 extern const std::vector<std::string> kModels;
+// "agnn, gat, gcn, gin or sage": the registered layer types, for help texts.
+std::string model_choices();
 extern const std::vector<std::string> kPresets;
 extern const std::vector<std::string> kFeatureNorms;
 extern const char* const kFeatureNormHelp;

@@ -123,7 +123,7 @@ int quantize_and_report(Outputs& out, QuantizeJob& job, const QuantizeCliOptions
                         const CommonOptions& common) {
   const QuantizeConfig& c = o.config;
   GnnModel& model = *job.model;
-  const std::string model_name = to_string(model.config().kind);
+  const std::string model_name = model.config().model;
   const bool progress = show_progress(common);
   SearchProgress cb;
   if (progress) {

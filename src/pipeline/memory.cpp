@@ -51,16 +51,17 @@ MemoryPolicy parse_memory_policy(const std::string& s) {
 namespace {
 
 // Field names of InferenceMemory in its JSON form, one list for both directions.
-#define QGNN_MEMORY_FIELDS(X)                                                                 \
-  X(policy)                                                                                   \
-  X(policy_spec)                                                                              \
-  X(x_storage)                                                                                \
-  X(feature_norm)                                                                             \
-  X(baseline_rss_mb)                                                                          \
-  X(load_ms) X(load_peak_rss_mb) X(loaded_rss_mb) X(x_mb) X(rss_after_forward_mb)             \
-      X(peak_after_forward_mb) X(infer_ms) X(infer_ms_all) X(feature_mb) X(stored_feature_mb) \
-          X(fp32_feature_mb) X(avg_bits) X(packed_held_mb) X(test_acc) X(num_nodes)           \
-              X(num_features) X(num_edges) X(nnz) X(peak_rss_mb) X(ru_maxrss_mb)
+#define QGNN_MEMORY_FIELDS(X)                                                                   \
+  X(policy)                                                                                     \
+  X(policy_spec)                                                                                \
+  X(x_storage)                                                                                  \
+  X(feature_norm)                                                                               \
+  X(baseline_rss_mb)                                                                            \
+  X(load_ms)                                                                                    \
+  X(load_peak_rss_mb) X(loaded_rss_mb) X(x_mb) X(rss_after_forward_mb) X(peak_after_forward_mb) \
+      X(infer_ms) X(infer_ms_all) X(feature_mb) X(stored_feature_mb) X(fp32_feature_mb)         \
+          X(avg_bits) X(packed_held_mb) X(test_acc) X(num_nodes) X(num_features) X(num_edges)   \
+              X(nnz) X(peak_rss_mb) X(ru_maxrss_mb)
 
 InferenceMemory from_json(const nlohmann::json& j) {
   InferenceMemory m;
@@ -222,8 +223,7 @@ InferenceMemory measure_in_child(const MemoryConfig& o, const MemoryPolicy& arg)
   if (ck) {
     model_ptr = ck->model;
   } else {
-    const ModelKind kind = parse_model_kind(o.model);
-    Preset preset = make_preset("sgquant", kind, f, d.num_classes, DatasetFamily::kRandomSplit);
+    Preset preset = make_preset("sgquant", o.model, f, d.num_classes, DatasetFamily::kRandomSplit);
     preset.model.row_normalize_input = model_normalizes_rows(norm);
     manual_seed(static_cast<uint64_t>(o.seed));
     model_ptr = std::make_shared<GnnModel>(preset.model);

@@ -103,7 +103,7 @@ QuantizeJob quantize_job_from_checkpoint(const std::string& checkpoint,
               "); start from an fp32 checkpoint");
   QuantizeJob job;
   job.data = std::make_shared<TrainData>(checkpoint_data(ck, dataset, &job.dataset));
-  job.preset = make_preset(ck.meta.preset, ck.model->config().kind, job.dataset.num_features(),
+  job.preset = make_preset(ck.meta.preset, ck.model->config().model, job.dataset.num_features(),
                            job.dataset.num_classes, dataset_family(job.dataset));
   job.model = ck.model;
   job.meta = ck.meta;

@@ -8,7 +8,7 @@
 namespace qgnn {
 
 TrainSetup prepare_training(const TrainConfig& c, int64_t first_seed) {
-  const ModelKind kind = parse_model_kind(c.model);
+  layer_type(c.model);  // throws for an unknown model, before the dataset is read
   const FeatureNorm norm_arg = parse_feature_norm(c.feature_norm);
   TORCH_CHECK(c.qat.empty() || c.qat == "int8" || c.qat == "int4",
               "train: qat must be int8 or int4, got '", c.qat, "'");
@@ -19,7 +19,7 @@ TrainSetup prepare_training(const TrainConfig& c, int64_t first_seed) {
   s.dataset_path = resolve_dataset_path(c.dataset);
   s.dataset = read_dataset(s.dataset_path, first_seed);
   s.norm = resolve_feature_norm(s.dataset, norm_arg);
-  s.preset = make_preset(c.preset, kind, s.dataset.num_features(), s.dataset.num_classes,
+  s.preset = make_preset(c.preset, c.model, s.dataset.num_features(), s.dataset.num_classes,
                          dataset_family(s.dataset));
   if (c.epochs > 0) s.preset.optim.epochs = c.epochs;
   if (c.patience > 0) s.preset.optim.patience = c.patience;

@@ -55,34 +55,6 @@ std::string read_string(torch::serialize::InputArchive& ar, const std::string& p
   return v.toStringRef();
 }
 
-// Weight-matrix elements GnnModel(c) allocates (layers.cpp: GCN [out, in], SAGE two,
-// GIN [hidden, in] + [out, hidden], GAT [heads * out, in], AGNN lin_in, lin_out and one
-// beta per layer), a lower bound of its parameter count; double, so it cannot overflow.
-// Counting stops once past `limit` (num_layers may be 10^18).
-double weight_elements(const ModelConfig& c, double limit) {
-  const auto d = [](int64_t v) { return static_cast<double>(v); };
-  if (c.kind == ModelKind::kAGNN) {
-    return d(c.in_channels) * d(c.hidden_channels) + d(c.hidden_channels) * d(c.out_channels) +
-           d(c.num_layers);
-  }
-  double total = 0;
-  for (int64_t l = 0; l < c.num_layers && total <= limit; ++l) {
-    const bool last = l == c.num_layers - 1;
-    const double hidden =
-        c.kind == ModelKind::kGAT ? d(c.hidden_channels) * d(c.heads) : d(c.hidden_channels);
-    const double in = l == 0 ? d(c.in_channels) : hidden;
-    const double out = last ? d(c.out_channels) : d(c.hidden_channels);
-    if (c.kind == ModelKind::kGAT) {
-      total += (last ? d(c.output_heads) : d(c.heads)) * out * in;
-    } else if (c.kind == ModelKind::kGIN) {
-      total += in * d(c.hidden_channels) + d(c.hidden_channels) * out;
-    } else {
-      total += (c.kind == ModelKind::kSAGE ? 2 : 1) * in * out;
-    }
-  }
-  return total;
-}
-
 }  // namespace
 
 void save_checkpoint(const std::string& path, GnnModel& model, const CheckpointMeta& meta) {
@@ -133,7 +105,7 @@ LoadedCheckpoint load_checkpoint_from(const std::string& path) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   const double file_bytes = ec ? 0.0 : static_cast<double>(size);
-  const double weights = weight_elements(config, file_bytes);
+  const double weights = layer_type(config.model).weight_elements(config, file_bytes);
   TORCH_CHECK(weights <= file_bytes, "load_checkpoint(", path, "): config needs at least ",
               static_cast<int64_t>(std::min(weights, 9e18)), " weights, but the file has only ",
               static_cast<int64_t>(file_bytes), " bytes");

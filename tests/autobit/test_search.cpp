@@ -28,7 +28,7 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
   TrainData data = small_problem();
   for (bool random : {false, true}) {
     torch::manual_seed(0);
-    Preset p = make_preset("kipf", ModelKind::kGAT, 10, 3);
+    Preset p = make_preset("kipf", "gat", 10, 3);
     p.optim.epochs = 30;
     GnnModel model(p.model);
     TrainResult fp32 = train_full_batch(model, data, p.optim);
@@ -156,7 +156,7 @@ TEST(SearchBits, MeasuresEachPolicyOnceAndKeepsTheBudget) {
 TEST(SearchBits, WithoutAFeasibleConfigurationReturnsTheMostAccurateAndSaysSo) {
   TrainData data = small_problem();
   torch::manual_seed(0);
-  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  Preset p = make_preset("kipf", "gcn", 10, 3);
   p.optim.epochs = 20;
   GnnModel model(p.model);
   TrainResult fp32 = train_full_batch(model, data, p.optim);
@@ -179,7 +179,7 @@ TEST(SearchSpace, BinaryInputsAreSearchedOnlyAtTheirLosslessWidth) {
   EXPECT_TRUE(is_binary(NodeFeatures::from_dense(x, 1.0)));  // sparse storage
   EXPECT_FALSE(is_binary(NodeFeatures(x + torch::rand({40, 12}) * 0.1)));
   TrainData data = small_problem();  // continuous features
-  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  Preset p = make_preset("kipf", "gcn", 10, 3);
   GnnModel model(p.model);
   EXPECT_EQ(search_space(model, data.ops, &data.x).input_max_bits, 8);
   EXPECT_TRUE(search_space(model, data.ops, &data.x).value_options);
@@ -192,7 +192,7 @@ TEST(SearchSpace, BinaryInputsAreSearchedOnlyAtTheirLosslessWidth) {
 TEST(EvaluatePolicy, SeededFineTuningIsAPrefixOfLongerFineTuning) {
   TrainData data = small_problem();
   torch::manual_seed(2);
-  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  Preset p = make_preset("kipf", "gcn", 10, 3);
   p.optim.epochs = 20;
   GnnModel model(p.model);
   train_full_batch(model, data, p.optim);
@@ -209,7 +209,7 @@ TEST(EvaluatePolicy, SeededFineTuningIsAPrefixOfLongerFineTuning) {
 TEST(EvaluatePolicy, FullPrecisionPolicyReproducesTheModel) {
   TrainData data = small_problem();
   torch::manual_seed(1);
-  Preset p = make_preset("kipf", ModelKind::kGCN, 10, 3);
+  Preset p = make_preset("kipf", "gcn", 10, 3);
   p.optim.epochs = 20;
   GnnModel model(p.model);
   train_full_batch(model, data, p.optim);

@@ -32,7 +32,7 @@ expect_error "zero learning rate" 2 "--lr must be > 0, got 0" -- \
   train --dataset "$TINY" --model gcn --lr 0
 expect_error "protection probability out of range" 2 "--dq-pmax must be in [0, 1], got 1.5" -- \
   train --dataset "$TINY" --model gcn --qat int8 --dq-pmax 1.5
-expect_error "unknown model" 2 "--model must be one of gcn, gat, agnn, sage, gin, got 'transformer'" -- \
+expect_error "unknown model" 2 "--model must be one of agnn, gat, gcn, gin, sage, got 'transformer'" -- \
   train --dataset "$TINY" --model transformer --quiet
 expect_error "unknown preset" 2 "--preset must be one of kipf, sgquant, got 'huge'" -- \
   train --dataset "$TINY" --model gcn --preset huge --quiet

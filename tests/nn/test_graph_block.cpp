@@ -46,10 +46,10 @@ at::Tensor some_nodes(int64_t n, int64_t t, uint64_t seed) {
 }
 
 ModelConfig small_config(const std::string& kind) {
-  Preset p = make_preset("kipf", parse_model_kind(kind), 12, 4);
+  Preset p = make_preset("kipf", kind, 12, 4);
   p.model.hidden_channels = 8;
-  if (p.model.kind == ModelKind::kGAT) p.model.heads = 2;
-  if (p.model.kind == ModelKind::kAGNN) p.model.num_layers = 2;
+  if (p.model.model == "gat") p.model.heads = 2;
+  if (p.model.model == "agnn") p.model.num_layers = 2;
   return p.model;
 }
 

@@ -37,7 +37,7 @@ TEST(PackedInference, EqualsTheFakeQuantModelForEveryLayerType) {
     for (const char* name : {"gcn", "gat", "agnn", "sage", "gin"}) {
       SCOPED_TRACE(policy_text);
       torch::manual_seed(0);
-      Preset p = make_preset("kipf", parse_model_kind(name), 24, 5);
+      Preset p = make_preset("kipf", name, 24, 5);
       p.model.row_normalize_input = true;
       GnnModel model(p.model);
       model.eval();
@@ -144,7 +144,7 @@ TEST(PackedInference, NoLayerHoldsAWholeFloatInputOrAttentionTensor) {
   for (const char* name : {"gcn", "gat", "agnn", "sage"}) {
     SCOPED_TRACE(name);
     torch::manual_seed(0);
-    Preset p = make_preset("kipf", parse_model_kind(name), f, classes);
+    Preset p = make_preset("kipf", name, f, classes);
     if (std::string(name) != "gat") p.model.hidden_channels = 48;
     GnnModel model(p.model);
     model.eval();
@@ -213,7 +213,7 @@ TEST(PackedInference, HiddenOutputIsPackedAsItIsProduced) {
     for (const char* name : {"gcn", "gat", "agnn"}) {
       SCOPED_TRACE(std::string(name) + " " + spec);
       torch::manual_seed(0);
-      Preset p = make_preset("kipf", parse_model_kind(name), f, classes);
+      Preset p = make_preset("kipf", name, f, classes);
       if (std::string(name) != "gat") p.model.hidden_channels = 48;  // GAT: 8 heads x 8
       GnnModel model(p.model);
       model.eval();
@@ -275,7 +275,7 @@ TEST(FakeQuantHook, FineTuningGradientsReachEveryParameter) {
   GraphOperators ops(g);
   NodeFeatures x = random_features(40, 12, 6);
   torch::manual_seed(1);
-  GnnModel model(make_preset("kipf", ModelKind::kGAT, 12, 3).model);
+  GnnModel model(make_preset("kipf", "gat", 12, 3).model);
   model.set_quant_hook(std::make_shared<FakeQuantHook>(BitPolicy::parse("bits=2")));
   model.train();
   auto loss = model.forward(ops, x).pow(2).mean();
@@ -320,7 +320,7 @@ GraphOperators path_graph_10() {
 // A 2-layer GCN with hidden 4 and 2 classes: points X [n, in] and h1 [n, 4].
 ModelConfig hand_gcn_config(int64_t in_channels) {
   ModelConfig c;
-  c.kind = ModelKind::kGCN;
+  c.model = "gcn";
   c.in_channels = in_channels;
   c.hidden_channels = 4;
   c.out_channels = 2;
@@ -446,7 +446,7 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
             "emb=1;layer0.emb.round=nonzero;layer0.emb.cols=on;layer1.emb=2"}) {
         SCOPED_TRACE(std::string(name) + " " + spec + (x.is_sparse() ? " sparse x" : " dense x"));
         torch::manual_seed(0);
-        GnnModel model(make_preset("kipf", parse_model_kind(name), f, 5).model);
+        GnnModel model(make_preset("kipf", name, f, 5).model);
         model.eval();
         torch::NoGradGuard ng;
         const BitPolicy policy = BitPolicy::parse(spec);
@@ -498,7 +498,7 @@ TEST(MemoryReport, InputIndexListEqualsPackedStorageAndPackedTensorBytes) {
   }
   EXPECT_EQ(index_points, 2 * 3 * 10);  // inputs x models x 1-bit input policies
   // Statistics of a different input shape are rejected.
-  GnnModel model(make_preset("kipf", ModelKind::kGCN, f, 5).model);
+  GnnModel model(make_preset("kipf", "gcn", f, 5).model);
   const InputCodeStats other{NodeFeatures(sparse_binary(n, f + 1, 0.01, 1))};
   EXPECT_THROW(memory_report(model, ops, BitPolicy::parse("emb=1"), &other), c10::Error);
 }

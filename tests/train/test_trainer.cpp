@@ -74,7 +74,7 @@ TEST(Trainer, EveryModelLearnsAPlantedPartitionFromTheGraph) {
     for (int with_edges = 0; with_edges < 2; ++with_edges) {
       const TrainData& d = with_edges ? data : no_edges;
       manual_seed(0);
-      Preset p = make_preset("kipf", parse_model_kind(name), 8, 2);
+      Preset p = make_preset("kipf", name, 8, 2);
       p.optim.epochs = 100;
       GnnModel model(p.model);
       TrainResult r = train_full_batch(model, d, p.optim);
@@ -99,7 +99,7 @@ TEST(Trainer, SameSeedAndThreadsGiveIdenticalResults) {
     double acc[2];
     for (int rep = 0; rep < 2; ++rep) {
       manual_seed(42);
-      Preset p = make_preset("kipf", parse_model_kind(name), 8, 2);
+      Preset p = make_preset("kipf", name, 8, 2);
       p.optim.epochs = 30;
       GnnModel model(p.model);
       acc[rep] = train_full_batch(model, data, p.optim).test_acc;
@@ -120,7 +120,7 @@ TEST(Trainer, EarlyStoppingStopsAtTheDocumentedEpoch) {
   TrainData data = planted_partition(3);
   for (int64_t patience : {3, 5, 20}) {
     manual_seed(0);
-    Preset p = make_preset("kipf", ModelKind::kGCN, 8, 2);
+    Preset p = make_preset("kipf", "gcn", 8, 2);
     p.optim.epochs = 1000;
     p.optim.patience = patience;
     GnnModel model(p.model);
@@ -178,7 +178,7 @@ TEST(Checkpoint, RoundTripReproducesLogitsForEveryModel) {
   TempDir dir;
   for (const char* name : {"gcn", "gat", "agnn", "sage", "gin"}) {
     manual_seed(1);
-    Preset p = make_preset("kipf", parse_model_kind(name), 8, 2);
+    Preset p = make_preset("kipf", name, 8, 2);
     p.optim.epochs = 5;
     GnnModel model(p.model);
     TrainResult r = train_full_batch(model, data, p.optim);
@@ -282,7 +282,7 @@ std::vector<std::string> dir_entries(const std::string& dir) {
 TEST(Checkpoint, FailedSaveLeavesExistingFileIntact) {
   TempDir dir;
   manual_seed(0);
-  GnnModel model(make_preset("kipf", ModelKind::kGCN, 256, 2).model);
+  GnnModel model(make_preset("kipf", "gcn", 256, 2).model);
   const std::string path = dir.file("keep.ckpt");
   save_checkpoint(path, model, {});
   const std::string before = file_bytes(path);
@@ -290,7 +290,7 @@ TEST(Checkpoint, FailedSaveLeavesExistingFileIntact) {
   {
     // In a child process, writes beyond 4 KiB fail with EFBIG (SIGXFSZ ignored); the
     // child reports 0 when save_checkpoint threw c10::Error naming the path.
-    GnnModel other(make_preset("kipf", ModelKind::kGCN, 256, 2).model);
+    GnnModel other(make_preset("kipf", "gcn", 256, 2).model);
     const pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -330,7 +330,7 @@ TEST(Checkpoint, FailedSaveLeavesExistingFileIntact) {
 TEST(Checkpoint, TruncatedFileGivesOneLineError) {
   TempDir dir;
   manual_seed(0);
-  GnnModel model(make_preset("kipf", ModelKind::kGCN, 8, 2).model);
+  GnnModel model(make_preset("kipf", "gcn", 8, 2).model);
   const std::string good = dir.file("good.ckpt");
   save_checkpoint(good, model, {});
   const std::string bytes = file_bytes(good);
@@ -354,7 +354,7 @@ TEST(Checkpoint, TruncatedFileGivesOneLineError) {
 TEST(Checkpoint, DatasetThatDoesNotFitTheModelIsOneLine) {
   manual_seed(0);
   LoadedCheckpoint ck;
-  ck.model = std::make_shared<GnnModel>(make_preset("kipf", ModelKind::kGCN, 8, 3).model);
+  ck.model = std::make_shared<GnnModel>(make_preset("kipf", "gcn", 8, 3).model);
   ck.path = "m.ckpt";
   Dataset d;
   d.path = "d.npz";

@@ -24,12 +24,16 @@
 // Supported: GCN, SAGE, GIN trained with --qat int8 or int4 (every activation point and
 // the weights at the same 8 or 4 bits). GAT and AGNN stay fake-quantized (attention
 // softmax has no integer kernel here); convert() rejects them with an error.
+//
+// Each layer lowers itself (GnnLayer::lower) to an IntegerLayer; the model runs the
+// stack of integer layers with int8 or INT4 codes between them.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qgnn/nn/models.h"
@@ -55,11 +59,53 @@ struct IntegerTiming {
   double total_ms() const { return linear_ms + aggregate_ms + other_ms; }
 };
 
+// What IntegerModel::convert hands a layer's lower(): the QAT hook, where the layer sits,
+// and the model's one width.
+struct QGNN_API IntegerLowering {
+  const QatHook& hook;
+  int64_t layer = 0;  // stack position: the layer's input is point (layer, embedding)
+  bool last = false;  // the last layer dequantizes to float logits
+  int bits = 8;       // the width of every point, 8 or 4
+  // The observed scale of point (layer, role); throws c10::Error when the point's width
+  // is not `bits` or it was never observed.
+  float scale(QuantRole role) const;
+  // The next layer's input scale (1 for the last layer).
+  float next_scale() const;
+  // A weight's codes per output channel by the quantizer QatHook fake-quantized it with
+  // (quant/quantizer.h): int8 codes [out, in] and float32 scales [out].
+  std::pair<at::Tensor, at::Tensor> weight_codes(const at::Tensor& w) const;
+};
+
+// Per-graph state of an integer layer (row multipliers from degrees and input row
+// scales), computed once per graph and input and cached by IntegerModel.
+struct QGNN_API IntegerPlan {
+  virtual ~IntegerPlan() = default;
+};
+
+// A layer lowered to integer kernels (GnnLayer::lower). Immutable once built.
+class QGNN_API IntegerLayer {
+ public:
+  virtual ~IntegerLayer() = default;
+  // The layer's per-graph state on `ops`' graph. `input_rows` (first layer of a model
+  // that row-normalizes its input only, else undefined): [N] float64, the factor of each
+  // dequantized input row (1 for all-zero rows).
+  virtual std::shared_ptr<const IntegerPlan> plan(const GraphOperators& ops,
+                                                  const at::Tensor& input_rows) const = 0;
+  // x: the layer's input codes, stored by `codes` (int8 [N, F], or INT4 packed). Returns
+  // the next layer's input codes stored the same way or, for the last layer, float32
+  // logits [N, C]. Adds its kernels' wall time to `timing`.
+  virtual at::Tensor forward(const GraphOperators& ops, const IntegerPlan& plan,
+                             const at::Tensor& x, const Quantizer& codes,
+                             IntegerTiming& timing) const = 0;
+  // Bytes of the packed integer weights.
+  virtual int64_t weight_bytes() const = 0;
+};
+
 class QGNN_API IntegerModel {
  public:
-  // Converts a QAT-trained model (weights + the hook's observed ranges). Throws
-  // c10::Error for an unsupported model kind, mixed or unsupported bits, or a point that
-  // was never observed.
+  // Converts a QAT-trained model (weights + the hook's observed ranges), layer by layer.
+  // Throws c10::Error for a layer without an integer kernel, mixed or unsupported bits,
+  // or a point that was never observed.
   static IntegerModel convert(GnnModel& model, const QatHook& hook);
 
   int bits() const { return bits_; }
@@ -75,19 +121,17 @@ class QGNN_API IntegerModel {
   // Bytes of the packed integer weights.
   int64_t weight_bytes() const;
 
-  struct Layer;    // per-layer integer parameters (int_model.cpp)
-  struct RowPlan;  // per-graph row multipliers (int_model.cpp)
+  struct RowPlan;  // the layers' plans for one graph and input (int_model.cpp)
 
  private:
   std::shared_ptr<const RowPlan> plan_for(const GraphOperators& ops, const QuantizedInput& x) const;
-  ModelKind kind_ = ModelKind::kGCN;
   int bits_ = 8;
   bool row_normalize_ = false;
   float input_scale_ = 1;
   // The activation points' quantizer (one width and layout for every node-wise point):
   // its codes at the input, how activations are stored (bytes, or nibbles at 4 bits).
   std::shared_ptr<const Quantizer> codes_;
-  std::vector<std::shared_ptr<const Layer>> layers_;
+  std::vector<std::shared_ptr<const IntegerLayer>> layers_;
   struct PlanCache;
   std::shared_ptr<PlanCache> cache_;
 };
