@@ -82,6 +82,22 @@ inline QuantizedLinear quantize_linear(const IntegerLowering& lo, const at::Tens
   return q;
 }
 
+// q_lin = RQ(x_q W_q^T; col[o] rows[j]) (rows may be undefined: no row factor): int8
+// [N, O], or stored by `store` when given; wall time into timing.linear_ms.
+inline at::Tensor run_linear(const QuantizedLinear& lin, const at::Tensor& x,
+                             const at::Tensor& rows, int bits, IntegerTiming& timing,
+                             const Quantizer* store = nullptr) {
+  const auto t0 = Clock::now();
+  LinearRequant rq;
+  rq.col_multiplier = lin.col;
+  rq.row_multiplier = rows;
+  rq.out = range_for(bits, false);
+  at::Tensor out = linear_rq(x, lin.w, bits, rq);
+  if (store != nullptr) out = store->store_codes(out);
+  timing.linear_ms += ms_since(t0);
+  return out;
+}
+
 // The tail of GCN and SAGE (and GIN's hidden step): q_agg + bias, then either the next
 // layer's input codes RQ(2^16 q_agg + b'; s_agg / (2^16 s_to), relu) or, for the last
 // layer, float logits q_agg s_agg + b.

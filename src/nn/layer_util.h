@@ -86,6 +86,42 @@ inline LayerOutput block_output(int64_t n, int64_t cols, const std::vector<int64
   return {out, nullptr};
 }
 
+// Widths of layer l of a stack of c.num_layers layers: in = in_channels for the first
+// layer and `hidden_in` (hidden_channels when 0) after it, out = out_channels for the
+// last layer and hidden_channels before it.
+inline std::pair<int64_t, int64_t> stack_widths(const ModelConfig& c, int64_t l,
+                                                int64_t hidden_in = 0) {
+  const int64_t in = l == 0 ? c.in_channels : (hidden_in > 0 ? hidden_in : c.hidden_channels);
+  const int64_t out = l == c.num_layers - 1 ? c.out_channels : c.hidden_channels;
+  return {in, out};
+}
+
+// The usual stack: c.num_layers layers "conv<l>" = make(l, in, out) (widths as
+// stack_widths), `activation` between them.
+inline std::vector<StackEntry> conv_stack(
+    const ModelConfig& c, Activation activation,
+    const std::function<std::shared_ptr<GnnLayer>(int64_t l, int64_t in, int64_t out)>& make,
+    int64_t hidden_in = 0) {
+  std::vector<StackEntry> stack;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const auto [in, out] = stack_widths(c, l, hidden_in);
+    stack.push_back({"conv" + std::to_string(l), make(l, in, out), activation});
+  }
+  return stack;
+}
+
+// The preset of models without a citation paper setting (SAGE, GIN: PyG's examples):
+// 2 x 64, dropout 0.5, lr 0.01, weight decay 5e-4, 200 epochs, patience 100.
+inline void pyg_example_preset(Preset& p) {
+  p.model.hidden_channels = 64;
+  p.model.num_layers = 2;
+  p.model.dropout = 0.5;
+  p.optim.lr = 0.01;
+  p.optim.weight_decay = 5e-4;
+  p.optim.epochs = 200;
+  p.optim.patience = 100;
+}
+
 // Weight-matrix elements of a stack of num_layers layers (LayerSpec::weight_elements):
 // the sum of per_layer(in, out, last) with in = in_channels for the first layer and
 // `hidden_in` (hidden_channels when 0) after it, out = out_channels for the last layer
@@ -93,6 +129,7 @@ inline LayerOutput block_output(int64_t n, int64_t cols, const std::vector<int64
 inline double stack_weight_elements(const ModelConfig& c, double limit,
                                     const std::function<double(double, double, bool)>& per_layer,
                                     double hidden_in = 0) {
+  // In double: a corrupt config's widths may overflow int64 when multiplied.
   const double hidden = static_cast<double>(c.hidden_channels);
   double total = 0;
   for (int64_t l = 0; l < c.num_layers && total <= limit; ++l) {

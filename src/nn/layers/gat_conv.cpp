@@ -161,17 +161,13 @@ LayerSpec gat_spec() {
   LayerSpec s;
   s.name = "gat";
   s.build = [](const ModelConfig& c) {
-    std::vector<StackEntry> stack;
-    for (int64_t l = 0; l < c.num_layers; ++l) {
+    const auto make = [&c](int64_t l, int64_t in, int64_t out) {
       const bool last = l == c.num_layers - 1;
-      const int64_t in = l == 0 ? c.in_channels : c.hidden_channels * c.heads;
-      auto conv =
-          last ? GATConv(in, c.out_channels, c.output_heads, /*concat=*/false, 0.2,
-                         c.attention_dropout)
-               : GATConv(in, c.hidden_channels, c.heads, /*concat=*/true, 0.2, c.attention_dropout);
-      stack.push_back({"conv" + std::to_string(l), conv.ptr(), Activation::kELU});
-    }
-    return stack;
+      return GATConv(in, out, last ? c.output_heads : c.heads, /*concat=*/!last, 0.2,
+                     c.attention_dropout)
+          .ptr();
+    };
+    return conv_stack(c, Activation::kELU, make, c.hidden_channels * c.heads);
   };
   s.preset = [](Preset& p, const std::string& preset, DatasetFamily) {
     p.model.heads = 8;

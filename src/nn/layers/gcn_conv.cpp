@@ -88,13 +88,8 @@ LayerSpec gcn_spec() {
   LayerSpec s;
   s.name = "gcn";
   s.build = [](const ModelConfig& c) {
-    std::vector<StackEntry> stack;
-    for (int64_t l = 0; l < c.num_layers; ++l) {
-      const int64_t in = l == 0 ? c.in_channels : c.hidden_channels;
-      const int64_t out = l == c.num_layers - 1 ? c.out_channels : c.hidden_channels;
-      stack.push_back({"conv" + std::to_string(l), GCNConv(in, out).ptr(), Activation::kReLU});
-    }
-    return stack;
+    return conv_stack(c, Activation::kReLU,
+                      [](int64_t, int64_t in, int64_t out) { return GCNConv(in, out).ptr(); });
   };
   s.preset = [](Preset& p, const std::string& preset, DatasetFamily family) {
     const bool sgq = preset == "sgquant";
@@ -157,14 +152,8 @@ class GcnIntegerLayer : public IntegerLayer {
   at::Tensor forward(const GraphOperators& ops, const IntegerPlan& plan, const at::Tensor& x,
                      const Quantizer& codes, IntegerTiming& t) const override {
     const auto& p = static_cast<const GcnIntegerPlan&>(plan);
-    auto t0 = Clock::now();
-    LinearRequant rq;
-    rq.col_multiplier = lin_.col;
-    rq.row_multiplier = p.lin_rows;
-    rq.out = range_for(bits_, false);
-    const at::Tensor lin = codes.store_codes(linear_rq(x, lin_.w, bits_, rq));
-    t.linear_ms += ms_since(t0);
-    t0 = Clock::now();
+    const at::Tensor lin = run_linear(lin_, x, p.lin_rows, bits_, t, &codes);
+    const auto t0 = Clock::now();
     SpmmRequant srq;
     srq.row_multiplier = p.agg_rows;
     srq.out = range_for(bits_, false);

@@ -40,24 +40,11 @@ LayerSpec gin_spec() {
   LayerSpec s;
   s.name = "gin";
   s.build = [](const ModelConfig& c) {
-    std::vector<StackEntry> stack;
-    for (int64_t l = 0; l < c.num_layers; ++l) {
-      const int64_t in = l == 0 ? c.in_channels : c.hidden_channels;
-      const int64_t out = l == c.num_layers - 1 ? c.out_channels : c.hidden_channels;
-      stack.push_back({"conv" + std::to_string(l), GINConv(in, c.hidden_channels, out).ptr(),
-                       Activation::kReLU});
-    }
-    return stack;
+    return conv_stack(c, Activation::kReLU, [&c](int64_t, int64_t in, int64_t out) {
+      return GINConv(in, c.hidden_channels, out).ptr();
+    });
   };
-  s.preset = [](Preset& p, const std::string&, DatasetFamily) {
-    p.model.hidden_channels = 64;
-    p.model.num_layers = 2;
-    p.model.dropout = 0.5;
-    p.optim.lr = 0.01;
-    p.optim.weight_decay = 5e-4;
-    p.optim.epochs = 200;
-    p.optim.patience = 100;
-  };
+  s.preset = [](Preset& p, const std::string&, DatasetFamily) { pyg_example_preset(p); };
   s.weight_elements = [](const ModelConfig& c, double limit) {
     const double hidden = static_cast<double>(c.hidden_channels);
     return stack_weight_elements(
@@ -124,14 +111,8 @@ class GinIntegerLayer : public IntegerLayer {
   at::Tensor forward(const GraphOperators& ops, const IntegerPlan& plan, const at::Tensor& x,
                      const Quantizer& codes, IntegerTiming& t) const override {
     const auto& p = static_cast<const GinIntegerPlan&>(plan);
+    const at::Tensor lin = run_linear(lin_, x, p.lin_rows, bits_, t);  // int8 [N, hidden]
     auto t0 = Clock::now();
-    LinearRequant rq;
-    rq.col_multiplier = lin_.col;
-    rq.row_multiplier = p.lin_rows;
-    rq.out = range_for(bits_, false);
-    const at::Tensor lin = linear_rq(x, lin_.w, bits_, rq);  // int8 [N, hidden]
-    t.linear_ms += ms_since(t0);
-    t0 = Clock::now();
     const at::Tensor s = spmm_s32(ops.graph(), codes.store_codes(lin), lin.size(1), bits_);
     t.aggregate_ms += ms_since(t0);
     t0 = Clock::now();

@@ -33,23 +33,10 @@ LayerSpec sage_spec() {
   LayerSpec s;
   s.name = "sage";
   s.build = [](const ModelConfig& c) {
-    std::vector<StackEntry> stack;
-    for (int64_t l = 0; l < c.num_layers; ++l) {
-      const int64_t in = l == 0 ? c.in_channels : c.hidden_channels;
-      const int64_t out = l == c.num_layers - 1 ? c.out_channels : c.hidden_channels;
-      stack.push_back({"conv" + std::to_string(l), SAGEConv(in, out).ptr(), Activation::kReLU});
-    }
-    return stack;
+    return conv_stack(c, Activation::kReLU,
+                      [](int64_t, int64_t in, int64_t out) { return SAGEConv(in, out).ptr(); });
   };
-  s.preset = [](Preset& p, const std::string&, DatasetFamily) {
-    p.model.hidden_channels = 64;
-    p.model.num_layers = 2;
-    p.model.dropout = 0.5;
-    p.optim.lr = 0.01;
-    p.optim.weight_decay = 5e-4;
-    p.optim.epochs = 200;
-    p.optim.patience = 100;
-  };
+  s.preset = [](Preset& p, const std::string&, DatasetFamily) { pyg_example_preset(p); };
   s.weight_elements = [](const ModelConfig& c, double limit) {
     return stack_weight_elements(c, limit,
                                  [](double in, double out, bool) { return 2 * in * out; });
@@ -96,14 +83,8 @@ class SageIntegerLayer : public IntegerLayer {
   at::Tensor forward(const GraphOperators& ops, const IntegerPlan& plan, const at::Tensor& x,
                      const Quantizer& codes, IntegerTiming& t) const override {
     const auto& p = static_cast<const SageIntegerPlan&>(plan);
+    const at::Tensor lin = run_linear(lin_, x, p.lin_rows, bits_, t);  // int8 [N, 2 out]
     auto t0 = Clock::now();
-    LinearRequant rq;
-    rq.col_multiplier = lin_.col;
-    rq.row_multiplier = p.lin_rows;
-    rq.out = range_for(bits_, false);
-    const at::Tensor lin = linear_rq(x, lin_.w, bits_, rq);  // int8 [N, 2 out]
-    t.linear_ms += ms_since(t0);
-    t0 = Clock::now();
     const at::Tensor left = codes.store_codes(lin.narrow(1, 0, out_).contiguous());
     const at::Tensor root = lin.narrow(1, out_, out_).contiguous();
     const at::Tensor s = spmm_s32(ops.graph(), left, out_, bits_);
