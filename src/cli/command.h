@@ -31,5 +31,6 @@ std::unique_ptr<Command> make_run_command();
 std::unique_ptr<Command> make_memory_command();
 std::unique_ptr<Command> make_infer_command();
 std::unique_ptr<Command> make_generate_command();
+std::unique_ptr<Command> make_convert_command();
 
 }  // namespace qgnn::cli

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   commands.push_back(cli::make_memory_command());
   commands.push_back(cli::make_infer_command());
   commands.push_back(cli::make_generate_command());
+  commands.push_back(cli::make_convert_command());
   std::vector<CLI::App*> subcommands;
   for (auto& c : commands) subcommands.push_back(c->add_to(app));
 

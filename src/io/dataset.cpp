@@ -300,10 +300,27 @@ Dataset read_dataset(const std::string& path, int64_t split_seed, bool load_feat
     }
   }
 
+  // Optional edge weights, aligned with indices (the CSR values): finite and positive.
+  at::Tensor weights;
+  if (arrays.count("weights") > 0) {
+    const NpyArray& w = arrays["weights"];
+    const std::string code = dtype_code(w.descr);
+    c.check(code == "f4" || code == "f8", "weights", "dtype must be float32 or float64", "'",
+            w.descr, "'");
+    c.check(w.data.dim() == 1 && w.data.size(0) == e, "weights",
+            "shape must be [E] with E = " + std::to_string(e), shape_str(w.data.sizes()));
+    weights = w.data.to(at::kFloat).contiguous();
+    const float* wp = weights.data_ptr<float>();
+    const int64_t bad =
+        first_where(e, [wp](int64_t i) { return !(wp[i] > 0 && std::isfinite(wp[i])); });
+    if (bad >= 0)
+      c.check(false, "weights", "must be finite and positive", wp[bad], " at edge ", bad);
+  }
+
   Dataset d;
   d.name = file_stem(path);
   d.path = path;
-  d.graph = CsrGraph(indptr, indices);
+  d.graph = CsrGraph(indptr, indices, weights);
   d.x = x;
   d.feature_dim = f;
   d.x_source_dtype = x_code == "f2" ? "float16" : x_code == "f4" ? "float32" : "float64";

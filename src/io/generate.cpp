@@ -528,6 +528,7 @@ void write_dataset(const std::string& path, const Dataset& d, bool compress) {
       {"x", d.x},
       {"y", d.y},
       {"num_classes", at::scalar_tensor(d.num_classes, at::TensorOptions().dtype(at::kLong))}};
+  if (d.graph.has_weights()) arrays["weights"] = d.graph.weights();
   if (d.has_public_split) {
     arrays["train_mask"] = d.train_mask;
     arrays["val_mask"] = d.val_mask;

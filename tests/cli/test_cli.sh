@@ -245,6 +245,32 @@ else
   fail "generate: $(cat "$TMP/out" "$TMP/err")"
 fi
 
+# `qgnn convert`: an edge list with features and labels becomes a dataset that trains;
+# a bad row is one line naming the file and the line; nothing is written then.
+printf 'source,target\n' >"$TMP/edges.csv"
+for i in $(seq 0 179); do printf '%d,%d\n%d,%d\n' "$i" $(((i + 1) % 180)) "$i" $(((i + 7) % 180)); done >>"$TMP/edges.csv"
+for i in $(seq 0 179); do printf '%d,%d,%d\n' $((i % 3)) $((i % 2)) 1; done >"$TMP/feat.csv"
+for i in $(seq 0 179); do echo $((i % 3)); done >"$TMP/labels.txt"
+if "$QGNN" convert --edges "$TMP/edges.csv" --features "$TMP/feat.csv" --labels "$TMP/labels.txt" \
+  --undirected --out "$TMP/conv.npz" --json "$TMP/conv.json" >"$TMP/out" 2>"$TMP/err" &&
+  [[ $(wc -l <"$TMP/out") -eq 1 ]] &&
+  "$QGNN" train --dataset "$TMP/conv.npz" --model gcn --epochs 5 --quiet >/dev/null 2>>"$TMP/err"; then
+  expect_json "convert: report" "$TMP/conv.json" \
+    '.num_nodes == 180 and .num_edges == 720 and .num_features == 3 and .num_classes == 3
+     and .edge_lines == 360 and .duplicates_dropped == 0 and .public_split == false'
+else
+  fail "convert: $(cat "$TMP/out" "$TMP/err")"
+fi
+printf '0,1\n1,2\n4,oops\n' >"$TMP/bad_edges.csv"
+expect_error "convert: bad edge row" 1 "convert: $TMP/bad_edges.csv:3: node id is not an integer (got 'oops')" -- \
+  convert --edges "$TMP/bad_edges.csv" --features "$TMP/feat.csv" --labels "$TMP/labels.txt" \
+  --out "$TMP/bad.npz"
+if [[ -e "$TMP/bad.npz" ]]; then fail "convert: a failed run wrote $TMP/bad.npz"; else ok; fi
+expect_error "convert: neither input" 2 "give either --edges (with --features and --labels) or --ogb" -- \
+  convert --out "$TMP/none.npz"
+expect_error "convert: edges without labels" 2 "--edges needs --features and --labels" -- \
+  convert --edges "$TMP/edges.csv" --features "$TMP/feat.csv" --out "$TMP/none.npz"
+
 # QAT and integer inference: a QAT checkpoint saves, evaluates and runs as an integer
 # model that predicts like its fake-quantized self; --degree-quant alone means the
 # paper's method (percentile ranges), an explicit --observer wins.

@@ -33,8 +33,9 @@ struct QGNN_API Dataset {
 // Reads and validates an .npz in the layout of data/README.md:
 // indptr [N+1] and indices [E] (integer), x [N, F] (float16, float32 or float64; held as
 // float32, x_source_dtype records the file's dtype), y [N] (integer), num_classes (0-d or
-// [1] integer), and optionally train_mask / val_mask / test_mask [N] (bool or uint8), all
-// three or none.
+// [1] integer), optionally train_mask / val_mask / test_mask [N] (bool or uint8), all
+// three or none, and optionally weights [E] (float32 or float64, finite and > 0), the
+// value of each edge of indices (the graph's CSR values).
 // Checks, each failure a one-line c10::Error "read_dataset(<path>): <array>: <problem>
 // (got <value>)": presence, dtype, shape, N >= 1, E >= 1, F >= 1, indptr[0] == 0, indptr
 // non-decreasing, indptr[N] == E, indices in [0, N), no duplicate edge, 1 <= num_classes

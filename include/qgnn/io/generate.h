@@ -92,7 +92,8 @@ QGNN_API GenerateResult generate_rmat(const GenerateConfig& cfg,
                                       const GenerateProgress& progress = {});
 
 // Writes `d` in the layout of data/README.md (indptr, indices int64; x float32; y int64;
-// num_classes 0-d int64; the three masks when d.has_public_split), atomically through
+// num_classes 0-d int64; weights [E] float32 when the graph has them; the three masks
+// when d.has_public_split), atomically through
 // write_npz. compress = true deflates the members (slow on dense float features).
 // Throws write_npz's c10::Error naming the path.
 QGNN_API void write_dataset(const std::string& path, const Dataset& d, bool compress = false);
