@@ -215,7 +215,10 @@ at::Tensor read_features(const std::string& path, Delimiter delim) {
     ++rows;
   }
   TORCH_CHECK(rows >= 1 && f >= 1, "convert: ", path, ": no feature rows");
-  return at::from_blob(values.data(), {rows, f}, at::kFloat).clone();
+  // The tensor takes the buffer over: no second copy of [N, F].
+  auto* owned = new std::vector<float>(std::move(values));
+  return at::from_blob(
+      owned->data(), {rows, f}, [owned](void*) { delete owned; }, at::kFloat);
 }
 
 // Labels [N] int64 >= 0: a .npy array, one per line, or "node label" per line.

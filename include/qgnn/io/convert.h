@@ -3,8 +3,8 @@
 // (data/README.md): an edge list (CSV / TSV / whitespace) with features and labels, or
 // OGB's raw node-property layout. Every text file may be gzip-compressed (read through
 // zlib, which also reads plain files) and is read line by line: memory is the dataset
-// being built (16 bytes per edge while sorting, 4 N F for the features), never a whole
-// text file.
+// being built (24 bytes per edge while sorting, twice that with --undirected, plus the
+// CSR; 4 N F bytes for the features, grown as a vector), never a whole text file.
 //
 // Lines that are empty or start with '#' or '%' are skipped everywhere. A bad line is a
 // one-line c10::Error "convert: <file>:<line>: <problem> (got '<value>')".
