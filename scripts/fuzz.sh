@@ -6,7 +6,7 @@
 # is left as build-san/fuzz/<target>/crash-* (or leak-, timeout-, oom-).
 # Prints the executions per target. The working corpus in build-san/fuzz/<target>/corpus
 # grows across runs. Usage: scripts/fuzz.sh [seconds-per-target] (default 60);
-# FUZZ_TARGETS="npz bit_policy checkpoint" (the default) selects targets.
+# FUZZ_TARGETS="npz bit_policy checkpoint convert" (the default) selects targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -30,6 +30,16 @@ seeds() {  # seeds <target> <dir>: (re)creates the seed directory of a target
         printf '%s' "$spec" >"$dir/spec_$((i++))"
       done
       ;;
+    convert)
+      # <selector byte><text>: 0 edges, 1 features, 2 labels, 3 train ids (fuzz_convert.cpp);
+      # +4 one-based ids, +8 undirected.
+      printf '\x00src,dst\n0,1\n1,2\n0,1\n3,3\n' >"$dir/edges_csv"
+      printf '\x08# c\n0\t1\t0.5\n1\t2\t2\n2\t1\t7\n' >"$dir/edges_tsv_undirected"
+      printf '\x04 1 2\n2 3\n4 1\n' >"$dir/edges_one_based"
+      printf '\x01x,y\n1,2\n3,4\n5,6\n7,8\n' >"$dir/features"
+      printf '\x02node,label\n3,1\n0,0\n1,2\n2,0\n' >"$dir/labels"
+      printf '\x030\n3\n' >"$dir/train"
+      ;;
     checkpoint)
       # The Release binary when there is one (CI runs scripts/test.sh first): same file
       # format, a fraction of the ASan binary's start-up time.
@@ -50,7 +60,7 @@ seeds() {  # seeds <target> <dir>: (re)creates the seed directory of a target
 }
 
 status=0
-for t in ${FUZZ_TARGETS:-npz bit_policy checkpoint}; do
+for t in ${FUZZ_TARGETS:-npz bit_policy checkpoint convert}; do
   dir=$work/$t
   mkdir -p "$dir/corpus"
   seeds "$t" "$dir/seeds"
