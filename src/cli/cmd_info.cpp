@@ -36,7 +36,8 @@ class InfoCommand : public Command {
     const int64_t self_loops = d.graph.row_ids().eq(d.graph.indices()).sum().item<int64_t>();
     std::cout << "dataset      " << d.name << "  (" << path << ")\n"
               << "nodes        " << d.num_nodes() << "\n"
-              << "edges        " << d.graph.num_edges() << " (directed entries)\n"
+              << "edges        " << d.graph.num_edges() << " (directed entries"
+              << (d.graph.has_weights() ? ", weighted" : "") << ")\n"
               << "features     " << d.num_features() << "  (" << fmt(100 * density) << "% non-zero"
               << (d.x_source_dtype != "float32"
                       ? "; x stored as " + d.x_source_dtype + ", converted to float32"
@@ -54,6 +55,7 @@ class InfoCommand : public Command {
                 {"path", path},
                 {"num_nodes", d.num_nodes()},
                 {"num_edges", d.graph.num_edges()},
+                {"weighted", d.graph.has_weights()},
                 {"num_features", d.num_features()},
                 {"x_source_dtype", d.x_source_dtype},
                 {"feature_density", density},
