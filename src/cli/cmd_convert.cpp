@@ -85,6 +85,7 @@ class ConvertCommand : public Command {
                                 {"public_split", back.has_public_split},
                                 {"edge_lines", report.lines},
                                 {"duplicates_dropped", report.duplicates_dropped},
+                                {"reverse_pairs", report.reverse_pairs},
                                 {"self_loops", report.self_loops},
                                 {"undirected", undirected_}};
       out.write_text(common_.json, j.dump(2) + "\n");
@@ -95,6 +96,8 @@ class ConvertCommand : public Command {
               << back.num_classes << (back.graph.has_weights() ? ", weighted" : "")
               << (back.has_public_split ? ", with its split" : ", random split at read time")
               << "; " << report.duplicates_dropped << " duplicate edges dropped, "
+              << (undirected_ ? std::to_string(report.reverse_pairs) + " pairs given both ways, "
+                              : "")
               << report.self_loops << " self loops kept" << std::endl;
     return 0;
   }

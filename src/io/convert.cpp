@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -23,8 +24,9 @@ namespace {
 
 [[noreturn]] void fail(const std::string& file, int64_t line, const std::string& problem,
                        std::string_view value) {
-  TORCH_CHECK(false, "convert: ", file, ":", line, ": ", problem, " (got '", std::string(value),
-              "')");
+  const bool cut = value.size() > 80;
+  TORCH_CHECK(false, "convert: ", file, ":", line, ": ", problem, " (got '",
+              std::string(value.substr(0, 80)), cut ? "...'" : "'", ")");
 }
 
 // A text file, plain or gzip, read one line at a time through zlib.
@@ -52,28 +54,48 @@ class LineReader {
   const std::string& path() const { return path_; }
 
  private:
+  // Lines are cut from gzread's output (not gzgets, which would stop at a NUL byte and
+  // merge two lines). A truncated gzip stream is an error, not an end of file.
   bool read_line(std::string& line) {
     line.clear();
-    char buf[1 << 16];
     bool any = false;
-    while (gzgets(file_, buf, sizeof buf) != nullptr) {
+    while (true) {
+      if (pos_ == len_) {
+        const int got = gzread(file_, buf_.data(), static_cast<unsigned>(buf_.size()));
+        int err = Z_OK;
+        const char* msg = gzerror(file_, &err);
+        TORCH_CHECK(got >= 0 && err == Z_OK, "convert: ", path_, ":", line_no_ + 1,
+                    ": cannot read (", err == Z_BUF_ERROR ? "truncated gzip stream" : msg, ")");
+        if (got == 0) break;
+        pos_ = 0;
+        len_ = static_cast<size_t>(got);
+      }
       any = true;
-      const size_t len = std::strlen(buf);
-      line.append(buf, len);
-      if (len > 0 && buf[len - 1] == '\n') break;
+      const char* start = buf_.data() + pos_;
+      const void* nl = std::memchr(start, '\n', len_ - pos_);
+      const size_t take = nl ? static_cast<const char*>(nl) - start : len_ - pos_;
+      line.append(start, take);
+      pos_ += take + (nl ? 1 : 0);
+      TORCH_CHECK(line.size() <= kMaxLine, "convert: ", path_, ":", line_no_ + 1,
+                  ": line longer than ", kMaxLine >> 20, " MiB");
+      if (nl) break;
     }
-    int err = Z_OK;
-    const char* msg = gzerror(file_, &err);
-    TORCH_CHECK(err == Z_OK || err == Z_BUF_ERROR, "convert: ", path_, ":", line_no_ + 1,
-                ": cannot read (", msg, ")");
     if (!any) return false;
     ++line_no_;
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    if (line_no_ == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // UTF-8 BOM
+    while (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find('\0') != std::string::npos) {
+      fail(path_, line_no_, "line holds a NUL byte (not a text file?)",
+           line.substr(0, line.find('\0')));
+    }
     return true;
   }
+  static constexpr size_t kMaxLine = size_t{64} << 20;
   std::string path_;
   gzFile file_ = nullptr;
   int64_t line_no_ = 0;
+  std::vector<char> buf_ = std::vector<char>(size_t{1} << 17);
+  size_t pos_ = 0, len_ = 0;
 };
 
 // Splits a line into fields; kAuto is resolved from the first line of a file.
@@ -119,23 +141,23 @@ class FieldSplitter {
 };
 
 bool parse_int(std::string_view s, int64_t& v) {
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.size() > 1 && s.front() == '+' && s[1] != '-') s.remove_prefix(1);
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
 }
 
 bool parse_float(std::string_view s, double& v) {
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.size() > 1 && s.front() == '+' && s[1] != '-') s.remove_prefix(1);
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
 }
 
-// True when a file's first line is a header: its first field is not a number (an integer
-// unless `real`).
-bool is_header(const std::vector<std::string_view>& fields, bool real) {
-  int64_t i = 0;
-  double v = 0;
-  return !(real ? parse_float(fields[0], v) : parse_int(fields[0], i));
+// True when a file's first line is a header: its first field does not start like a
+// number (so "1e400" or "1x" are errors on a data line, not a skipped header).
+bool is_header(const std::vector<std::string_view>& fields) {
+  if (fields.empty() || fields[0].empty()) return true;
+  const char c = fields[0][0];
+  return !(std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '+' || c == '.');
 }
 
 // A node id of `reader`'s current line: 0-based after `one_based`, in [0, n) when n > 0.
@@ -195,7 +217,7 @@ at::Tensor read_features(const std::string& path, Delimiter delim) {
   bool first = true;
   while (reader.next(line)) {
     const auto& fields = split.split(line);
-    if (std::exchange(first, false) && is_header(fields, true)) continue;
+    if (std::exchange(first, false) && is_header(fields)) continue;
     if (f < 0) f = static_cast<int64_t>(fields.size());
     if (static_cast<int64_t>(fields.size()) != f) {
       fail(path, reader.line_number(),
@@ -236,6 +258,10 @@ at::Tensor read_labels(const std::string& path, int64_t n, Delimiter delim, bool
     TORCH_CHECK(y.size(0) == n, "convert: ", path, ": ", y.size(0),
                 " labels, but the features have ", n, " rows");
     const at::Tensor neg = (y < 0).nonzero();
+    const at::Tensor big = (y >= n).nonzero();
+    TORCH_CHECK(big.size(0) == 0, "convert: ", path, ": labels must be below the ", n,
+                " nodes (got ", big.size(0) ? y[big[0][0]].item<int64_t>() : 0, " at node ",
+                big.size(0) ? big[0][0].item<int64_t>() : 0, ")");
     TORCH_CHECK(neg.size(0) == 0, "convert: ", path, ": labels must be >= 0 (got ",
                 neg.size(0) ? y[neg[0][0]].item<int64_t>() : 0, " at node ",
                 neg.size(0) ? neg[0][0].item<int64_t>() : 0, ")");
@@ -251,7 +277,7 @@ at::Tensor read_labels(const std::string& path, int64_t n, Delimiter delim, bool
   bool first = true;
   while (reader.next(line)) {
     const auto& fields = split.split(line);
-    if (std::exchange(first, false) && is_header(fields, false)) continue;
+    if (std::exchange(first, false) && is_header(fields)) continue;
     if (width == 0) width = fields.size() >= 2 ? 2 : 1;
     if (static_cast<int>(fields.size()) != width) {
       fail(path, reader.line_number(),
@@ -264,6 +290,11 @@ at::Tensor read_labels(const std::string& path, int64_t n, Delimiter delim, bool
       fail(path, reader.line_number(), "label is not an integer", fields[width - 1]);
     }
     if (label < 0) fail(path, reader.line_number(), "label must be >= 0", fields[width - 1]);
+    if (label >= n) {
+      fail(path, reader.line_number(),
+           "label must be below the " + std::to_string(n) + " nodes (classes are 0..max label)",
+           fields[width - 1]);
+    }
     if (node >= n) {
       fail(path, reader.line_number(),
            "more labels than the " + std::to_string(n) + " nodes the features define", line);
@@ -288,7 +319,8 @@ at::Tensor read_node_set(const std::string& path, int64_t n, bool one_based, Del
   bool first = true;
   while (reader.next(line)) {
     const auto& fields = split.split(line);
-    if (std::exchange(first, false) && is_header(fields, false)) continue;
+    if (std::exchange(first, false) && is_header(fields)) continue;
+    if (fields.size() != 1) fail(path, reader.line_number(), "expected one node id per line", line);
     mp[node_id(reader, fields[0], one_based, n)] = true;
     ++count;
   }
@@ -299,6 +331,7 @@ at::Tensor read_node_set(const std::string& path, int64_t n, bool one_based, Del
 struct Edge {
   int64_t target, source;
   float weight;
+  bool reversed;  // --undirected: stored as (max, min) of a line written min -> max
 };
 
 // Reads the edges of `path` into a CSR graph over n nodes (rows = targets).
@@ -312,7 +345,7 @@ CsrGraph read_edges(const std::string& path, int64_t n, Delimiter delim, bool on
   bool first = true;
   while (reader.next(line)) {
     const auto& fields = split.split(line);
-    if (std::exchange(first, false) && is_header(fields, false)) continue;
+    if (std::exchange(first, false) && is_header(fields)) continue;
     if (width == 0) {
       width = static_cast<int>(fields.size());
       if (width != 2 && width != 3) {
@@ -327,14 +360,16 @@ CsrGraph read_edges(const std::string& path, int64_t n, Delimiter delim, bool on
     const int64_t s = node_id(reader, fields[0], one_based, n);
     const int64_t t = node_id(reader, fields[1], one_based, n);
     double w = 1;
-    if (width == 3 && (!parse_float(fields[2], w) || !(w > 0) || !std::isfinite(w) || w > 3.4e38)) {
+    // Checked as stored (float32): 1e-50 would round to 0, 1e39 to inf.
+    if (width == 3 && (!parse_float(fields[2], w) || !(static_cast<float>(w) > 0) ||
+                       !std::isfinite(static_cast<float>(w)))) {
       fail(path, reader.line_number(), "edge weight must be a finite number > 0", fields[2]);
     }
     ++report.lines;
     if (undirected) {
-      edges.push_back({std::max(s, t), std::min(s, t), static_cast<float>(w)});
+      edges.push_back({std::max(s, t), std::min(s, t), static_cast<float>(w), s > t});
     } else {
-      edges.push_back({t, s, static_cast<float>(w)});
+      edges.push_back({t, s, static_cast<float>(w), false});
     }
   }
   TORCH_CHECK(!edges.empty(), "convert: ", path, ": no edges");
@@ -342,16 +377,28 @@ CsrGraph read_edges(const std::string& path, int64_t n, Delimiter delim, bool on
   std::stable_sort(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) {
     return a.target != b.target ? a.target < b.target : a.source < b.source;
   });
-  const auto last = std::unique(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) {
-    return a.target == b.target && a.source == b.source;
-  });
-  report.duplicates_dropped = static_cast<int64_t>(edges.end() - last);
-  edges.erase(last, edges.end());
+  // Repeats: the same line twice is a duplicate; under --undirected a pair written in
+  // both directions is one undirected edge (counted apart, the first weight kept).
+  size_t kept = 0;
+  for (size_t k = 0; k < edges.size(); ++k) {
+    if (kept > 0 && edges[kept - 1].target == edges[k].target &&
+        edges[kept - 1].source == edges[k].source) {
+      if (edges[kept - 1].reversed != edges[k].reversed) {
+        ++report.reverse_pairs;
+      } else {
+        ++report.duplicates_dropped;
+      }
+      continue;
+    }
+    edges[kept++] = edges[k];
+  }
+  edges.resize(kept);
   if (undirected) {
     const size_t m = edges.size();
+    edges.reserve(2 * m);
     for (size_t i = 0; i < m; ++i) {
       if (edges[i].target != edges[i].source) {
-        edges.push_back({edges[i].source, edges[i].target, edges[i].weight});
+        edges.push_back({edges[i].source, edges[i].target, edges[i].weight, false});
       }
     }
     std::sort(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) {
@@ -470,6 +517,10 @@ Dataset convert_ogb(const std::string& dir, const std::string& split, bool undir
   TORCH_CHECK(std::find(names.begin(), names.end(), split_name) != names.end(), "convert: ", dir,
               "/split/", split_name,
               ": no such split (got splits: ", listed.empty() ? "none" : listed, ")");
+  for (const char* f : {"train.csv.gz", "valid.csv.gz", "test.csv.gz"}) {  // before the work
+    const fs::path file = fs::path(dir) / "split" / split_name / f;
+    TORCH_CHECK(fs::exists(file), "convert: ", file.string(), ": missing (OGB's split layout)");
+  }
   const std::string nodes_file = (raw / "num-node-list.csv.gz").string();
   int64_t n = 0;
   {

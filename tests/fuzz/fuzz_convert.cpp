@@ -29,18 +29,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const int target = data[0] % 4;
   qgnn::EdgeListSources s;
-  s.edges = fixture(edges, "src,dst\n0,1\n1,2\n2,3\n3,0\n");
+  s.one_based = (data[0] / 4) % 2 == 1;
+  s.undirected = (data[0] / 8) % 2 == 1;
+  // The fixtures in the id base the fuzzed file uses.
+  s.edges = fixture(
+      edges, s.one_based ? "src,dst\n1,2\n2,3\n3,4\n4,1\n" : "src,dst\n0,1\n1,2\n2,3\n3,0\n");
   s.features = fixture(features, "1,0\n0,1\n1,1\n0.5,2\n");
   s.labels = fixture(labels, "0\n1\n0\n1\n");
   if (target == 3) {
-    s.train = fixture(train, "0\n");
-    s.val = fixture(val, "1\n");
-    s.test = fixture(test, "2\n3\n");
+    s.train = fixture(train, s.one_based ? "1\n" : "0\n");
+    s.val = fixture(val, s.one_based ? "2\n" : "1\n");
+    s.test = fixture(test, s.one_based ? "3\n4\n" : "2\n3\n");
   }
   ScratchFile* fuzzed[4] = {&edges, &features, &labels, &train};
   fuzzed[target]->write(data + 1, size - 1);
-  s.one_based = (data[0] / 4) % 2 == 1;
-  s.undirected = (data[0] / 8) % 2 == 1;
   qgnn::Dataset d;
   try {
     d = qgnn::convert_edge_list(s);

@@ -104,7 +104,8 @@ TEST_F(Fixture, UndirectedOneBasedWeightedGzipWithSplitFiles) {
   s.undirected = true;
   ConvertReport r;
   Dataset d = convert_edge_list(s, &r);
-  EXPECT_EQ(r.duplicates_dropped, 1);  // 3 -> 2 repeats 2 -- 3; the first weight stays
+  EXPECT_EQ(r.duplicates_dropped, 0);
+  EXPECT_EQ(r.reverse_pairs, 1);  // 3 -> 2 repeats 2 -- 3; the first weight stays
   EXPECT_EQ(rows(d.graph), (std::vector<std::string>{"0: 1", "1: 0 2", "2: 1"}));
   ASSERT_TRUE(d.graph.has_weights());
   EXPECT_TRUE(torch::equal(d.graph.weights(), torch::tensor({.5f, .5f, 2.f, 2.f})));
@@ -179,6 +180,60 @@ TEST_F(Fixture, BadRowsNameTheFileTheLineAndTheValue) {
   s.edges = (dir_ / "missing.csv").string();
   EXPECT_NE(error_of([&] { convert_edge_list(s); }).find("missing.csv: cannot open"),
             std::string::npos);
+}
+
+TEST_F(Fixture, TextEdgeCases) {
+  EdgeListSources s;
+  // A byte-order mark, CRLF line ends and a line longer than one 128 KiB read.
+  s.edges = write("crlf.csv",
+                  "\xEF\xBB\xBF"
+                  "0,1\r\n1,2\r\n2,0\r\n");
+  s.features = write("wide.csv", std::string(70000, '0').insert(0, "1,").append("\n2,1\n3,1\n"));
+  s.labels = write("y.txt", "0\n1\n0\n");
+  Dataset d = convert_edge_list(s);
+  EXPECT_EQ(rows(d.graph), (std::vector<std::string>{"0: 2", "1: 0", "2: 1"}));
+  EXPECT_FLOAT_EQ(d.x[0][0].item<float>(), 1.f);
+  // Errors a header guess must not hide, and values float32 cannot hold.
+  s.features = write("big.csv", "1e400\n1\n1\n");
+  EXPECT_EQ(error_of([&] { convert_edge_list(s); }),
+            "convert: " + s.features + ":1: feature is not a number (got '1e400')");
+  s.features = write("x.csv", "1\n2\n3\n");
+  s.edges = write("tiny_w.csv", "0,1,1e-50\n");
+  EXPECT_EQ(error_of([&] { convert_edge_list(s); }),
+            "convert: " + s.edges + ":1: edge weight must be a finite number > 0 (got '1e-50')");
+  s.edges = write("nul.csv", std::string("0,1\n1,2\0x\n2,0\n", 15));
+  EXPECT_EQ(error_of([&] { convert_edge_list(s); }),
+            "convert: " + s.edges + ":2: line holds a NUL byte (not a text file?) (got '1,2')");
+  s.edges = write("plus.csv", "0,1\n+-1,2\n");
+  EXPECT_EQ(error_of([&] { convert_edge_list(s); }),
+            "convert: " + s.edges + ":2: node id is not an integer (got '+-1')");
+  s.edges = write("e.csv", "0,1\n");
+  s.labels = write("huge.txt", "0\n9223372036854775807\n0\n");
+  EXPECT_EQ(error_of([&] { convert_edge_list(s); }),
+            "convert: " + s.labels +
+                ":2: label must be below the 3 nodes (classes are 0..max label) (got "
+                "'9223372036854775807')");
+  s.labels = write("y2.txt", "0\n1\n0\n");
+  s.train = write("tr.txt", "0,1\n");
+  s.val = write("va.txt", "1\n");
+  s.test = write("te.txt", "2\n");
+  EXPECT_EQ(error_of([&] { convert_edge_list(s); }),
+            "convert: " + s.train + ":1: expected one node id per line (got '0,1')");
+  // A gzip stream cut short is an error, not a shorter file.
+  s.train = s.val = s.test = "";
+  std::string gz = (dir_ / "cut.csv.gz").string();
+  {
+    gzFile f = gzopen(gz.c_str(), "wb");
+    std::string text;
+    for (int i = 0; i < 2000; ++i)
+      text += std::to_string(i % 3) + "," + std::to_string((i + 1) % 3) + "\n";
+    gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
+    gzclose(f);
+  }
+  const auto full = fs::file_size(gz);
+  fs::resize_file(gz, full - 12);
+  s.edges = gz;
+  EXPECT_NE(error_of([&] { convert_edge_list(s); }).find("cannot read"), std::string::npos);
 }
 
 TEST_F(Fixture, OgbRawLayout) {

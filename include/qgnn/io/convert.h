@@ -3,8 +3,9 @@
 // (data/README.md): an edge list (CSV / TSV / whitespace) with features and labels, or
 // OGB's raw node-property layout. Every text file may be gzip-compressed (read through
 // zlib, which also reads plain files) and is read line by line: memory is the dataset
-// being built (24 bytes per edge while sorting, twice that with --undirected, plus the
-// CSR; 4 N F bytes for the features, grown as a vector), never a whole text file.
+// being built (24 bytes per edge line while sorting, twice that with --undirected, plus
+// the CSR; 4 N F bytes for the features, grown as a vector), never a whole text file.
+// Lines are at most 64 MiB; a UTF-8 byte-order mark is skipped, a NUL byte is an error.
 //
 // Lines that are empty or start with '#' or '%' are skipped everywhere. A bad line is a
 // one-line c10::Error "convert: <file>:<line>: <problem> (got '<value>')".
@@ -44,7 +45,9 @@ struct QGNN_API EdgeListSources {
 // What a conversion did beyond the dataset itself.
 struct QGNN_API ConvertReport {
   int64_t lines = 0;               // edge lines read (without comments and the header)
-  int64_t duplicates_dropped = 0;  // repeated (source, target) pairs; the first kept
+  int64_t duplicates_dropped = 0;  // repeated (source, target) lines; the first kept
+  int64_t reverse_pairs = 0;       // --undirected: pairs written in both directions (one edge,
+                                   // the first line's weight)
   int64_t self_loops = 0;          // edges i -> i, kept
 };
 
