@@ -334,6 +334,11 @@ struct Edge {
   bool reversed;  // --undirected: stored as (max, min) of a line written min -> max
 };
 
+// CSR order: rows (targets), then sources.
+bool by_target_source(const Edge& a, const Edge& b) {
+  return a.target != b.target ? a.target < b.target : a.source < b.source;
+}
+
 // Reads the edges of `path` into a CSR graph over n nodes (rows = targets).
 CsrGraph read_edges(const std::string& path, int64_t n, Delimiter delim, bool one_based,
                     bool undirected, ConvertReport& report) {
@@ -374,9 +379,7 @@ CsrGraph read_edges(const std::string& path, int64_t n, Delimiter delim, bool on
   }
   TORCH_CHECK(!edges.empty(), "convert: ", path, ": no edges");
   // Sort by (target, source), keeping file order among repeats: the first one stays.
-  std::stable_sort(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) {
-    return a.target != b.target ? a.target < b.target : a.source < b.source;
-  });
+  std::stable_sort(edges.begin(), edges.end(), by_target_source);
   // Repeats: the same line twice is a duplicate; under --undirected a pair written in
   // both directions is one undirected edge (counted apart, the first weight kept).
   size_t kept = 0;
@@ -401,9 +404,7 @@ CsrGraph read_edges(const std::string& path, int64_t n, Delimiter delim, bool on
         edges.push_back({edges[i].source, edges[i].target, edges[i].weight, false});
       }
     }
-    std::sort(edges.begin(), edges.end(), [](const Edge& a, const Edge& b) {
-      return a.target != b.target ? a.target < b.target : a.source < b.source;
-    });
+    std::sort(edges.begin(), edges.end(), by_target_source);
   }
   const int64_t e = static_cast<int64_t>(edges.size());
   at::Tensor indptr = at::zeros({n + 1}, at::kLong);
@@ -426,9 +427,7 @@ void finish(Dataset& d, at::Tensor x, at::Tensor y) {
   d.feature_dim = d.x.size(1);
   d.x_source_dtype = "float32";
   d.y = std::move(y);
-  d.num_classes = d.y.max().item<int64_t>() + 1;
-  TORCH_CHECK(d.num_classes <= d.x.size(0), "convert: ", d.num_classes,
-              " classes (max label + 1) but only ", d.x.size(0), " nodes");
+  d.num_classes = d.y.max().item<int64_t>() + 1;  // <= N: read_labels keeps labels < N
 }
 
 void set_split(Dataset& d, at::Tensor train, at::Tensor val, at::Tensor test,

@@ -137,11 +137,4 @@ inline at::Tensor finish_layer(const BiasGlue& g, const at::Tensor& agg, int bit
   return out;
 }
 
-// In-degrees of A ([N] int64).
-inline at::Tensor in_degrees(const GraphOperators& ops) {
-  const int64_t n = ops.num_nodes();
-  const at::Tensor indptr = ops.graph().indptr();
-  return indptr.narrow(0, 1, n) - indptr.narrow(0, 0, n);
-}
-
 }  // namespace qgnn::intlayer

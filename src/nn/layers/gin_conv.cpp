@@ -99,7 +99,7 @@ class GinIntegerLayer : public IntegerLayer {
                                           const at::Tensor& input_rows) const override {
     auto p = std::make_shared<GinIntegerPlan>();
     if (input_rows.defined()) p->lin_rows = multipliers(input_rows);
-    const at::Tensor deg = in_degrees(ops);
+    const at::Tensor deg = ops.graph().in_degree();
     const int64_t max_deg = deg.numel() ? deg.max().item<int64_t>() : 0;
     while (p->shift > 0 && (int64_t{128} * (max_deg + 2)) << p->shift >= (int64_t{1} << 31)) {
       --p->shift;

@@ -73,7 +73,7 @@ class SageIntegerLayer : public IntegerLayer {
   std::shared_ptr<const IntegerPlan> plan(const GraphOperators& ops,
                                           const at::Tensor& input_rows) const override {
     auto p = std::make_shared<SageIntegerPlan>();
-    const at::Tensor deg = in_degrees(ops).clamp_min(1);
+    const at::Tensor deg = ops.graph().in_degree().clamp_min(1);
     p->deg = deg.to(at::kInt).unsqueeze(1);
     if (input_rows.defined()) p->lin_rows = multipliers(input_rows);
     p->agg_rows = multipliers(double(s_lin_) / (deg.to(at::kDouble) * double(s_agg_)));
