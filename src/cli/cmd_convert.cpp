@@ -29,9 +29,9 @@ class ConvertCommand : public Command {
     cmd->add_option("--train", src_.train, "with --edges: train node ids, one per line");
     cmd->add_option("--val", src_.val, "with --edges: validation node ids");
     cmd->add_option("--test", src_.test, "with --edges: test node ids");
-    cmd->add_option("--delimiter", delimiter_, "auto, comma, tab or space")
-        ->check(one_of({"auto", "comma", "tab", "space"}))
-        ->capture_default_str();
+    delimiter_option_ = cmd->add_option("--delimiter", delimiter_, "auto, comma, tab or space")
+                            ->check(one_of({"auto", "comma", "tab", "space"}))
+                            ->capture_default_str();
     cmd->add_flag("--one-based", src_.one_based, "node ids start at 1");
     cmd->add_flag("--undirected", undirected_,
                   "each edge also stands for its reverse (PyG's to_undirected)");
@@ -58,6 +58,9 @@ class ConvertCommand : public Command {
       throw UsageError("--edges needs --features and --labels");
     }
     if (!split_.empty() && ogb_.empty()) throw UsageError("--split goes with --ogb");
+    if (!ogb_.empty() && delimiter_option_->count() > 0) {
+      throw UsageError("--delimiter goes with --edges (OGB's files are comma-separated)");
+    }
   }
 
   int run() override {
@@ -105,6 +108,7 @@ class ConvertCommand : public Command {
  private:
   EdgeListSources src_;
   std::string delimiter_ = "auto";
+  CLI::Option* delimiter_option_ = nullptr;
   bool undirected_ = false;
   std::string ogb_, split_;
   bool compress_ = false;

@@ -268,6 +268,8 @@ expect_error "convert: bad edge row" 1 "convert: $TMP/bad_edges.csv:3: node id i
 if [[ -e "$TMP/bad.npz" ]]; then fail "convert: a failed run wrote $TMP/bad.npz"; else ok; fi
 expect_error "convert: neither input" 2 "give either --edges (with --features and --labels) or --ogb" -- \
   convert --out "$TMP/none.npz"
+expect_error "convert: delimiter with ogb" 2 "--delimiter goes with --edges" -- \
+  convert --ogb "$TMP" --delimiter tab --out "$TMP/none.npz"
 expect_error "convert: edges without labels" 2 "--edges needs --features and --labels" -- \
   convert --edges "$TMP/edges.csv" --features "$TMP/feat.csv" --out "$TMP/none.npz"
 
